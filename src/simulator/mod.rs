@@ -1,0 +1,1 @@
+//! The Cloudflare API simulator (being written).
