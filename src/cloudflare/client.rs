@@ -1,10 +1,42 @@
-//! The Cloudflare API client (work in progress: being written now).
+//! The Cloudflare API client: auth, the envelope, paging, retries, the request budget.
+//!
+//! Every HTTP attempt (first tries and retries alike) takes a token from one budget shared by
+//! all requests, holds one of `max_concurrency` permits while in flight, and is reported to a
+//! [`RequestObserver`] (the API metrics). Retryable failures (429, 5xx, timeouts, network
+//! errors) back off exponentially with jitter; a `Retry-After` replaces the backoff and also
+//! holds back every other request until it has passed, so the client never hammers the API.
 
-use std::time::Duration;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBuilder};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde::de::{DeserializeOwned, IgnoredAny};
+use tokio::sync::Semaphore;
 use url::Url;
 
+use super::Endpoint;
+use super::types::{
+    ApiMessage, DnsRecord, Envelope, HostnameAssociation, HostnameCertificate, ResultInfo,
+    TokenVerification, ZoneCertificate, ZoneSettings,
+};
 use crate::secret::Secret;
+
+/// Cloudflare error codes that mean "rate limited" even without HTTP 429.
+const RATE_LIMIT_CODES: [i64; 2] = [971, 10100];
+/// Cloudflare error codes for missing, malformed or invalid credentials.
+const UNAUTHORIZED_CODES: [i64; 6] = [6003, 6111, 9103, 9106, 9109, 10001];
+/// Cloudflare's "Authentication error": valid request, but the token may not do this.
+const FORBIDDEN_CODES: [i64; 1] = [10000];
+/// A list claiming more pages than this is treated as a decode error, not followed.
+const MAX_PAGES: u32 = 1000;
+/// Page size asked of DNS record lists (the only list that pages today).
+const DNS_PER_PAGE: u32 = 100;
 
 /// How requests authenticate.
 #[derive(Debug, Clone)]
@@ -60,10 +92,931 @@ impl ClientOptions {
     }
 }
 
-/// Placeholder until the client lands.
-pub struct Client;
-/// Placeholder until the client lands.
-#[derive(Debug)]
-pub struct ApiError;
-/// Placeholder until the client lands.
-pub trait RequestObserver {}
+/// Low-cardinality failure class: the `reason` label of `api_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorReason {
+    RateLimited,
+    Unauthorized,
+    Forbidden,
+    ServerError,
+    Timeout,
+    Network,
+    Decode,
+    ApiError,
+}
+
+impl ErrorReason {
+    /// Every reason, in label order.
+    pub const ALL: [ErrorReason; 8] = [
+        ErrorReason::RateLimited,
+        ErrorReason::Unauthorized,
+        ErrorReason::Forbidden,
+        ErrorReason::ServerError,
+        ErrorReason::Timeout,
+        ErrorReason::Network,
+        ErrorReason::Decode,
+        ErrorReason::ApiError,
+    ];
+
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorReason::RateLimited => "rate_limited",
+            ErrorReason::Unauthorized => "unauthorized",
+            ErrorReason::Forbidden => "forbidden",
+            ErrorReason::ServerError => "server_error",
+            ErrorReason::Timeout => "timeout",
+            ErrorReason::Network => "network",
+            ErrorReason::Decode => "decode",
+            ErrorReason::ApiError => "api_error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `errors` of an envelope, printed on one line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiMessages(pub Vec<ApiMessage>);
+
+impl fmt::Display for ApiMessages {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("no error detail");
+        }
+        for (index, message) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{message}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A failed API call. Messages name the endpoint and never carry credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{endpoint}: rate limited by Cloudflare (HTTP {status}, retry after {})", fmt_retry_after(*.retry_after))]
+    RateLimited {
+        endpoint: Endpoint,
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    #[error("{endpoint}: still inside Cloudflare's rate-limit block for {}", humantime::format_duration(*.remaining))]
+    RateLimitBlocked {
+        endpoint: Endpoint,
+        remaining: Duration,
+    },
+    #[error("{endpoint}: credentials rejected (HTTP {status}): {errors}")]
+    Unauthorized {
+        endpoint: Endpoint,
+        status: u16,
+        errors: ApiMessages,
+    },
+    #[error("{endpoint}: forbidden, the token lacks a permission (HTTP {status}): {errors}")]
+    Forbidden {
+        endpoint: Endpoint,
+        status: u16,
+        errors: ApiMessages,
+    },
+    #[error("{endpoint}: Cloudflare server error (HTTP {status})")]
+    ServerError { endpoint: Endpoint, status: u16 },
+    #[error("{endpoint}: no complete answer within {}", humantime::format_duration(*.timeout))]
+    Timeout {
+        endpoint: Endpoint,
+        timeout: Duration,
+    },
+    #[error("{endpoint}: network error: {source}")]
+    Network {
+        endpoint: Endpoint,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{endpoint}: response body larger than {limit} bytes, refused")]
+    TooLarge { endpoint: Endpoint, limit: usize },
+    #[error("{endpoint}: undecodable response (HTTP {status}): {message}")]
+    Decode {
+        endpoint: Endpoint,
+        status: u16,
+        message: String,
+    },
+    #[error("{endpoint}: Cloudflare answered success=false (HTTP {status}): {errors}")]
+    Api {
+        endpoint: Endpoint,
+        status: u16,
+        errors: ApiMessages,
+    },
+}
+
+fn fmt_retry_after(retry_after: Option<Duration>) -> String {
+    retry_after.map_or_else(
+        || "unspecified".to_owned(),
+        |delay| humantime::format_duration(delay).to_string(),
+    )
+}
+
+impl ApiError {
+    /// The `reason` label of `api_errors_total`.
+    pub fn reason(&self) -> ErrorReason {
+        match self {
+            ApiError::RateLimited { .. } | ApiError::RateLimitBlocked { .. } => {
+                ErrorReason::RateLimited
+            }
+            ApiError::Unauthorized { .. } => ErrorReason::Unauthorized,
+            ApiError::Forbidden { .. } => ErrorReason::Forbidden,
+            ApiError::ServerError { .. } => ErrorReason::ServerError,
+            ApiError::Timeout { .. } => ErrorReason::Timeout,
+            ApiError::Network { .. } => ErrorReason::Network,
+            ApiError::TooLarge { .. } | ApiError::Decode { .. } => ErrorReason::Decode,
+            ApiError::Api { .. } => ErrorReason::ApiError,
+        }
+    }
+
+    /// The endpoint that failed.
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            ApiError::RateLimited { endpoint, .. }
+            | ApiError::RateLimitBlocked { endpoint, .. }
+            | ApiError::Unauthorized { endpoint, .. }
+            | ApiError::Forbidden { endpoint, .. }
+            | ApiError::ServerError { endpoint, .. }
+            | ApiError::Timeout { endpoint, .. }
+            | ApiError::Network { endpoint, .. }
+            | ApiError::TooLarge { endpoint, .. }
+            | ApiError::Decode { endpoint, .. }
+            | ApiError::Api { endpoint, .. } => *endpoint,
+        }
+    }
+
+    /// Cloudflare's error codes carried by the response, if any.
+    pub fn cloudflare_codes(&self) -> Vec<i64> {
+        match self {
+            ApiError::Unauthorized { errors, .. }
+            | ApiError::Forbidden { errors, .. }
+            | ApiError::Api { errors, .. } => {
+                errors.0.iter().filter_map(|message| message.code).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Worth another attempt: the API or the path to it may recover by itself.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ApiError::RateLimited { .. }
+                | ApiError::ServerError { .. }
+                | ApiError::Timeout { .. }
+                | ApiError::Network { .. }
+        )
+    }
+
+    /// The server asked to wait this long before the next request.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// One finished HTTP attempt, as the metrics see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    pub endpoint: Endpoint,
+    /// The HTTP status, or `None` when no response arrived (timeout, network error).
+    pub status: Option<u16>,
+    pub elapsed: Duration,
+    /// Why the attempt failed, when it did (a 404 answered as "absent" is not a failure).
+    pub error: Option<ErrorReason>,
+}
+
+/// Receives every HTTP attempt and rate-limit reading: the API metrics implement it.
+pub trait RequestObserver: Send + Sync {
+    /// Called once per HTTP attempt, retries included.
+    fn attempt_finished(&self, attempt: &Attempt);
+    /// Called whenever a response carries a remaining-requests header.
+    fn rate_limit_remaining(&self, remaining: u64);
+}
+
+/// An observer that records nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopObserver;
+
+impl RequestObserver for NoopObserver {
+    fn attempt_finished(&self, _attempt: &Attempt) {}
+    fn rate_limit_remaining(&self, _remaining: u64) {}
+}
+
+/// The client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBuildError {
+    #[error("cloudflare.api_base_url: {0} cannot be a base URL")]
+    BaseUrl(Url),
+    #[error("cloudflare: credentials contain characters not allowed in an HTTP header")]
+    HeaderValue,
+    #[error("cloudflare: cannot build the HTTP client: {0}")]
+    Http(#[source] reqwest::Error),
+}
+
+/// The Cloudflare API client. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Client {
+    http: reqwest::Client,
+    base_url: Url,
+    options: ClientOptions,
+    budget: DefaultDirectRateLimiter,
+    in_flight: Semaphore,
+    observer: Arc<dyn RequestObserver>,
+    /// `u64::MAX` until a response has carried the header.
+    rate_limit_remaining: AtomicU64,
+    /// Set by a 429 with `Retry-After`: no request leaves before this instant.
+    blocked_until: Mutex<Option<Instant>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.base_url.as_str())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A successful response: the HTTP status, headers and the body bytes.
+struct RawResponse {
+    status: StatusCode,
+    body: Vec<u8>,
+}
+
+/// What a request expects when Cloudflare answers 404.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NotFound {
+    /// 404 means "no such object": `Ok(None)`.
+    Absent,
+    /// 404 is an error like any other.
+    Error,
+}
+
+impl Client {
+    /// A client that reports to no one.
+    pub fn new(options: ClientOptions) -> Result<Client, ClientBuildError> {
+        Client::with_observer(options, Arc::new(NoopObserver))
+    }
+
+    /// A client reporting every attempt to `observer`.
+    pub fn with_observer(
+        options: ClientOptions,
+        observer: Arc<dyn RequestObserver>,
+    ) -> Result<Client, ClientBuildError> {
+        if options.base_url.cannot_be_a_base() {
+            return Err(ClientBuildError::BaseUrl(options.base_url.clone()));
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(auth_headers(&options.auth)?)
+            .user_agent(concat!(
+                env!("CARGO_PKG_NAME"),
+                "/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .timeout(options.request_timeout)
+            .connect_timeout(options.request_timeout)
+            .pool_max_idle_per_host(options.max_concurrency.max(1))
+            .build()
+            .map_err(ClientBuildError::Http)?;
+        Ok(Client {
+            http,
+            base_url: options.base_url.clone(),
+            budget: RateLimiter::direct(budget_quota(
+                options.requests_per_5m,
+                options.budget_window,
+            )),
+            in_flight: Semaphore::new(options.max_concurrency.max(1)),
+            observer,
+            rate_limit_remaining: AtomicU64::new(u64::MAX),
+            blocked_until: Mutex::new(None),
+            options,
+        })
+    }
+
+    /// The options the client was built with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    /// The last remaining-requests figure Cloudflare sent, if any.
+    pub fn rate_limit_remaining(&self) -> Option<u64> {
+        match self.rate_limit_remaining.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            remaining => Some(remaining),
+        }
+    }
+
+    /// GET `/zones/{zone_id}/origin_tls_client_auth/hostnames/certificates`, every page.
+    pub async fn list_hostname_certificates(
+        &self,
+        zone_id: &str,
+    ) -> Result<Vec<HostnameCertificate>, ApiError> {
+        let url = self.url(&[
+            "zones",
+            zone_id,
+            "origin_tls_client_auth",
+            "hostnames",
+            "certificates",
+        ]);
+        self.get_all_pages(Endpoint::HostnameCertificatesList, url, None)
+            .await
+    }
+
+    /// GET one hostname certificate by id; `None` when Cloudflare answers 404.
+    pub async fn get_hostname_certificate(
+        &self,
+        zone_id: &str,
+        certificate_id: &str,
+    ) -> Result<Option<HostnameCertificate>, ApiError> {
+        let url = self.url(&[
+            "zones",
+            zone_id,
+            "origin_tls_client_auth",
+            "hostnames",
+            "certificates",
+            certificate_id,
+        ]);
+        let envelope = self
+            .get_envelope::<HostnameCertificate>(
+                Endpoint::HostnameCertificateGet,
+                url,
+                NotFound::Absent,
+            )
+            .await?;
+        Ok(envelope.and_then(|envelope| envelope.result))
+    }
+
+    /// GET one hostname's association; `None` (the state `absent`) when Cloudflare answers 404.
+    pub async fn get_hostname_association(
+        &self,
+        zone_id: &str,
+        hostname: &str,
+    ) -> Result<Option<HostnameAssociation>, ApiError> {
+        let url = self.url(&[
+            "zones",
+            zone_id,
+            "origin_tls_client_auth",
+            "hostnames",
+            hostname,
+        ]);
+        let envelope = self
+            .get_envelope::<HostnameAssociation>(Endpoint::HostnameGet, url, NotFound::Absent)
+            .await?;
+        Ok(envelope.and_then(|envelope| envelope.result))
+    }
+
+    /// GET `/zones/{zone_id}/origin_tls_client_auth`: zone-level AOP certificates, every page.
+    pub async fn list_zone_certificates(
+        &self,
+        zone_id: &str,
+    ) -> Result<Vec<ZoneCertificate>, ApiError> {
+        let url = self.url(&["zones", zone_id, "origin_tls_client_auth"]);
+        self.get_all_pages(Endpoint::ZoneCertificatesList, url, None)
+            .await
+    }
+
+    /// GET `/zones/{zone_id}/origin_tls_client_auth/settings`.
+    pub async fn get_zone_settings(&self, zone_id: &str) -> Result<ZoneSettings, ApiError> {
+        let url = self.url(&["zones", zone_id, "origin_tls_client_auth", "settings"]);
+        let envelope = self
+            .get_envelope::<ZoneSettings>(Endpoint::ZoneSettingsGet, url, NotFound::Error)
+            .await?;
+        Ok(envelope
+            .and_then(|envelope| envelope.result)
+            .unwrap_or_default())
+    }
+
+    /// GET `/user/tokens/verify`. Legacy key auth has no token to verify: Cloudflare answers
+    /// with an auth error, which is what the caller gets.
+    pub async fn verify_token(&self) -> Result<TokenVerification, ApiError> {
+        let endpoint = Endpoint::TokenVerify;
+        let url = self.url(&["user", "tokens", "verify"]);
+        let envelope = self
+            .get_envelope::<TokenVerification>(endpoint, url, NotFound::Error)
+            .await?;
+        envelope
+            .and_then(|envelope| envelope.result)
+            .ok_or(ApiError::Decode {
+                endpoint,
+                status: 200,
+                message: "envelope has no result".to_owned(),
+            })
+    }
+
+    /// GET `/zones/{zone_id}/dns_records?proxied=true`, every page.
+    pub async fn list_proxied_dns_records(
+        &self,
+        zone_id: &str,
+    ) -> Result<Vec<DnsRecord>, ApiError> {
+        let mut url = self.url(&["zones", zone_id, "dns_records"]);
+        url.query_pairs_mut().append_pair("proxied", "true");
+        self.get_all_pages(Endpoint::DnsRecordsList, url, Some(DNS_PER_PAGE))
+            .await
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base_url.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    /// Fetches page 1 (with `per_page` when given), then pages 2 to `total_pages` if the
+    /// response's `result_info` announces more.
+    async fn get_all_pages<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        url: Url,
+        per_page: Option<u32>,
+    ) -> Result<Vec<T>, ApiError> {
+        let page_url = |page: u32, per_page: Option<u32>| {
+            let mut url = url.clone();
+            if page > 1 || per_page.is_some() {
+                let mut query = url.query_pairs_mut();
+                query.append_pair("page", &page.to_string());
+                if let Some(per_page) = per_page {
+                    query.append_pair("per_page", &per_page.to_string());
+                }
+            }
+            url
+        };
+        let first = self
+            .get_envelope::<Vec<T>>(endpoint, page_url(1, per_page), NotFound::Error)
+            .await?
+            .unwrap_or_else(empty_envelope);
+        let info = first.result_info.unwrap_or_default();
+        let mut items = first.result.unwrap_or_default();
+        let total_pages = info.total_pages.unwrap_or(1);
+        if total_pages > MAX_PAGES {
+            return Err(ApiError::Decode {
+                endpoint,
+                status: 200,
+                message: format!("result_info.total_pages is {total_pages}, over {MAX_PAGES}"),
+            });
+        }
+        let per_page = per_page.or(info.per_page);
+        for page in 2..=total_pages {
+            let next = self
+                .get_envelope::<Vec<T>>(endpoint, page_url(page, per_page), NotFound::Error)
+                .await?
+                .unwrap_or_else(empty_envelope);
+            let page_items = next.result.unwrap_or_default();
+            if page_items.is_empty() {
+                break;
+            }
+            items.extend(page_items);
+        }
+        Ok(items)
+    }
+
+    /// One logical GET with retries. `Ok(None)` only for a 404 when `not_found` is `Absent`.
+    async fn get_envelope<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        url: Url,
+        not_found: NotFound,
+    ) -> Result<Option<Envelope<T>>, ApiError> {
+        let mut backoff = ExponentialBuilder::new()
+            .with_min_delay(self.options.retry_initial_backoff)
+            .with_max_delay(self.options.retry_max_backoff)
+            .with_max_times(usize::try_from(self.options.max_retries).unwrap_or(usize::MAX))
+            .with_jitter()
+            .build();
+        loop {
+            let error = match self.attempt::<T>(endpoint, &url, not_found).await {
+                Ok(envelope) => return Ok(envelope),
+                Err(error) => error,
+            };
+            if !error.is_retryable() {
+                return Err(error);
+            }
+            let Some(backoff_delay) = backoff.next() else {
+                return Err(error);
+            };
+            let delay = match error.retry_after() {
+                Some(retry_after) if retry_after > self.options.max_retry_after => {
+                    return Err(error);
+                }
+                Some(retry_after) => retry_after,
+                None => backoff_delay,
+            };
+            tracing::debug!(
+                endpoint = %endpoint,
+                error = %error,
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                "retrying Cloudflare request"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One HTTP attempt: wait out any rate-limit block, take a budget token and a permit,
+    /// send, classify, report.
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        not_found: NotFound,
+    ) -> Result<Option<Envelope<T>>, ApiError> {
+        self.wait_out_block(endpoint).await?;
+        self.budget.until_ready().await;
+        let started = Instant::now();
+        let response = {
+            // Closed never happens: the semaphore lives as long as the client.
+            let _permit = self.in_flight.acquire().await.ok();
+            self.send(endpoint, url).await
+        };
+        let status = response.as_ref().ok().map(|raw| raw.status.as_u16());
+        let result = response.and_then(|raw| Self::classify::<T>(endpoint, &raw, not_found));
+        if let Err(ApiError::RateLimited {
+            retry_after: Some(retry_after),
+            ..
+        }) = &result
+        {
+            self.block_for(*retry_after);
+        }
+        self.observer.attempt_finished(&Attempt {
+            endpoint,
+            status,
+            elapsed: started.elapsed(),
+            error: result.as_ref().err().map(ApiError::reason),
+        });
+        result
+    }
+
+    async fn wait_out_block(&self, endpoint: Endpoint) -> Result<(), ApiError> {
+        let until = *self
+            .blocked_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(until) = until else { return Ok(()) };
+        let remaining = until.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Ok(());
+        }
+        if remaining > self.options.max_retry_after {
+            return Err(ApiError::RateLimitBlocked {
+                endpoint,
+                remaining,
+            });
+        }
+        tokio::time::sleep(remaining).await;
+        Ok(())
+    }
+
+    fn block_for(&self, retry_after: Duration) {
+        let until = Instant::now() + retry_after;
+        let mut blocked = self
+            .blocked_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if blocked.is_none_or(|current| current < until) {
+            *blocked = Some(until);
+        }
+    }
+
+    /// Sends the GET and reads the body up to the size cap.
+    async fn send(&self, endpoint: Endpoint, url: &Url) -> Result<RawResponse, ApiError> {
+        let transport = |source: reqwest::Error| {
+            if source.is_timeout() {
+                ApiError::Timeout {
+                    endpoint,
+                    timeout: self.options.request_timeout,
+                }
+            } else {
+                ApiError::Network {
+                    endpoint,
+                    source: source.without_url(),
+                }
+            }
+        };
+        let mut response = self.http.get(url.clone()).send().await.map_err(transport)?;
+        let status = response.status();
+        self.record_rate_limit(response.headers());
+        let limit = self.options.max_response_bytes;
+        if response
+            .content_length()
+            .is_some_and(|length| length > u64::try_from(limit).unwrap_or(u64::MAX))
+        {
+            return Err(ApiError::TooLarge { endpoint, limit });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::TooLarge { endpoint, limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(ApiError::RateLimited {
+                endpoint,
+                status: status.as_u16(),
+                retry_after: retry_after(response.headers()),
+            });
+        }
+        Ok(RawResponse { status, body })
+    }
+
+    fn record_rate_limit(&self, headers: &HeaderMap) {
+        if let Some(remaining) = rate_limit_remaining(headers) {
+            self.rate_limit_remaining
+                .store(remaining.min(u64::MAX - 1), Ordering::Relaxed);
+            self.observer.rate_limit_remaining(remaining);
+        }
+    }
+
+    fn classify<T: DeserializeOwned>(
+        endpoint: Endpoint,
+        raw: &RawResponse,
+        not_found: NotFound,
+    ) -> Result<Option<Envelope<T>>, ApiError> {
+        let status = raw.status;
+        let code = status.as_u16();
+        if status == StatusCode::NOT_FOUND && not_found == NotFound::Absent {
+            return Ok(None);
+        }
+        if status.is_server_error() {
+            return Err(ApiError::ServerError {
+                endpoint,
+                status: code,
+            });
+        }
+        if status.is_success() {
+            if let Ok(envelope) = serde_json::from_slice::<Envelope<T>>(&raw.body) {
+                if envelope.success {
+                    return Ok(Some(envelope));
+                }
+                return Err(failure(endpoint, code, envelope.errors));
+            }
+        }
+        // Failure path: read only the envelope's errors, whatever the result holds.
+        match serde_json::from_slice::<Envelope<IgnoredAny>>(&raw.body) {
+            Ok(envelope) if !envelope.success || !status.is_success() => {
+                Err(failure(endpoint, code, envelope.errors))
+            }
+            Ok(_) => Err(decode_error::<T>(endpoint, code, &raw.body)),
+            Err(error) => match status {
+                StatusCode::UNAUTHORIZED => Err(ApiError::Unauthorized {
+                    endpoint,
+                    status: code,
+                    errors: ApiMessages::default(),
+                }),
+                StatusCode::FORBIDDEN => Err(ApiError::Forbidden {
+                    endpoint,
+                    status: code,
+                    errors: ApiMessages::default(),
+                }),
+                _ => Err(ApiError::Decode {
+                    endpoint,
+                    status: code,
+                    message: error.to_string(),
+                }),
+            },
+        }
+    }
+}
+
+/// The decode error of a body whose envelope parsed but whose `result` did not.
+fn decode_error<T: DeserializeOwned>(endpoint: Endpoint, status: u16, body: &[u8]) -> ApiError {
+    let message = match serde_json::from_slice::<Envelope<T>>(body) {
+        Err(error) => error.to_string(),
+        Ok(_) => "unexpected response".to_owned(),
+    };
+    ApiError::Decode {
+        endpoint,
+        status,
+        message,
+    }
+}
+
+/// Classifies a `success:false` answer (or an error status with an envelope) by its codes.
+fn failure(endpoint: Endpoint, status: u16, errors: Vec<ApiMessage>) -> ApiError {
+    let has_code = |codes: &[i64]| {
+        errors
+            .iter()
+            .any(|message| message.code.is_some_and(|code| codes.contains(&code)))
+    };
+    let rate_limited = has_code(&RATE_LIMIT_CODES);
+    let unauthorized = has_code(&UNAUTHORIZED_CODES);
+    let forbidden = has_code(&FORBIDDEN_CODES);
+    let errors = ApiMessages(errors);
+    if status == 429 || rate_limited {
+        ApiError::RateLimited {
+            endpoint,
+            status,
+            retry_after: None,
+        }
+    } else if status == 401 || unauthorized {
+        ApiError::Unauthorized {
+            endpoint,
+            status,
+            errors,
+        }
+    } else if status == 403 || forbidden {
+        ApiError::Forbidden {
+            endpoint,
+            status,
+            errors,
+        }
+    } else {
+        ApiError::Api {
+            endpoint,
+            status,
+            errors,
+        }
+    }
+}
+
+fn empty_envelope<T>() -> Envelope<Vec<T>> {
+    Envelope {
+        success: true,
+        errors: Vec::new(),
+        messages: Vec::new(),
+        result: None,
+        result_info: None::<ResultInfo>,
+    }
+}
+
+fn auth_headers(auth: &Auth) -> Result<HeaderMap, ClientBuildError> {
+    let sensitive = |value: &str| {
+        let mut header = HeaderValue::from_str(value).map_err(|_| ClientBuildError::HeaderValue)?;
+        // Keeps the value out of reqwest's and hyper's Debug output.
+        header.set_sensitive(true);
+        Ok::<_, ClientBuildError>(header)
+    };
+    let mut headers = HeaderMap::new();
+    match auth {
+        Auth::Token(token) => {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                sensitive(&format!("Bearer {}", token.expose().trim()))?,
+            );
+        }
+        Auth::Legacy { email, key } => {
+            headers.insert("x-auth-email", sensitive(email.trim())?);
+            headers.insert("x-auth-key", sensitive(key.expose().trim())?);
+        }
+    }
+    Ok(headers)
+}
+
+/// The GCRA quota that keeps any window of `window` length at or under `requests` requests.
+///
+/// A bucket of burst `b` refilled every `p` lets through `b + ceil(window / p) - 1` requests in
+/// a window; with `p = window / (requests - b + 1)` that is exactly `requests`. The burst is a
+/// tenth of the budget so a cycle can start quickly without ever exceeding it.
+pub fn budget_quota(requests: u32, window: Duration) -> Quota {
+    let requests = requests.max(1);
+    let burst = (requests / 10).max(1);
+    let refills = requests - burst + 1;
+    // Rounded up by a microsecond so integer division never tips a window over.
+    let period = window / refills + Duration::from_micros(1);
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst)
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by Cloudflare; it falls back to none).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Remaining requests from `Ratelimit: "default";r=<remaining>;t=<secs>` or `x-ratelimit-remaining`.
+pub fn rate_limit_remaining(headers: &HeaderMap) -> Option<u64> {
+    let structured = headers
+        .get("ratelimit")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            value.split(';').find_map(|parameter| {
+                parameter
+                    .trim()
+                    .strip_prefix("r=")
+                    .and_then(|remaining| remaining.trim().parse::<u64>().ok())
+            })
+        });
+    structured.or_else(|| {
+        headers
+            .get("x-ratelimit-remaining")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn parses_both_rate_limit_header_forms() {
+        assert_eq!(
+            rate_limit_remaining(&headers(&[("ratelimit", "\"default\";r=42;t=30")])),
+            Some(42)
+        );
+        assert_eq!(
+            rate_limit_remaining(&headers(&[("x-ratelimit-remaining", " 7 ")])),
+            Some(7)
+        );
+        assert_eq!(
+            rate_limit_remaining(&headers(&[
+                ("ratelimit", "\"default\";r=5;t=1"),
+                ("x-ratelimit-remaining", "9")
+            ])),
+            Some(5)
+        );
+        assert_eq!(
+            rate_limit_remaining(&headers(&[("ratelimit", "garbage")])),
+            None
+        );
+        assert_eq!(rate_limit_remaining(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn retry_after_in_seconds() {
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "12")])),
+            Some(Duration::from_secs(12))
+        );
+        assert_eq!(
+            retry_after(&headers(&[(
+                "retry-after",
+                "Wed, 21 Oct 2015 07:28:00 GMT"
+            )])),
+            None
+        );
+    }
+
+    #[test]
+    fn budget_quota_never_exceeds_the_budget_in_a_window() {
+        for requests in [1_u32, 2, 9, 10, 11, 100, 1000, 1200] {
+            let window = Duration::from_secs(300);
+            let quota = budget_quota(requests, window);
+            let burst = quota.burst_size().get();
+            let period = quota.replenish_interval();
+            // burst at t=0, then one per period: count those inside [0, window).
+            let steady = u32::try_from(window.as_nanos().div_ceil(period.as_nanos())).unwrap() - 1;
+            assert!(burst + steady <= requests, "{requests}: {burst} + {steady}");
+            assert!(burst + steady + 1 >= requests, "{requests}: budget wasted");
+        }
+    }
+
+    #[test]
+    fn failure_codes_map_to_reasons() {
+        let message = |code| ApiMessage {
+            code: Some(code),
+            message: Some("x".into()),
+            documentation_url: None,
+        };
+        let endpoint = Endpoint::HostnameGet;
+        assert_eq!(
+            failure(endpoint, 200, vec![message(971)]).reason(),
+            ErrorReason::RateLimited
+        );
+        assert_eq!(
+            failure(endpoint, 400, vec![message(9106)]).reason(),
+            ErrorReason::Unauthorized
+        );
+        assert_eq!(
+            failure(endpoint, 400, vec![message(6003)]).reason(),
+            ErrorReason::Unauthorized
+        );
+        assert_eq!(
+            failure(endpoint, 403, vec![message(10000)]).reason(),
+            ErrorReason::Forbidden
+        );
+        assert_eq!(
+            failure(endpoint, 400, vec![message(7003)]).reason(),
+            ErrorReason::ApiError
+        );
+        assert_eq!(
+            failure(endpoint, 200, vec![message(1234)]).cloudflare_codes(),
+            vec![1234]
+        );
+    }
+}

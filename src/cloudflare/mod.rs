@@ -3,7 +3,10 @@
 pub mod client;
 pub mod types;
 
-pub use client::{ApiError, Auth, Client, ClientOptions, RequestObserver};
+pub use client::{
+    ApiError, Attempt, Auth, Client, ClientBuildError, ClientOptions, ErrorReason, NoopObserver,
+    RequestObserver,
+};
 
 /// The API endpoints this product reads; the `endpoint` label of the API metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

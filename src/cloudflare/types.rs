@@ -318,7 +318,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(certificate_shaped.certificate_id(), Some("c1"));
-        assert_eq!(certificate_shaped.certificate_status(), Some(Status::Active));
+        assert_eq!(
+            certificate_shaped.certificate_status(),
+            Some(Status::Active)
+        );
         assert_eq!(association_shaped.certificate_id(), Some("c2"));
         assert_eq!(
             association_shaped.certificate_status(),
@@ -338,7 +341,8 @@ mod tests {
 
     #[test]
     fn private_key_is_not_retained() {
-        let json = r#"{"id":"c1","certificate":"PEM","private_key":"-----BEGIN PRIVATE KEY-----SECRET"}"#;
+        let json =
+            r#"{"id":"c1","certificate":"PEM","private_key":"-----BEGIN PRIVATE KEY-----SECRET"}"#;
         let item: HostnameCertificate = serde_json::from_str(json).unwrap();
         let debug = format!("{item:?}");
         let reserialized = serde_json::to_string(&item).unwrap();
@@ -348,9 +352,10 @@ mod tests {
 
     #[test]
     fn null_errors_and_messages_are_empty() {
-        let envelope: Envelope<ZoneSettings> =
-            serde_json::from_str(r#"{"success":true,"errors":null,"messages":null,"result":{"enabled":true}}"#)
-                .unwrap();
+        let envelope: Envelope<ZoneSettings> = serde_json::from_str(
+            r#"{"success":true,"errors":null,"messages":null,"result":{"enabled":true}}"#,
+        )
+        .unwrap();
         assert!(envelope.errors.is_empty());
         assert_eq!(envelope.result.unwrap().enabled, Some(true));
     }
