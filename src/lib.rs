@@ -8,4 +8,5 @@ pub mod cloudflare;
 pub mod config;
 pub mod secret;
 pub mod simulator;
+pub mod state;
 pub mod x509;

@@ -1,0 +1,576 @@
+//! The domain snapshot (what the exporter knows about every zone, certificate and hostname)
+//! and the status history (since when each current status holds), persisted across restarts.
+//!
+//! Only the poller writes here; metrics, alerts and the server read. No Cloudflare DTOs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use crate::cloudflare::types::Status;
+use crate::x509::{CertificateFacts, Check};
+
+/// Which kind of AOP certificate: the `scope` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Per-hostname certificates (`/origin_tls_client_auth/hostnames/certificates`).
+    Hostname,
+    /// Zone-level certificates (`/origin_tls_client_auth`).
+    Zone,
+}
+
+impl Scope {
+    /// The `scope` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Hostname => "hostname",
+            Scope::Zone => "zone",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state of a hostname's association: the `state` label of `hostname_association`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssociationState {
+    /// `enabled: true`.
+    Enabled,
+    /// `enabled: false`.
+    Disabled,
+    /// `enabled: null`: the association was invalidated.
+    Voided,
+    /// The API answered 404: no association at all.
+    Absent,
+}
+
+impl AssociationState {
+    /// Every value, in label order.
+    pub const ALL: [AssociationState; 4] = [
+        AssociationState::Enabled,
+        AssociationState::Disabled,
+        AssociationState::Voided,
+        AssociationState::Absent,
+    ];
+
+    /// The `state` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssociationState::Enabled => "enabled",
+            AssociationState::Disabled => "disabled",
+            AssociationState::Voided => "voided",
+            AssociationState::Absent => "absent",
+        }
+    }
+
+    /// From the association's `enabled` field (`None` when the hostname answered 404).
+    pub fn from_enabled(association_found: bool, enabled: Option<bool>) -> Self {
+        match (association_found, enabled) {
+            (false, _) => AssociationState::Absent,
+            (true, Some(true)) => AssociationState::Enabled,
+            (true, Some(false)) => AssociationState::Disabled,
+            (true, None) => AssociationState::Voided,
+        }
+    }
+}
+
+impl fmt::Display for AssociationState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything known, per zone id.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Snapshot {
+    /// Keyed by zone id.
+    pub zones: BTreeMap<String, ZoneSnapshot>,
+    /// From `/user/tokens/verify`; `None` until checked (or when checking is off).
+    pub token_valid: Option<bool>,
+    /// Poll cycles completed since start.
+    pub completed_cycles: u64,
+    /// Changes whenever the snapshot does (for render caches).
+    pub generation: u64,
+}
+
+/// One zone's facts as of its last successful poll, plus how its polls are going.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ZoneSnapshot {
+    pub zone_id: String,
+    /// The `zone` label: the configured name, else the id.
+    pub zone_name: String,
+    /// The last poll of this zone fully succeeded.
+    pub poll_success: bool,
+    /// When this zone was last polled successfully.
+    pub last_success: Option<DateTime<Utc>>,
+    /// When this zone's last poll (successful or not) finished.
+    pub last_attempt: Option<DateTime<Utc>>,
+    /// Why the last poll failed (no secrets: API errors name endpoint and status only).
+    pub last_error: Option<String>,
+    /// Zone-level AOP setting, when polled.
+    pub zone_enabled: Option<bool>,
+    /// Keyed by (scope, certificate id).
+    pub certificates: BTreeMap<(Scope, String), CertificateState>,
+    /// Keyed by hostname.
+    pub hostnames: BTreeMap<String, HostnameState>,
+}
+
+impl ZoneSnapshot {
+    /// An empty zone that has not been polled yet.
+    pub fn new(zone_id: impl Into<String>, zone_name: impl Into<String>) -> Self {
+        ZoneSnapshot {
+            zone_id: zone_id.into(),
+            zone_name: zone_name.into(),
+            ..ZoneSnapshot::default()
+        }
+    }
+
+    /// Certificates of one scope.
+    pub fn certificate_count(&self, scope: Scope) -> usize {
+        self.certificates
+            .keys()
+            .filter(|(certificate_scope, _)| *certificate_scope == scope)
+            .count()
+    }
+}
+
+/// One AOP certificate.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertificateState {
+    pub scope: Scope,
+    pub id: String,
+    pub status: Option<Status>,
+    /// When the current status was first seen (persisted across restarts).
+    pub status_since: Option<DateTime<Utc>>,
+    /// The API's `expires_on`.
+    pub api_expires_on: Option<DateTime<Utc>>,
+    pub uploaded_on: Option<DateTime<Utc>>,
+    /// The API's `issuer`, `serial_number`, `signature` fields.
+    pub issuer: Option<String>,
+    pub serial_number: Option<String>,
+    pub signature: Option<String>,
+    /// Facts from the PEM, when it was sent and parsed.
+    pub facts: Option<CertificateFacts>,
+    /// Why the PEM did not parse, when it did not.
+    pub pem_error: Option<String>,
+    /// `certificate_check` results: (check, passed).
+    pub checks: Vec<(Check, bool)>,
+    /// Monitored hostnames whose association names this certificate.
+    pub monitored_hostnames: u32,
+}
+
+impl CertificateState {
+    /// Expiry: the API's `expires_on`, else the PEM's notAfter.
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.api_expires_on
+            .or_else(|| self.facts.as_ref().map(|facts| facts.not_after))
+    }
+
+    /// Checks that failed.
+    pub fn failing_checks(&self) -> impl Iterator<Item = Check> + '_ {
+        self.checks
+            .iter()
+            .filter(|(_, passed)| !passed)
+            .map(|(check, _)| *check)
+    }
+}
+
+/// One monitored hostname and its association.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostnameState {
+    pub hostname: String,
+    pub association: AssociationState,
+    /// The association's `status`.
+    pub status: Option<Status>,
+    /// `updated_at`, else when the current status was first seen.
+    pub status_since: Option<DateTime<Utc>>,
+    pub cert_id: Option<String>,
+    /// The association's `cert_status`.
+    pub cert_status: Option<Status>,
+    /// When the current `cert_status` was first seen.
+    pub cert_status_since: Option<DateTime<Utc>>,
+    /// Expiry of the certificate serving the hostname.
+    pub cert_expires_on: Option<DateTime<Utc>>,
+}
+
+/// What a status-history entry is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectKey {
+    Certificate {
+        zone_id: String,
+        scope: Scope,
+        id: String,
+    },
+    HostnameStatus {
+        zone_id: String,
+        hostname: String,
+    },
+    HostnameCertStatus {
+        zone_id: String,
+        hostname: String,
+    },
+}
+
+impl ObjectKey {
+    fn zone_id(&self) -> &str {
+        match self {
+            ObjectKey::Certificate { zone_id, .. }
+            | ObjectKey::HostnameStatus { zone_id, .. }
+            | ObjectKey::HostnameCertStatus { zone_id, .. } => zone_id,
+        }
+    }
+
+    /// A stable string form, used as the key in the persisted file.
+    fn encode(&self) -> String {
+        match self {
+            ObjectKey::Certificate { zone_id, scope, id } => {
+                format!("{zone_id}/certificate/{scope}/{id}")
+            }
+            ObjectKey::HostnameStatus { zone_id, hostname } => {
+                format!("{zone_id}/hostname/{hostname}")
+            }
+            ObjectKey::HostnameCertStatus { zone_id, hostname } => {
+                format!("{zone_id}/hostname_cert/{hostname}")
+            }
+        }
+    }
+
+    fn decode(encoded: &str) -> Option<ObjectKey> {
+        let mut parts = encoded.splitn(3, '/');
+        let zone_id = parts.next()?.to_owned();
+        let kind = parts.next()?;
+        let rest = parts.next()?;
+        match kind {
+            "certificate" => {
+                let (scope, id) = rest.split_once('/')?;
+                let scope = match scope {
+                    "hostname" => Scope::Hostname,
+                    "zone" => Scope::Zone,
+                    _ => return None,
+                };
+                Some(ObjectKey::Certificate {
+                    zone_id,
+                    scope,
+                    id: id.to_owned(),
+                })
+            }
+            "hostname" => Some(ObjectKey::HostnameStatus {
+                zone_id,
+                hostname: rest.to_owned(),
+            }),
+            "hostname_cert" => Some(ObjectKey::HostnameCertStatus {
+                zone_id,
+                hostname: rest.to_owned(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A status and when it was first seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusSince {
+    pub status: Status,
+    pub since: DateTime<Utc>,
+}
+
+/// Since when each object's current status holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusHistory {
+    entries: HashMap<ObjectKey, StatusSince>,
+}
+
+/// The status history file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: not a valid state file: {source}")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct HistoryFile {
+    version: u32,
+    entries: BTreeMap<String, StatusSince>,
+}
+
+const HISTORY_FILE_VERSION: u32 = 1;
+/// The status history's file name inside `[state] dir`.
+pub const HISTORY_FILE_NAME: &str = "status-history.json";
+
+impl StatusHistory {
+    /// Records `status` for `key` at `now`; returns since when the status holds.
+    pub fn observe(&mut self, key: ObjectKey, status: Status, now: DateTime<Utc>) -> DateTime<Utc> {
+        let entry = self
+            .entries
+            .entry(key)
+            .or_insert(StatusSince { status, since: now });
+        if entry.status != status {
+            *entry = StatusSince { status, since: now };
+        }
+        entry.since
+    }
+
+    /// The recorded status of `key`, if any.
+    pub fn get(&self, key: &ObjectKey) -> Option<StatusSince> {
+        self.entries.get(key).copied()
+    }
+
+    /// Forgets the entries of `zone_id` that `keep` rejects (objects that vanished).
+    pub fn retain_zone(&mut self, zone_id: &str, mut keep: impl FnMut(&ObjectKey) -> bool) {
+        self.entries
+            .retain(|key, _| key.zone_id() != zone_id || keep(key));
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// No entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Loads `dir/status-history.json`; a missing file is an empty history.
+    pub fn load(dir: &Path) -> Result<StatusHistory, StateError> {
+        let path = dir.join(HISTORY_FILE_NAME);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Ok(StatusHistory::default());
+            }
+            Err(source) => return Err(StateError::Io { path, source }),
+        };
+        let file: HistoryFile = serde_json::from_slice(&bytes)
+            .map_err(|source| StateError::Corrupt { path, source })?;
+        let entries = file
+            .entries
+            .into_iter()
+            .filter_map(|(key, value)| ObjectKey::decode(&key).map(|key| (key, value)))
+            .collect();
+        Ok(StatusHistory { entries })
+    }
+
+    /// Like [`StatusHistory::load`], but a corrupt file is moved aside (with a warning) and
+    /// an empty history returned: a bad file must never stop the daemon.
+    pub fn load_or_recover(dir: &Path) -> Result<StatusHistory, StateError> {
+        match StatusHistory::load(dir) {
+            Err(StateError::Corrupt { path, source }) => {
+                let aside = move_aside(&path)?;
+                tracing::warn!(
+                    path = %path.display(),
+                    moved_to = %aside.display(),
+                    error = %source,
+                    "status history is corrupt; moved aside, starting with an empty history"
+                );
+                Ok(StatusHistory::default())
+            }
+            other => other,
+        }
+    }
+
+    /// Writes `dir/status-history.json` atomically (temp file, fsync, rename).
+    pub fn save(&self, dir: &Path) -> Result<(), StateError> {
+        let file = HistoryFile {
+            version: HISTORY_FILE_VERSION,
+            entries: self
+                .entries
+                .iter()
+                .map(|(key, value)| (key.encode(), *value))
+                .collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|source| StateError::Corrupt {
+            path: dir.join(HISTORY_FILE_NAME),
+            source,
+        })?;
+        write_atomically(&dir.join(HISTORY_FILE_NAME), &bytes)
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old or the new file, never a mix.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let io_error = |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    fs::create_dir_all(dir).map_err(io_error)?;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    {
+        let mut file = fs::File::create(&temporary).map_err(io_error)?;
+        file.write_all(bytes).map_err(io_error)?;
+        file.sync_all().map_err(io_error)?;
+    }
+    fs::rename(&temporary, path).map_err(io_error)?;
+    // The rename is durable only once the directory entry is.
+    if let Ok(directory) = fs::File::open(dir) {
+        let _ = directory.sync_all();
+    }
+    Ok(())
+}
+
+/// Renames a corrupt file to `<name>.corrupt-<unix seconds>` and returns the new path.
+pub fn move_aside(path: &Path) -> Result<PathBuf, StateError> {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".corrupt-{}", Utc::now().timestamp()));
+    let aside = PathBuf::from(aside);
+    fs::rename(path, &aside).map_err(|source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(aside)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(seconds, 0).unwrap()
+    }
+
+    fn cert_key(id: &str) -> ObjectKey {
+        ObjectKey::Certificate {
+            zone_id: "z1".into(),
+            scope: Scope::Hostname,
+            id: id.into(),
+        }
+    }
+
+    #[test]
+    fn since_holds_while_status_is_unchanged_and_resets_on_change() {
+        let mut history = StatusHistory::default();
+        assert_eq!(
+            history.observe(cert_key("a"), Status::PendingDeployment, at(100)),
+            at(100)
+        );
+        assert_eq!(
+            history.observe(cert_key("a"), Status::PendingDeployment, at(200)),
+            at(100)
+        );
+        assert_eq!(
+            history.observe(cert_key("a"), Status::Active, at(300)),
+            at(300)
+        );
+        assert_eq!(
+            history.observe(cert_key("a"), Status::Active, at(400)),
+            at(300)
+        );
+    }
+
+    #[test]
+    fn history_survives_a_save_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut history = StatusHistory::default();
+        history.observe(
+            cert_key("a/with/slashes"),
+            Status::DeploymentTimedOut,
+            at(100),
+        );
+        history.observe(
+            ObjectKey::HostnameStatus {
+                zone_id: "z1".into(),
+                hostname: "app.example.com".into(),
+            },
+            Status::Active,
+            at(50),
+        );
+        history.observe(
+            ObjectKey::HostnameCertStatus {
+                zone_id: "z2".into(),
+                hostname: "app.example.com".into(),
+            },
+            Status::Unknown,
+            at(60),
+        );
+        history.save(dir.path()).unwrap();
+        let loaded = StatusHistory::load(dir.path()).unwrap();
+        assert_eq!(loaded, history);
+        assert!(!dir.path().join("status-history.json.tmp").exists());
+    }
+
+    #[test]
+    fn missing_file_is_empty_and_corrupt_file_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(StatusHistory::load(dir.path()).unwrap().is_empty());
+        fs::write(dir.path().join(HISTORY_FILE_NAME), b"{not json").unwrap();
+        assert!(matches!(
+            StatusHistory::load(dir.path()),
+            Err(StateError::Corrupt { .. })
+        ));
+        let recovered = StatusHistory::load_or_recover(dir.path()).unwrap();
+        assert!(recovered.is_empty());
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(!names.contains(&HISTORY_FILE_NAME.to_owned()), "{names:?}");
+        assert!(
+            names
+                .iter()
+                .any(|name| name.starts_with("status-history.json.corrupt-")),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn retain_zone_forgets_only_that_zones_vanished_objects() {
+        let mut history = StatusHistory::default();
+        history.observe(cert_key("keep"), Status::Active, at(1));
+        history.observe(cert_key("gone"), Status::Active, at(1));
+        let other_zone = ObjectKey::Certificate {
+            zone_id: "z2".into(),
+            scope: Scope::Zone,
+            id: "gone".into(),
+        };
+        history.observe(other_zone.clone(), Status::Active, at(1));
+        history.retain_zone("z1", |key| *key == cert_key("keep"));
+        assert!(history.get(&cert_key("keep")).is_some());
+        assert!(history.get(&cert_key("gone")).is_none());
+        assert!(history.get(&other_zone).is_some());
+    }
+
+    #[test]
+    fn association_state_from_enabled() {
+        assert_eq!(
+            AssociationState::from_enabled(true, Some(true)),
+            AssociationState::Enabled
+        );
+        assert_eq!(
+            AssociationState::from_enabled(true, Some(false)),
+            AssociationState::Disabled
+        );
+        assert_eq!(
+            AssociationState::from_enabled(true, None),
+            AssociationState::Voided
+        );
+        assert_eq!(
+            AssociationState::from_enabled(false, Some(true)),
+            AssociationState::Absent
+        );
+    }
+}
