@@ -1,1 +1,239 @@
-fn main() {}
+//! The `cloudflare-aop-exporter` binary: command line, logging set-up, and calls into the
+//! library. Exit codes: 0 success, 1 findings/runtime failure, 2 usage or config error.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
+use cloudflare_aop_exporter::config::{self, LogFormat, Settings};
+use cloudflare_aop_exporter::simulator::SimulatorError;
+use tracing_subscriber::EnvFilter;
+
+/// Exit code for usage and configuration errors (clap uses it for usage errors too).
+const EXIT_USAGE: u8 = 2;
+
+/// Prometheus exporter and alerter for Cloudflare Authenticated Origin Pulls certificates.
+#[derive(Debug, Parser)]
+#[command(name = "cloudflare-aop-exporter", version, about)]
+struct Cli {
+    /// Log level or filter directives, e.g. `debug` or `info,cloudflare_aop_exporter=debug`
+    /// [default: the config's log.level, else info]. `RUST_LOG` wins over it.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+
+    /// Log line format [default: the config's log.format, else text].
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormatArg>,
+
+    /// Config file, when no command is given (then `run` is implied).
+    #[arg(long, env = "CF_AOP_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon: poll on the cron schedule, serve /metrics, send alerts (the default).
+    Run(ConfigArgs),
+    /// Run the daemon against the built-in simulator: no token, no network.
+    Demo {
+        /// Address of the exporter's HTTP server.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9793")]
+        listen: SocketAddr,
+    },
+    /// Poll once, print the findings; exit 0 healthy, 1 findings, 2 config error, 3 API unreachable.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Table)]
+        format: CheckFormat,
+    },
+    /// Serve the simulator alone, as a fake Cloudflare API.
+    Simulate {
+        /// Address to listen on, e.g. 127.0.0.1:8787.
+        #[arg(long, value_name = "ADDR")]
+        listen: SocketAddr,
+        /// Scenario file [default: the built-in demo scenario].
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<PathBuf>,
+    },
+    /// Parse and validate a config file; print the effective config with secrets redacted.
+    ValidateConfig {
+        /// The config file (TOML, or YAML by extension).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// Config file (TOML, or YAML by extension).
+    #[arg(long, env = "CF_AOP_CONFIG", value_name = "FILE")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(format: LogFormatArg) -> Self {
+        match format {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CheckFormat {
+    /// An aligned text table.
+    Table,
+    /// One JSON document.
+    Json,
+}
+
+/// A bad command-line value found after parsing (exit 2, like clap's own usage errors).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run_command(Cli::parse()).await {
+        Ok(code) => code,
+        Err(error) => {
+            // `{:#}` keeps context and cause on the one line.
+            eprintln!("error: {error:#}");
+            if is_usage_error(&error) {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Config and command-line mistakes exit 2; everything else 1.
+fn is_usage_error(error: &anyhow::Error) -> bool {
+    let config_error = error
+        .downcast_ref::<config::ConfigError>()
+        .is_some_and(|error| !matches!(error, config::ConfigError::Render(_)));
+    let scenario_error = error.downcast_ref::<SimulatorError>().is_some_and(|error| {
+        matches!(
+            error,
+            SimulatorError::ReadScenario { .. }
+                | SimulatorError::InvalidScenario { .. }
+                | SimulatorError::ReadPem { .. }
+        )
+    });
+    config_error || scenario_error || error.downcast_ref::<UsageError>().is_some()
+}
+
+#[allow(clippy::unused_async)] // the daemon, demo and simulator commands will await here
+async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
+    let logging = LoggingArgs {
+        level: cli.log_level,
+        format: cli.log_format.map(LogFormat::from),
+    };
+    let command = match (cli.command, cli.config) {
+        (Some(command), _) => command,
+        (None, Some(config)) => Command::Run(ConfigArgs { config }),
+        (None, None) => Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "give a command, or --config FILE (or CF_AOP_CONFIG) to run the daemon",
+            )
+            .exit(),
+    };
+    match command {
+        Command::Run(args) => {
+            // Config errors come first: they must exit 2 with their one line before anything else.
+            let settings = config::load(&args.config)?;
+            init_tracing(&logging, Some(&settings))?;
+            tracing::info!(config = %args.config.display(), zones = settings.zones.len(), "configuration loaded");
+            Ok(not_implemented("run"))
+        }
+        Command::Check { config, format } => {
+            let settings = config::load(&config.config)?;
+            init_tracing(&logging, Some(&settings))?;
+            tracing::debug!(
+                ?format,
+                zones = settings.zones.len(),
+                "configuration loaded"
+            );
+            Ok(not_implemented("check"))
+        }
+        Command::Demo { listen } => {
+            init_tracing(&logging, None)?;
+            tracing::debug!(%listen, "demo requested");
+            Ok(not_implemented("demo"))
+        }
+        Command::Simulate { listen, scenario } => {
+            init_tracing(&logging, None)?;
+            cloudflare_aop_exporter::simulator::serve(listen, scenario.as_deref())
+                .await
+                .context("simulator failed")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ValidateConfig { file } => {
+            let settings = config::load(&file)?;
+            init_tracing(&logging, Some(&settings))?;
+            let effective = settings.effective_toml()?;
+            println!(
+                "# Effective configuration of {} (defaults applied, environment overrides included, secrets redacted)\n{effective}",
+                file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn not_implemented(command: &str) -> ExitCode {
+    eprintln!("{command}: not implemented yet");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// What the command line says about logging.
+struct LoggingArgs {
+    level: Option<String>,
+    format: Option<LogFormat>,
+}
+
+/// Logs to stderr. The filter is `RUST_LOG` if set, else `--log-level`, else the config's
+/// `log.level`, else `info`; the format is `--log-format`, else the config's, else text.
+fn init_tracing(args: &LoggingArgs, settings: Option<&Settings>) -> anyhow::Result<()> {
+    let configured = settings.map(|settings| &settings.log);
+    let level = args
+        .level
+        .clone()
+        .or_else(|| configured.map(|log| log.level.clone()))
+        .unwrap_or_else(|| "info".to_owned());
+    let format = args
+        .format
+        .or_else(|| configured.map(|log| log.format))
+        .unwrap_or_default();
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
+            .map_err(|error| UsageError(format!("invalid RUST_LOG {directives:?}: {error}")))?,
+        _ => EnvFilter::try_new(&level)
+            .map_err(|error| UsageError(format!("invalid --log-level {level:?}: {error}")))?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    installed.map_err(|error| anyhow::anyhow!("cannot set up logging: {error}"))
+}

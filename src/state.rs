@@ -104,6 +104,38 @@ pub struct Snapshot {
     pub generation: u64,
 }
 
+/// The current snapshot, shared between the poller (the only writer) and readers.
+///
+/// Readers take an `Arc` and never hold the lock while rendering, so a scrape never
+/// blocks a poll and a poll never blocks a scrape.
+#[derive(Debug, Default)]
+pub struct SharedSnapshot(std::sync::RwLock<std::sync::Arc<Snapshot>>);
+
+impl SharedSnapshot {
+    /// Starts with `snapshot`.
+    pub fn new(snapshot: Snapshot) -> Self {
+        SharedSnapshot(std::sync::RwLock::new(std::sync::Arc::new(snapshot)))
+    }
+
+    /// The current snapshot.
+    pub fn load(&self) -> std::sync::Arc<Snapshot> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the snapshot, bumping its generation.
+    pub fn store(&self, mut snapshot: Snapshot) {
+        let mut current = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        snapshot.generation = current.generation.wrapping_add(1);
+        *current = std::sync::Arc::new(snapshot);
+    }
+}
+
 /// One zone's facts as of its last successful poll, plus how its polls are going.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ZoneSnapshot {
@@ -120,10 +152,19 @@ pub struct ZoneSnapshot {
     pub last_error: Option<String>,
     /// Zone-level AOP setting, when polled.
     pub zone_enabled: Option<bool>,
-    /// Keyed by (scope, certificate id).
+    /// Keyed by (scope, certificate id); serialized as a list (JSON keys must be strings).
+    #[serde(serialize_with = "serialize_values")]
     pub certificates: BTreeMap<(Scope, String), CertificateState>,
     /// Keyed by hostname.
     pub hostnames: BTreeMap<String, HostnameState>,
+}
+
+fn serialize_values<S, K, V>(map: &BTreeMap<K, V>, serializer: S) -> Result<S::Ok, S::Error>
+where
+    S: serde::Serializer,
+    V: Serialize,
+{
+    serializer.collect_seq(map.values())
 }
 
 impl ZoneSnapshot {

@@ -1,0 +1,538 @@
+//! Configuration: the file format ([`raw`]), loading (file, then `CF_AOP__SECTION__KEY`
+//! environment overrides) and validation, once at start-up, into the typed [`Settings`]
+//! the rest of the program reads. Later code never re-parses a string from here.
+
+pub mod raw;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::cloudflare::{Auth, ClientOptions};
+use crate::secret::{REDACTED, Secret};
+
+pub use raw::RawSettings;
+
+/// Prefix of the environment variables that override config keys (`CF_AOP__SERVER__LISTEN`).
+pub const ENV_PREFIX: &str = "CF_AOP";
+/// Separates the prefix, the section and the key in override variables.
+pub const ENV_SEPARATOR: &str = "__";
+/// The token variable Cloudflare's own tools read; used when the file sets no credentials.
+pub const CLOUDFLARE_API_TOKEN_ENV: &str = "CLOUDFLARE_API_TOKEN";
+
+/// Cloudflare's production API root.
+pub const DEFAULT_API_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
+/// The default `schedule.cron`: every five minutes, at second 0.
+pub const DEFAULT_CRON: &str = "0 */5 * * * *";
+/// The default `server.listen` port.
+pub const DEFAULT_PORT: u16 = 9793;
+/// The default `state.dir`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/cloudflare-aop-exporter";
+/// Cloudflare's rate-limit window; the client's request budget is counted over it.
+pub const BUDGET_WINDOW: Duration = Duration::from_secs(300);
+
+/// A configuration problem: one line, `<file>: <key>: <problem>`, never a secret value.
+///
+/// The cause's text is embedded (already sanitised) instead of chained as a `source`, so
+/// printing the error alone gives the whole story on one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or is not valid TOML/YAML.
+    #[error("{}: {problem}", file.display())]
+    File {
+        /// The config file.
+        file: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A key is unknown, missing, or has a value that is not allowed.
+    #[error("{}: {key}: {problem}", file.display())]
+    Key {
+        /// The config file.
+        file: PathBuf,
+        /// The key's path, e.g. `cloudflare.request_timeout` or `zones[2].hostnames[0]`.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The effective config could not be rendered as TOML (a bug, not bad input).
+    #[error("cannot render the effective config as TOML: {0}")]
+    Render(#[source] toml::ser::Error),
+}
+
+impl ConfigError {
+    /// The key path the error is about, when it is about one key.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Key { key, .. } => Some(key),
+            ConfigError::File { .. } | ConfigError::Render(_) => None,
+        }
+    }
+}
+
+/// Loads, overrides from the process environment and validates the config file.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    // Variables that are not valid Unicode cannot be config values; skip them rather than fail.
+    let env: HashMap<String, String> = std::env::vars_os()
+        .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
+        .collect();
+    load_with_env(path, &env)
+}
+
+/// Like [`load`], with an explicit environment: the source of `CF_AOP__*` overrides,
+/// `*_env` secrets and `CLOUDFLARE_API_TOKEN` (tests use it instead of mutating the process).
+#[allow(clippy::implicit_hasher)] // a plain std map is all callers have; generics would spread through validation
+pub fn load_with_env(path: &Path, env: &HashMap<String, String>) -> Result<Settings, ConfigError> {
+    let raw = raw::load_raw(path, env)?;
+    validate::validate(raw, env).map_err(|error| ConfigError::Key {
+        file: path.to_path_buf(),
+        problem: raw::annotate_env_origin(&error.key, error.problem, env),
+        key: error.key,
+    })
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// How to reach the Cloudflare API.
+    pub cloudflare: CloudflareSettings,
+    /// When poll cycles run.
+    pub schedule: ScheduleSettings,
+    /// The zones to watch (at least one when loaded from a file).
+    pub zones: Vec<ZoneSettings>,
+    /// The HTTP server (`/metrics` and friends).
+    pub server: ServerSettings,
+    /// The daemon's own alerts and where they are sent.
+    pub alerts: AlertSettings,
+    /// Durable state.
+    pub state: StateSettings,
+    /// Logging defaults (the command line and `RUST_LOG` win).
+    pub log: LogSettings,
+}
+
+/// The validated `[cloudflare]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudflareSettings {
+    /// API root, `http` or `https`.
+    pub api_base_url: Url,
+    /// How requests authenticate.
+    pub credentials: Credentials,
+    /// Per HTTP attempt, including reading the body.
+    pub request_timeout: Duration,
+    /// Requests in flight at once (1..=256).
+    pub max_concurrency: usize,
+    /// This instance's request budget per 5 minutes (at least 1).
+    pub requests_per_5m: u32,
+    /// Whether to call `/user/tokens/verify` at start-up and every `token_verify_interval`.
+    pub verify_token: bool,
+    /// How often the token is re-verified.
+    pub token_verify_interval: Duration,
+    /// Retries after the first attempt of a retryable failure.
+    pub max_retries: u32,
+    /// First retry delay (doubles per retry, with jitter).
+    pub retry_initial_backoff: Duration,
+    /// Largest retry delay (at least `retry_initial_backoff`).
+    pub retry_max_backoff: Duration,
+    /// A `Retry-After` longer than this is not waited for.
+    pub max_retry_after: Duration,
+    /// Response bodies larger than this are refused.
+    pub max_response_bytes: usize,
+}
+
+impl CloudflareSettings {
+    /// The documented defaults with the given API root and credentials.
+    pub fn with_defaults(api_base_url: Url, credentials: Credentials) -> Self {
+        // The file format's defaults are the one source of truth for default values.
+        let defaults = raw::RawCloudflare::default();
+        CloudflareSettings {
+            api_base_url,
+            credentials,
+            request_timeout: defaults.request_timeout,
+            max_concurrency: defaults.max_concurrency,
+            requests_per_5m: defaults.requests_per_5m,
+            verify_token: defaults.verify_token,
+            token_verify_interval: defaults.token_verify_interval,
+            max_retries: defaults.max_retries,
+            retry_initial_backoff: defaults.retry_initial_backoff,
+            retry_max_backoff: defaults.retry_max_backoff,
+            max_retry_after: defaults.max_retry_after,
+            max_response_bytes: defaults.max_response_bytes,
+        }
+    }
+}
+
+/// Cloudflare API credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// An API token (`Authorization: Bearer`).
+    Token(Sourced<Secret>),
+    /// Legacy `X-Auth-Email` + `X-Auth-Key`.
+    Legacy {
+        /// The account's e-mail address (not a secret).
+        email: Sourced<String>,
+        /// The global API key.
+        key: Sourced<Secret>,
+    },
+}
+
+/// A value that may come inline, from a file or from an environment variable; the source
+/// is kept so the effective config can name it instead of printing the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sourced<T> {
+    /// The value (a [`Secret`] or [`SecretUrl`] for secrets).
+    pub value: T,
+    /// Where it came from.
+    pub source: ValueSource,
+}
+
+impl<T> Sourced<T> {
+    /// A value written inline.
+    pub fn inline(value: T) -> Self {
+        Sourced {
+            value,
+            source: ValueSource::Inline,
+        }
+    }
+}
+
+/// Where a [`Sourced`] value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueSource {
+    /// Written in the config file (or a `CF_AOP__` override) itself.
+    Inline,
+    /// Read from this file (`<key>_file`), trailing newline removed.
+    File(PathBuf),
+    /// Read from this environment variable (`<key>_env`, or `CLOUDFLARE_API_TOKEN`).
+    Env(String),
+}
+
+/// The validated `[schedule]` section (also its file format).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// 6-field cron expression, seconds first (tokio-cron-scheduler syntax); validated with
+    /// the parser tokio-cron-scheduler uses, so it can be handed to it as is.
+    pub cron: String,
+    /// Random delay before each cycle (spreads replicas and zones over time).
+    #[serde(with = "raw::duration")]
+    pub jitter: Duration,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        ScheduleSettings {
+            cron: DEFAULT_CRON.to_owned(),
+            jitter: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One validated `[[zones]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneSettings {
+    /// Zone id: hex digits and dashes, 1 to 64 characters (32 hex or a 36-char UUID in practice).
+    pub id: String,
+    /// The `zone` metric label: the configured name, else the id.
+    pub name: String,
+    /// Hostnames whose per-hostname AOP association is polled: lowercased, unique.
+    pub hostnames: Vec<String>,
+    /// Also poll the zone-level AOP certificates and setting.
+    pub zone_level: bool,
+    /// Also watch the names of the zone's proxied DNS records (needs DNS Read).
+    pub discover_hostnames: bool,
+}
+
+impl ZoneSettings {
+    /// A zone with the default options (`zone_level` on, no discovery), named by its id.
+    pub fn new(id: impl Into<String>, hostnames: Vec<String>) -> Self {
+        let id = id.into();
+        ZoneSettings {
+            name: id.clone(),
+            id,
+            hostnames,
+            zone_level: true,
+            discover_hostnames: false,
+        }
+    }
+}
+
+/// The validated `[server]` section (also its file format).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address the HTTP server binds, `IP:port`.
+    #[serde(with = "raw::socket_addr")]
+    pub listen: SocketAddr,
+    /// Optional exporter-toolkit web config (TLS, client CA, basic auth); must be a readable file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_config_file: Option<PathBuf>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, DEFAULT_PORT)),
+            web_config_file: None,
+        }
+    }
+}
+
+/// The validated `[alerts]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertSettings {
+    /// How long `initializing`/`pending_*` may last before `stuck_pending` fires.
+    pub pending_timeout: Duration,
+    /// Re-notification interval while an alert fires (non-zero).
+    pub repeat_interval: Duration,
+    /// Whether a resolved alert is announced once.
+    pub send_resolved: bool,
+    /// Fire `expiring` when a certificate serving a monitored hostname expires within this; off when `None`.
+    pub expiry_warning: Option<Duration>,
+    /// Where notifications go; names are unique.
+    pub sinks: Vec<SinkSettings>,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        let defaults = raw::RawAlerts::default();
+        AlertSettings {
+            pending_timeout: defaults.pending_timeout,
+            repeat_interval: defaults.repeat_interval,
+            send_resolved: defaults.send_resolved,
+            expiry_warning: defaults.expiry_warning,
+            sinks: Vec::new(),
+        }
+    }
+}
+
+/// One validated `[[alerts.sinks]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkSettings {
+    /// Unique name (`[A-Za-z0-9_-]`, at most 64 characters): the `sink` metric label and the
+    /// name of its queue in the state directory. Defaults to the type.
+    pub name: String,
+    /// What kind of receiver it is.
+    pub kind: SinkKind,
+    /// Where notifications are sent (`http`/`https`); a secret, since webhook URLs carry tokens.
+    pub url: Sourced<SecretUrl>,
+    /// Webhook sinks only: the HMAC-SHA256 key for `X-Signature-256`.
+    pub hmac_secret: Option<Sourced<Secret>>,
+    /// Per delivery attempt.
+    pub timeout: Duration,
+    /// A notification not delivered within this is dropped (and counted).
+    pub max_age: Duration,
+}
+
+/// The kinds of notification sink (`type` in `[[alerts.sinks]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// Slack incoming webhook (Block Kit).
+    Slack,
+    /// Generic JSON webhook (Alertmanager webhook v4 shape), optionally HMAC-signed.
+    Webhook,
+    /// Alertmanager's `/api/v2/alerts`.
+    Alertmanager,
+}
+
+impl SinkKind {
+    /// The name used in config files (and the default sink name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::Slack => "slack",
+            SinkKind::Webhook => "webhook",
+            SinkKind::Alertmanager => "alertmanager",
+        }
+    }
+}
+
+impl SinkKind {
+    const ALL: [SinkKind; 3] = [SinkKind::Slack, SinkKind::Webhook, SinkKind::Alertmanager];
+}
+
+// By hand: the config crate's enum errors ("enum SinkKind does not have variant
+// constructor …") name the Rust type instead of the accepted values.
+impl<'de> Deserialize<'de> for SinkKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        SinkKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text.trim())
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "unknown sink type {text:?}: expected slack, webhook or alertmanager"
+                ))
+            })
+    }
+}
+
+impl fmt::Display for SinkKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A URL that must not be printed (Slack webhook URLs are credentials).
+/// `Debug`, `Display` and `Serialize` print `<redacted>`; [`SecretUrl::expose`] gives the URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(Url);
+
+impl SecretUrl {
+    /// Wraps a URL.
+    pub fn new(url: Url) -> Self {
+        SecretUrl(url)
+    }
+
+    /// The URL itself. Call only where the request is made.
+    pub fn expose(&self) -> &Url {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl Serialize for SecretUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(REDACTED)
+    }
+}
+
+/// The validated `[state]` section (also its file format).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateSettings {
+    /// Directory for durable alert state and status history (created by the daemon).
+    pub dir: PathBuf,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        StateSettings {
+            dir: PathBuf::from(DEFAULT_STATE_DIR),
+        }
+    }
+}
+
+/// The validated `[log]` section (also its file format).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// A level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or an `EnvFilter` directive
+    /// list such as `info,cloudflare_aop_exporter=debug`. `--log-level` and `RUST_LOG` win.
+    pub level: String,
+    /// Log line format; `--log-format` wins.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+// By hand, for the same reason as `SinkKind`.
+impl<'de> Deserialize<'de> for LogFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.trim() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(serde::de::Error::custom(format!(
+                "unknown log format {text:?}: expected text or json"
+            ))),
+        }
+    }
+}
+
+impl Settings {
+    /// Settings built in code, without a file: the given API root, token and zones, every
+    /// other key at its default, no alert sinks, and state in a temporary directory (the
+    /// `demo` command must not write to `/var/lib`). Adjust the `pub` fields as needed.
+    pub fn for_demo(base_url: Url, token: Secret, zones: Vec<ZoneSettings>) -> Settings {
+        let credentials = Credentials::Token(Sourced {
+            value: token,
+            source: ValueSource::Inline,
+        });
+        Settings {
+            cloudflare: CloudflareSettings::with_defaults(base_url, credentials),
+            schedule: ScheduleSettings::default(),
+            zones,
+            server: ServerSettings::default(),
+            alerts: AlertSettings::default(),
+            state: StateSettings {
+                dir: std::env::temp_dir().join("cloudflare-aop-exporter-demo"),
+            },
+            log: LogSettings::default(),
+        }
+    }
+
+    /// The Cloudflare client's options, from the `[cloudflare]` section.
+    pub fn client_options(&self) -> ClientOptions {
+        let cloudflare = &self.cloudflare;
+        let auth = match &cloudflare.credentials {
+            Credentials::Token(token) => Auth::Token(token.value.clone()),
+            Credentials::Legacy { email, key } => Auth::Legacy {
+                email: email.value.clone(),
+                key: key.value.clone(),
+            },
+        };
+        // Start from the client's own constructor so fields it adds later get its defaults.
+        let mut options = ClientOptions::new(cloudflare.api_base_url.clone(), auth);
+        options.request_timeout = cloudflare.request_timeout;
+        options.max_concurrency = cloudflare.max_concurrency;
+        options.requests_per_5m = cloudflare.requests_per_5m;
+        options.budget_window = BUDGET_WINDOW;
+        options.max_retries = cloudflare.max_retries;
+        options.retry_initial_backoff = cloudflare.retry_initial_backoff;
+        options.retry_max_backoff = cloudflare.retry_max_backoff;
+        options.max_retry_after = cloudflare.max_retry_after;
+        options.max_response_bytes = cloudflare.max_response_bytes;
+        options
+    }
+
+    /// The effective config in the file format: every key with its value after defaults
+    /// and overrides; secrets given inline print as `<redacted>`, file- and env-sourced
+    /// ones as their `_file` path or `_env` name. Loading it again gives the same settings
+    /// (given the same files and environment), except inline secrets.
+    pub fn effective(&self) -> RawSettings {
+        raw::effective(self)
+    }
+
+    /// [`Settings::effective`] rendered as TOML.
+    pub fn effective_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(&self.effective()).map_err(ConfigError::Render)
+    }
+}

@@ -1,0 +1,931 @@
+//! Unit tests for config loading and validation. The environment is always injected
+//! (`load_with_env`), never the process's.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::*;
+
+const TOKEN: &str = "tok-SECRET-123";
+
+/// A minimal valid config: an inline token and one zone.
+const MINIMAL: &str = r#"
+[cloudflare]
+api_token = "tok-SECRET-123"
+
+[[zones]]
+id = "023e105f4ecef8ad9ca31a8372d0c353"
+"#;
+
+struct Fixture {
+    dir: TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    fn load(&self, contents: &str) -> Result<Settings, ConfigError> {
+        self.load_env(contents, &[])
+    }
+
+    fn load_env(&self, contents: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let path = self.write("config.toml", contents);
+        load_with_env(&path, &env_map(env))
+    }
+
+    /// Loads `contents` (which must be invalid) and returns (key, one-line message).
+    fn error(&self, contents: &str) -> (String, String) {
+        self.error_env(contents, &[])
+    }
+
+    fn error_env(&self, contents: &str, env: &[(&str, &str)]) -> (String, String) {
+        let error = self
+            .load_env(contents, env)
+            .expect_err("config should be rejected");
+        let message = error.to_string();
+        assert!(!message.contains('\n'), "error must be one line: {message}");
+        assert!(
+            message.starts_with(&self.dir.path().join("config.toml").display().to_string()),
+            "error must start with the file name: {message}"
+        );
+        (error.key().unwrap_or_default().to_owned(), message)
+    }
+}
+
+fn env_map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
+fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml")
+}
+
+fn token_of(settings: &Settings) -> &Sourced<Secret> {
+    match &settings.cloudflare.credentials {
+        Credentials::Token(token) => token,
+        Credentials::Legacy { .. } => panic!("expected a token"),
+    }
+}
+
+#[test]
+fn example_toml_parses_with_its_documented_values() {
+    let fixture = Fixture::new();
+    let token_file = fixture.write("token", "tok-from-file\n");
+    // The example reads the token from /run/secrets; an override points it at a test file.
+    let env = env_map(&[
+        (
+            "CF_AOP__CLOUDFLARE__API_TOKEN_FILE",
+            token_file.to_str().unwrap(),
+        ),
+        (
+            "SLACK_WEBHOOK_URL",
+            "https://hooks.slack.com/services/T0/B0/XYZ",
+        ),
+        ("AOP_WEBHOOK_URL", "https://hooks.example.com/aop"),
+        ("AOP_WEBHOOK_SECRET", "hmac-key"),
+        ("ALERTMANAGER_URL", "http://alertmanager:9093"),
+    ]);
+    let settings = load_with_env(&example_path(), &env).unwrap();
+
+    assert_eq!(token_of(&settings).value.expose(), "tok-from-file");
+    assert_eq!(token_of(&settings).source, ValueSource::File(token_file));
+    assert_eq!(settings.cloudflare.max_concurrency, 8);
+    assert_eq!(settings.cloudflare.requests_per_5m, 1000);
+    assert_eq!(settings.schedule.cron, "0 */5 * * * *");
+    assert_eq!(settings.zones.len(), 2);
+    assert_eq!(settings.zones[0].id, "023e105f4ecef8ad9ca31a8372d0c353");
+    assert_eq!(settings.zones[0].name, "example.com");
+    assert_eq!(
+        settings.zones[0].hostnames,
+        ["app.example.com", "api.example.com"]
+    );
+    assert!(!settings.zones[1].zone_level);
+    assert!(settings.zones[1].discover_hostnames);
+    assert_eq!(
+        settings.alerts.expiry_warning,
+        Some(Duration::from_secs(14 * 86_400))
+    );
+    let sinks: Vec<(&str, SinkKind)> = settings
+        .alerts
+        .sinks
+        .iter()
+        .map(|sink| (sink.name.as_str(), sink.kind))
+        .collect();
+    assert_eq!(
+        sinks,
+        [
+            ("slack-oncall", SinkKind::Slack),
+            ("webhook", SinkKind::Webhook),
+            ("alertmanager", SinkKind::Alertmanager)
+        ]
+    );
+    assert_eq!(
+        settings.alerts.sinks[0].url.value.expose().as_str(),
+        "https://hooks.slack.com/services/T0/B0/XYZ"
+    );
+    assert_eq!(
+        settings.alerts.sinks[1]
+            .hmac_secret
+            .as_ref()
+            .unwrap()
+            .value
+            .expose(),
+        "hmac-key"
+    );
+}
+
+#[test]
+fn example_toml_documents_every_key() {
+    // The example must document every key: its cloudflare section spells out each default.
+    let text = std::fs::read_to_string(example_path()).unwrap();
+    let defaults = toml::to_string(&raw::RawCloudflare::default()).unwrap();
+    for line in defaults.lines() {
+        let key = line.split(" = ").next().unwrap();
+        assert!(
+            text.contains(&format!("\n{key} = ")) || text.contains(&format!("# {key} = ")),
+            "example.toml does not document cloudflare.{key}"
+        );
+    }
+    for key in [
+        "api_token_env",
+        "api_email",
+        "api_key",
+        "web_config_file",
+        "hmac_secret_env",
+        "url_env",
+        "expiry_warning",
+        "max_age",
+        "timeout",
+        "zone_level",
+        "discover_hostnames",
+        "jitter",
+        "dir",
+        "format",
+    ] {
+        assert!(text.contains(key), "example.toml does not mention {key}");
+    }
+}
+
+#[test]
+fn defaults_are_the_documented_ones() {
+    let settings = Fixture::new().load(MINIMAL).unwrap();
+    let cloudflare = &settings.cloudflare;
+    assert_eq!(
+        cloudflare.api_base_url.as_str(),
+        "https://api.cloudflare.com/client/v4"
+    );
+    assert_eq!(token_of(&settings).value.expose(), TOKEN);
+    assert_eq!(token_of(&settings).source, ValueSource::Inline);
+    assert_eq!(cloudflare.request_timeout, Duration::from_secs(10));
+    assert_eq!(cloudflare.max_concurrency, 8);
+    assert_eq!(cloudflare.requests_per_5m, 1000);
+    assert!(cloudflare.verify_token);
+    assert_eq!(
+        cloudflare.token_verify_interval,
+        Duration::from_secs(6 * 3600)
+    );
+    assert_eq!(cloudflare.max_retries, 3);
+    assert_eq!(cloudflare.retry_initial_backoff, Duration::from_millis(500));
+    assert_eq!(cloudflare.retry_max_backoff, Duration::from_secs(30));
+    assert_eq!(cloudflare.max_retry_after, Duration::from_secs(60));
+    assert_eq!(cloudflare.max_response_bytes, 8_388_608);
+    assert_eq!(settings.schedule.cron, "0 */5 * * * *");
+    assert_eq!(settings.schedule.jitter, Duration::from_secs(10));
+    let zone = &settings.zones[0];
+    assert_eq!(zone.name, zone.id, "the zone label defaults to the id");
+    assert!(zone.hostnames.is_empty());
+    assert!(zone.zone_level);
+    assert!(!zone.discover_hostnames);
+    assert_eq!(settings.server.listen.to_string(), "0.0.0.0:9793");
+    assert_eq!(settings.server.web_config_file, None);
+    assert_eq!(settings.alerts.pending_timeout, Duration::from_secs(1800));
+    assert_eq!(
+        settings.alerts.repeat_interval,
+        Duration::from_secs(4 * 3600)
+    );
+    assert!(settings.alerts.send_resolved);
+    assert_eq!(settings.alerts.expiry_warning, None);
+    assert!(settings.alerts.sinks.is_empty());
+    assert_eq!(
+        settings.state.dir,
+        PathBuf::from("/var/lib/cloudflare-aop-exporter")
+    );
+    assert_eq!(settings.log.level, "info");
+    assert_eq!(settings.log.format, LogFormat::Text);
+}
+
+#[test]
+fn sink_defaults_apply() {
+    let settings = Fixture::new()
+        .load(&format!(
+            "{MINIMAL}\n[[alerts.sinks]]\ntype = \"alertmanager\"\nurl = \"http://am:9093\"\n"
+        ))
+        .unwrap();
+    let sink = &settings.alerts.sinks[0];
+    assert_eq!(sink.name, "alertmanager");
+    assert_eq!(sink.timeout, Duration::from_secs(10));
+    assert_eq!(sink.max_age, Duration::from_secs(86_400));
+    assert_eq!(sink.hmac_secret, None);
+}
+
+#[test]
+fn env_overrides_keys_and_ignores_other_variables() {
+    let settings = Fixture::new()
+        .load_env(
+            MINIMAL,
+            &[
+                ("CF_AOP__SERVER__LISTEN", "127.0.0.1:1"),
+                ("CF_AOP__CLOUDFLARE__MAX_CONCURRENCY", "4"),
+                ("CF_AOP__CLOUDFLARE__VERIFY_TOKEN", "false"),
+                ("CF_AOP__SCHEDULE__JITTER", "0s"),
+                ("CF_AOP__ALERTS__EXPIRY_WARNING", "7d"),
+                // One underscore: the binary's own variable, not an override.
+                ("CF_AOP_CONFIG", "/etc/elsewhere.toml"),
+                // Empty means "not overridden".
+                ("CF_AOP__CLOUDFLARE__REQUESTS_PER_5M", ""),
+                ("UNRELATED", "x"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(settings.server.listen.to_string(), "127.0.0.1:1");
+    assert_eq!(settings.cloudflare.max_concurrency, 4);
+    assert!(!settings.cloudflare.verify_token);
+    assert_eq!(settings.schedule.jitter, Duration::ZERO);
+    assert_eq!(
+        settings.alerts.expiry_warning,
+        Some(Duration::from_secs(7 * 86_400))
+    );
+    assert_eq!(settings.cloudflare.requests_per_5m, 1000);
+}
+
+#[test]
+fn env_override_errors_name_the_variable() {
+    let fixture = Fixture::new();
+    let (key, message) =
+        fixture.error_env(MINIMAL, &[("CF_AOP__CLOUDFLARE__MAX_CONCURRENCY", "lots")]);
+    assert_eq!(key, "cloudflare.max_concurrency");
+    assert!(
+        message.ends_with("(set by environment variable CF_AOP__CLOUDFLARE__MAX_CONCURRENCY)"),
+        "{message}"
+    );
+
+    let (key, message) = fixture.error_env(MINIMAL, &[("CF_AOP__CLOUDFLARE__TYPO", "1")]);
+    assert_eq!(key, "cloudflare.typo");
+    assert!(message.contains("unknown key"), "{message}");
+    assert!(message.contains("CF_AOP__CLOUDFLARE__TYPO"), "{message}");
+
+    // Validation errors too, not only deserialization ones.
+    let (key, message) =
+        fixture.error_env(MINIMAL, &[("CF_AOP__CLOUDFLARE__MAX_CONCURRENCY", "0")]);
+    assert_eq!(key, "cloudflare.max_concurrency");
+    assert!(
+        message.contains("CF_AOP__CLOUDFLARE__MAX_CONCURRENCY"),
+        "{message}"
+    );
+}
+
+#[test]
+fn yaml_files_are_read_by_extension() {
+    let fixture = Fixture::new();
+    let path = fixture.write(
+        "config.yaml",
+        r#"
+cloudflare:
+  api_token_env: MY_TOKEN
+  max_concurrency: 16
+schedule:
+  cron: "*/30 * * * * *"
+zones:
+  - id: "023e105f4ecef8ad9ca31a8372d0c353"
+    name: example.com
+    hostnames: [App.Example.com]
+alerts:
+  sinks:
+    - type: webhook
+      url: https://hooks.example.com/aop
+      hmac_secret: s3cr3t
+"#,
+    );
+    let settings = load_with_env(&path, &env_map(&[("MY_TOKEN", TOKEN)])).unwrap();
+    assert_eq!(token_of(&settings).value.expose(), TOKEN);
+    assert_eq!(
+        token_of(&settings).source,
+        ValueSource::Env("MY_TOKEN".to_owned())
+    );
+    assert_eq!(settings.cloudflare.max_concurrency, 16);
+    assert_eq!(settings.schedule.cron, "*/30 * * * * *");
+    assert_eq!(settings.zones[0].hostnames, ["app.example.com"]);
+    assert_eq!(settings.alerts.sinks[0].kind, SinkKind::Webhook);
+
+    // `.yml` too, and its errors name the key like TOML's.
+    let path = fixture.write("bad.yml", "cloudflare:\n  request_timeot: 5s\n");
+    let error = load_with_env(&path, &HashMap::new()).unwrap_err();
+    assert_eq!(error.key(), Some("cloudflare.request_timeot"));
+}
+
+#[test]
+fn unknown_keys_are_named_at_every_level() {
+    let fixture = Fixture::new();
+    let (key, message) = fixture.error(&format!("foo = 1\n{MINIMAL}"));
+    assert_eq!(key, "foo");
+    assert!(message.contains("foo: unknown key"), "{message}");
+
+    let (key, message) = fixture.error("[cloudflare]\nrequest_timeot = \"5s\"\n");
+    assert_eq!(key, "cloudflare.request_timeot");
+    assert!(message.contains("expected one of"), "{message}");
+
+    let (key, _) = fixture.error(&format!("{MINIMAL}hostname = [\"a.example.com\"]\n"));
+    assert_eq!(key, "zones[0].hostname");
+
+    let (key, _) = fixture.error(&format!(
+        "{MINIMAL}\n[[alerts.sinks]]\ntype = \"slack\"\nurl = \"https://x.example\"\nretries = 3\n"
+    ));
+    assert_eq!(key, "alerts.sinks[0].retries");
+
+    let (key, _) = fixture.error(&format!("{MINIMAL}\n[log]\ncolour = true\n"));
+    assert_eq!(key, "log.colour");
+}
+
+#[test]
+fn bad_durations_are_rejected_with_the_key() {
+    let fixture = Fixture::new();
+    let (key, message) =
+        fixture.error(&format!("{MINIMAL}\n[schedule]\njitter = \"10 parsecs\"\n"));
+    assert_eq!(key, "schedule.jitter");
+    assert!(
+        message.contains("invalid duration \"10 parsecs\""),
+        "{message}"
+    );
+
+    let (key, _) = fixture.error(&format!("{MINIMAL}\n[alerts]\nrepeat_interval = 5\n"));
+    assert_eq!(key, "alerts.repeat_interval");
+
+    let (key, message) = fixture.error(&format!("{MINIMAL}\n[alerts]\nrepeat_interval = \"0s\"\n"));
+    assert_eq!(key, "alerts.repeat_interval");
+    assert!(message.contains("longer than 0s"), "{message}");
+}
+
+#[test]
+fn bad_cron_is_rejected_with_the_parser_message() {
+    let fixture = Fixture::new();
+    let (key, message) = fixture.error(&format!("{MINIMAL}\n[schedule]\ncron = \"* *\"\n"));
+    assert_eq!(key, "schedule.cron");
+    assert!(
+        message.contains("schedule.cron: invalid cron expression \"* *\": "),
+        "{message}"
+    );
+
+    // Five fields: tokio-cron-scheduler requires seconds.
+    let (key, _) = fixture.error(&format!("{MINIMAL}\n[schedule]\ncron = \"*/5 * * * *\"\n"));
+    assert_eq!(key, "schedule.cron");
+
+    let (_, message) = fixture.error(&format!("{MINIMAL}\n[schedule]\ncron = \"0 0 0 31 2 *\"\n"));
+    assert!(message.contains("never fires"), "{message}");
+
+    let settings = fixture
+        .load(&format!(
+            "{MINIMAL}\n[schedule]\ncron = \"0 0 * * * MON-FRI\"\n"
+        ))
+        .unwrap();
+    assert_eq!(settings.schedule.cron, "0 0 * * * MON-FRI");
+}
+
+#[test]
+fn zone_ids_are_checked() {
+    let fixture = Fixture::new();
+    let zone = |id: &str| format!("[cloudflare]\napi_token = \"t\"\n[[zones]]\nid = \"{id}\"\n");
+
+    let (key, message) = fixture.error(&zone(""));
+    assert_eq!(key, "zones[0].id");
+    assert!(
+        message.ends_with("zones[0].id: must not be empty"),
+        "{message}"
+    );
+
+    let (key, _) = fixture.error("[cloudflare]\napi_token = \"t\"\n[[zones]]\nname = \"x\"\n");
+    assert_eq!(key, "zones[0].id");
+
+    let (_, message) = fixture.error(&zone("example.com"));
+    assert!(message.contains("only hex digits"), "{message}");
+
+    let (_, message) = fixture.error(&zone(&"a".repeat(65)));
+    assert!(message.contains("at most 64"), "{message}");
+
+    // Not the schema's 32: real ids are also 36-character UUIDs.
+    let uuid = "5f3c2a1e-8b7d-4e6f-9a0b-1c2d3e4f5a6b";
+    assert_eq!(fixture.load(&zone(uuid)).unwrap().zones[0].id, uuid);
+
+    let (key, message) = fixture.error(&format!("{}[[zones]]\nid = \"ABC\"\n", zone("abc")));
+    assert_eq!(key, "zones[1].id");
+    assert!(message.contains("duplicate zone id"), "{message}");
+}
+
+#[test]
+fn at_least_one_zone_is_required() {
+    let (key, message) = Fixture::new().error("[cloudflare]\napi_token = \"t\"\n");
+    assert_eq!(key, "zones");
+    assert!(message.contains("no zones configured"), "{message}");
+}
+
+#[test]
+fn hostnames_are_normalised_and_checked() {
+    let fixture = Fixture::new();
+    let with_hosts = |hosts: &str| format!("{MINIMAL}hostnames = [{hosts}]\n");
+
+    let settings = fixture
+        .load(&with_hosts(
+            r#""App.Example.COM", "api.example.com.", "*.cdn.example.com""#,
+        ))
+        .unwrap();
+    assert_eq!(
+        settings.zones[0].hostnames,
+        ["app.example.com", "api.example.com", "*.cdn.example.com"]
+    );
+
+    let long = format!(
+        "{}.{}.example.com",
+        "a".repeat(61),
+        vec!["a".repeat(60); 3].join(".")
+    );
+    assert_eq!(long.len(), 256);
+    let (key, message) = fixture.error(&with_hosts(&format!("\"ok.example.com\", \"{long}\"")));
+    assert_eq!(key, "zones[0].hostnames[1]");
+    assert!(
+        message.contains("256 characters long; at most 255"),
+        "{message}"
+    );
+
+    let (key, message) = fixture.error(&with_hosts(r#""a.example.com", "A.example.com""#));
+    assert_eq!(key, "zones[0].hostnames[1]");
+    assert!(message.contains("duplicate hostname"), "{message}");
+
+    for bad in [
+        r#""""#,
+        r#""https://a.example.com""#,
+        r#""a.example.com:443""#,
+        r#""a..example.com""#,
+        r#""-a.example.com""#,
+        r#""bücher.example""#,
+        r#""a.*.example.com""#,
+    ] {
+        let (key, _) = fixture.error(&with_hosts(bad));
+        assert_eq!(key, "zones[0].hostnames[0]", "{bad} should be rejected");
+    }
+}
+
+#[test]
+fn credentials_have_one_source() {
+    let fixture = Fixture::new();
+    let zone = "[[zones]]\nid = \"abc\"\n";
+
+    // None at all: the documented message.
+    let (key, message) = fixture.error(zone);
+    assert_eq!(key, "cloudflare.api_token");
+    assert!(
+        message.ends_with(
+            "cloudflare.api_token: no API credentials: set api_token, api_token_file, api_token_env or CLOUDFLARE_API_TOKEN"
+        ),
+        "{message}"
+    );
+
+    // CLOUDFLARE_API_TOKEN is the fallback (from the injected environment).
+    let settings = fixture
+        .load_env(zone, &[("CLOUDFLARE_API_TOKEN", TOKEN)])
+        .unwrap();
+    assert_eq!(token_of(&settings).value.expose(), TOKEN);
+    assert_eq!(
+        token_of(&settings).source,
+        ValueSource::Env("CLOUDFLARE_API_TOKEN".to_owned())
+    );
+    // …but an explicit token wins over it.
+    let settings = fixture
+        .load_env(MINIMAL, &[("CLOUDFLARE_API_TOKEN", "other")])
+        .unwrap();
+    assert_eq!(token_of(&settings).value.expose(), TOKEN);
+
+    // Two forms of one secret.
+    let (key, message) = fixture.error(&format!(
+        "[cloudflare]\napi_token = \"{TOKEN}\"\napi_token_env = \"X\"\n{zone}"
+    ));
+    assert_eq!(key, "cloudflare.api_token");
+    assert!(
+        message.contains("set only one of api_token, api_token_file and api_token_env"),
+        "{message}"
+    );
+    assert!(!message.contains(TOKEN), "{message}");
+
+    // Token and legacy together.
+    let (key, _) = fixture.error(&format!(
+        "[cloudflare]\napi_token = \"t\"\napi_email = \"a@example.com\"\napi_key = \"k\"\n{zone}"
+    ));
+    assert_eq!(key, "cloudflare.api_token");
+
+    // Legacy needs both halves.
+    let (key, _) = fixture.error(&format!(
+        "[cloudflare]\napi_email = \"a@example.com\"\n{zone}"
+    ));
+    assert_eq!(key, "cloudflare.api_key");
+    let (key, _) = fixture.error(&format!("[cloudflare]\napi_key = \"k\"\n{zone}"));
+    assert_eq!(key, "cloudflare.api_email");
+
+    let settings = fixture
+        .load_env(
+            &format!("[cloudflare]\napi_email = \"a@example.com\"\napi_key_env = \"KEY\"\n{zone}"),
+            &[("KEY", "legacy-SECRET-key")],
+        )
+        .unwrap();
+    match settings.client_options().auth {
+        crate::cloudflare::Auth::Legacy { email, key } => {
+            assert_eq!(email, "a@example.com");
+            assert_eq!(key.expose(), "legacy-SECRET-key");
+        }
+        crate::cloudflare::Auth::Token(_) => panic!("expected legacy auth"),
+    }
+}
+
+#[test]
+fn secret_files_are_read_and_their_errors_name_key_and_path() {
+    let fixture = Fixture::new();
+    let token_file = fixture.write("token", "tok-from-file\r\n");
+    let settings = fixture
+        .load(&format!(
+            "[cloudflare]\napi_token_file = \"{}\"\n[[zones]]\nid = \"abc\"\n",
+            token_file.display()
+        ))
+        .unwrap();
+    assert_eq!(token_of(&settings).value.expose(), "tok-from-file");
+
+    let missing = fixture.dir.path().join("nope");
+    let (key, message) = fixture.error(&format!(
+        "[cloudflare]\napi_token_file = \"{}\"\n[[zones]]\nid = \"abc\"\n",
+        missing.display()
+    ));
+    assert_eq!(key, "cloudflare.api_token_file");
+    assert!(
+        message.contains(&format!("cannot read {}", missing.display())),
+        "{message}"
+    );
+
+    // A directory is unreadable as a file; the error still names key and path.
+    let (key, message) = fixture.error(&format!(
+        "[cloudflare]\napi_token_file = \"{}\"\n[[zones]]\nid = \"abc\"\n",
+        fixture.dir.path().display()
+    ));
+    assert_eq!(key, "cloudflare.api_token_file");
+    assert!(
+        message.contains(&fixture.dir.path().display().to_string()),
+        "{message}"
+    );
+
+    let empty = fixture.write("empty", "\n");
+    let (_, message) = fixture.error(&format!(
+        "[cloudflare]\napi_token_file = \"{}\"\n[[zones]]\nid = \"abc\"\n",
+        empty.display()
+    ));
+    assert!(message.ends_with("is empty"), "{message}");
+}
+
+#[test]
+fn secret_env_variables_must_exist() {
+    let fixture = Fixture::new();
+    let config = "[cloudflare]\napi_token_env = \"MY_TOKEN\"\n[[zones]]\nid = \"abc\"\n";
+    let (key, message) = fixture.error(config);
+    assert_eq!(key, "cloudflare.api_token_env");
+    assert!(
+        message.ends_with("environment variable MY_TOKEN is not set"),
+        "{message}"
+    );
+    let (_, message) = fixture.error_env(config, &[("MY_TOKEN", "")]);
+    assert!(
+        message.ends_with("environment variable MY_TOKEN is empty"),
+        "{message}"
+    );
+}
+
+#[test]
+fn sinks_are_checked() {
+    let fixture = Fixture::new();
+    let sink = |body: &str| format!("{MINIMAL}\n[[alerts.sinks]]\n{body}\n");
+
+    let (key, message) = fixture.error(&sink("type = \"slak\"\nurl = \"https://x.example\""));
+    assert_eq!(key, "alerts.sinks[0].type");
+    assert!(
+        message.contains("unknown sink type \"slak\": expected slack, webhook or alertmanager"),
+        "{message}"
+    );
+
+    let (key, _) = fixture.error(&sink("url = \"https://x.example\""));
+    assert_eq!(key, "alerts.sinks[0].type");
+
+    let (key, message) = fixture.error(&sink("type = \"slack\""));
+    assert_eq!(key, "alerts.sinks[0].url");
+    assert!(
+        message.contains("set url, url_file or url_env"),
+        "{message}"
+    );
+
+    // Not http(s), and the (secret) URL is not echoed.
+    let (key, message) = fixture.error(&sink(
+        "type = \"slack\"\nurl = \"ftp://files.example/SECRETPATH\"",
+    ));
+    assert_eq!(key, "alerts.sinks[0].url");
+    assert!(
+        message.contains("must be an http or https URL"),
+        "{message}"
+    );
+    assert!(!message.contains("SECRETPATH"), "{message}");
+    let (key, message) = fixture.error_env(
+        &sink("type = \"slack\"\nurl_env = \"HOOK\""),
+        &[("HOOK", "not a url SECRETPATH")],
+    );
+    assert_eq!(key, "alerts.sinks[0].url_env");
+    assert!(!message.contains("SECRETPATH"), "{message}");
+
+    let (key, _) = fixture.error(&sink(
+        "type = \"slack\"\nurl = \"https://x.example\"\nhmac_secret = \"k\"",
+    ));
+    assert_eq!(key, "alerts.sinks[0].hmac_secret");
+
+    let (key, message) = fixture.error(&format!(
+        "{}[[alerts.sinks]]\ntype = \"slack\"\nurl = \"https://y.example\"\n",
+        sink("type = \"slack\"\nurl = \"https://x.example\"")
+    ));
+    assert_eq!(key, "alerts.sinks[1].name");
+    assert!(
+        message.contains("duplicate sink name \"slack\""),
+        "{message}"
+    );
+
+    let (key, _) = fixture.error(&sink(
+        "type = \"slack\"\nname = \"on call\"\nurl = \"https://x.example\"",
+    ));
+    assert_eq!(key, "alerts.sinks[0].name");
+}
+
+#[test]
+fn server_and_numbers_are_checked() {
+    let fixture = Fixture::new();
+    let (key, message) = fixture.error(&format!(
+        "{MINIMAL}\n[server]\nlisten = \"localhost:9793\"\n"
+    ));
+    assert_eq!(key, "server.listen");
+    assert!(message.contains("expected IP:port"), "{message}");
+    let (key, _) = fixture.error(&format!("{MINIMAL}\n[server]\nlisten = \"0.0.0.0\"\n"));
+    assert_eq!(key, "server.listen");
+
+    let settings = fixture
+        .load(&format!("{MINIMAL}\n[server]\nlisten = \"[::1]:9000\"\n"))
+        .unwrap();
+    assert_eq!(settings.server.listen.to_string(), "[::1]:9000");
+
+    let (key, _) = fixture.error(&format!(
+        "{MINIMAL}\n[server]\nweb_config_file = \"/nonexistent/web.yml\"\n"
+    ));
+    assert_eq!(key, "server.web_config_file");
+
+    for (toml, key) in [
+        (
+            "[cloudflare]\nmax_concurrency = 0",
+            "cloudflare.max_concurrency",
+        ),
+        (
+            "[cloudflare]\nmax_concurrency = 257",
+            "cloudflare.max_concurrency",
+        ),
+        (
+            "[cloudflare]\nmax_concurrency = -1",
+            "cloudflare.max_concurrency",
+        ),
+        (
+            "[cloudflare]\nrequests_per_5m = 0",
+            "cloudflare.requests_per_5m",
+        ),
+        (
+            "[cloudflare]\napi_base_url = \"ftp://x\"",
+            "cloudflare.api_base_url",
+        ),
+        (
+            "[cloudflare]\napi_base_url = \"not a url\"",
+            "cloudflare.api_base_url",
+        ),
+        (
+            "[cloudflare]\nretry_max_backoff = \"100ms\"",
+            "cloudflare.retry_max_backoff",
+        ),
+        ("[log]\nlevel = \"inof\"", "log.level"),
+        ("[log]\nformat = \"xml\"", "log.format"),
+        ("[state]\ndir = \"\"", "state.dir"),
+    ] {
+        // Put the section in front of MINIMAL's own [cloudflare] only when it is another one.
+        let contents = if toml.starts_with("[cloudflare]") {
+            format!(
+                "{}\n{}\n[[zones]]\nid = \"abc\"\n",
+                toml, "api_token = \"t\""
+            )
+        } else {
+            format!("{MINIMAL}\n{toml}\n")
+        };
+        let (actual, message) = fixture.error(&contents);
+        assert_eq!(actual, key, "{toml}: {message}");
+    }
+
+    let settings = fixture
+        .load(&format!(
+            "{MINIMAL}\n[log]\nlevel = \"warn,cloudflare_aop_exporter=debug\"\nformat = \"json\"\n"
+        ))
+        .unwrap();
+    assert_eq!(settings.log.format, LogFormat::Json);
+}
+
+#[test]
+fn syntax_errors_do_not_quote_the_line() {
+    let fixture = Fixture::new();
+    let error = fixture
+        .load("[cloudflare]\napi_token = \"tok-SECRET-123\n")
+        .unwrap_err();
+    let message = error.to_string();
+    assert_eq!(error.key(), None);
+    assert!(
+        message.contains("invalid syntax: TOML parse error at line 2"),
+        "{message}"
+    );
+    assert!(!message.contains("SECRET"), "{message}");
+    assert!(!message.contains('\n'), "{message}");
+}
+
+#[test]
+fn wrongly_typed_secrets_are_not_quoted() {
+    let (key, message) = Fixture::new().error(
+        "[cloudflare]\napi_token = { value = \"tok-SECRET-123\" }\n[[zones]]\nid = \"abc\"\n",
+    );
+    assert_eq!(key, "cloudflare.api_token");
+    assert!(!message.contains("SECRET"), "{message}");
+}
+
+#[test]
+fn missing_file_is_a_file_error() {
+    let error = load_with_env(Path::new("/nonexistent/aop.toml"), &HashMap::new()).unwrap_err();
+    assert_eq!(error.key(), None);
+    assert!(
+        error
+            .to_string()
+            .starts_with("/nonexistent/aop.toml: cannot read the config file: "),
+        "{error}"
+    );
+}
+
+/// A config with a secret in every slot, all inline.
+const ALL_SECRETS: &str = r#"
+[cloudflare]
+api_token = "tok-SECRET-123"
+
+[[zones]]
+id = "023e105f4ecef8ad9ca31a8372d0c353"
+
+[[alerts.sinks]]
+type = "webhook"
+url = "https://hooks.example.com/T000/B000/url-SECRET-path"
+hmac_secret = "hmac-SECRET-456"
+"#;
+
+#[test]
+fn debug_and_effective_config_never_show_secrets() {
+    let settings = Fixture::new().load(ALL_SECRETS).unwrap();
+    let debug = format!("{settings:?}");
+    let effective = settings.effective_toml().unwrap();
+    let options = format!("{:?}", settings.client_options());
+    for text in [&debug, &effective, &options] {
+        assert!(!text.contains("SECRET"), "secret leaked: {text}");
+    }
+    assert!(debug.contains(crate::secret::REDACTED));
+    assert!(
+        effective.contains("api_token = \"<redacted>\""),
+        "{effective}"
+    );
+    assert!(effective.contains("url = \"<redacted>\""), "{effective}");
+    assert!(
+        effective.contains("hmac_secret = \"<redacted>\""),
+        "{effective}"
+    );
+}
+
+#[test]
+fn effective_config_loads_back_to_the_same_settings() {
+    let fixture = Fixture::new();
+    let token_file = fixture.write("token", "tok\n");
+    let config = format!(
+        r#"
+[cloudflare]
+api_token_file = "{}"
+max_concurrency = 3
+retry_initial_backoff = "250ms"
+max_retry_after = "90s"
+
+[schedule]
+jitter = "0s"
+
+[[zones]]
+id = "abc"
+name = "Example"
+hostnames = ["A.example.com"]
+
+[alerts]
+expiry_warning = "14d"
+
+[[alerts.sinks]]
+type = "slack"
+url_env = "HOOK"
+"#,
+        token_file.display()
+    );
+    let env = [("HOOK", "https://hooks.slack.com/services/x")];
+    let settings = fixture.load_env(&config, &env).unwrap();
+    let effective = settings.effective_toml().unwrap();
+    assert!(
+        effective.contains("expiry_warning = \"14d\""),
+        "{effective}"
+    );
+    assert!(effective.contains("max_age = \"1d\""), "{effective}");
+    assert!(
+        effective.contains("retry_initial_backoff = \"250ms\""),
+        "{effective}"
+    );
+    assert!(effective.contains("url_env = \"HOOK\""), "{effective}");
+    let reloaded = fixture.load_env(&effective, &env).unwrap();
+    assert_eq!(reloaded, settings);
+}
+
+#[test]
+fn client_options_follow_the_cloudflare_section() {
+    let settings = Fixture::new()
+        .load(&format!(
+            "{}\nmax_concurrency = 2\nrequests_per_5m = 50\nrequest_timeout = \"3s\"\nmax_retries = 1\nmax_response_bytes = 1024\n[[zones]]\nid = \"abc\"\n",
+            "[cloudflare]\napi_token = \"tok-SECRET-123\"\napi_base_url = \"http://127.0.0.1:8787/client/v4\""
+        ))
+        .unwrap();
+    let options = settings.client_options();
+    assert_eq!(options.base_url.as_str(), "http://127.0.0.1:8787/client/v4");
+    assert_eq!(options.max_concurrency, 2);
+    assert_eq!(options.requests_per_5m, 50);
+    assert_eq!(options.request_timeout, Duration::from_secs(3));
+    assert_eq!(options.max_retries, 1);
+    assert_eq!(options.max_response_bytes, 1024);
+    assert_eq!(options.budget_window, Duration::from_secs(300));
+    assert_eq!(options.retry_max_backoff, Duration::from_secs(30));
+    match options.auth {
+        crate::cloudflare::Auth::Token(token) => assert_eq!(token.expose(), TOKEN),
+        crate::cloudflare::Auth::Legacy { .. } => panic!("expected a token"),
+    }
+}
+
+#[test]
+fn demo_settings_use_the_file_defaults() {
+    let zones = vec![ZoneSettings::new("abc", vec!["a.example.com".to_owned()])];
+    let demo = Settings::for_demo(
+        Url::parse("http://127.0.0.1:8787/client/v4").unwrap(),
+        Secret::new("demo"),
+        zones.clone(),
+    );
+    let from_file = Fixture::new()
+        .load("[cloudflare]\napi_token = \"demo\"\napi_base_url = \"http://127.0.0.1:8787/client/v4\"\n[[zones]]\nid = \"abc\"\nhostnames = [\"a.example.com\"]\n")
+        .unwrap();
+    assert_eq!(demo.cloudflare, from_file.cloudflare);
+    assert_eq!(demo.schedule, from_file.schedule);
+    assert_eq!(demo.zones, from_file.zones);
+    assert_eq!(demo.alerts, from_file.alerts);
+    assert_eq!(demo.server, from_file.server);
+    assert_ne!(
+        demo.state.dir, from_file.state.dir,
+        "the demo must not use /var/lib"
+    );
+}
+
+#[test]
+fn durations_print_the_way_people_write_them() {
+    let format = raw::duration::format;
+    assert_eq!(format(Duration::from_secs(86_400)), "1d");
+    assert_eq!(format(Duration::from_secs(14 * 86_400)), "14d");
+    assert_eq!(format(Duration::from_secs(4 * 3600)), "4h");
+    assert_eq!(format(Duration::from_secs(90)), "90s");
+    assert_eq!(format(Duration::from_secs(300)), "5m");
+    assert_eq!(format(Duration::from_millis(500)), "500ms");
+    assert_eq!(format(Duration::ZERO), "0s");
+    let odd = Duration::from_millis(1500);
+    assert_eq!(raw::duration::parse(&format(odd)).unwrap(), odd);
+}

@@ -1,0 +1,629 @@
+//! File values → typed [`Settings`]: secret sources, credentials, ranges, uniqueness.
+//! Runs once at start-up; every error names the key to fix and never quotes a secret.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use croner::parser::{CronParser, Seconds};
+use url::Url;
+
+use super::raw::{RawAlerts, RawCloudflare, RawSettings, RawSink, RawZone};
+use super::{
+    AlertSettings, CLOUDFLARE_API_TOKEN_ENV, CloudflareSettings, Credentials, LogSettings,
+    ScheduleSettings, SecretUrl, ServerSettings, Settings, SinkKind, SinkSettings, Sourced,
+    StateSettings, ValueSource, ZoneSettings,
+};
+use crate::secret::Secret;
+
+/// A problem with one key; the caller adds the file name.
+#[derive(Debug)]
+pub(super) struct KeyError {
+    pub(super) key: String,
+    pub(super) problem: String,
+}
+
+fn key_error(key: impl Into<String>, problem: impl Into<String>) -> KeyError {
+    KeyError {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Zone ids are 32 hex digits or 36-char UUIDs in practice; 64 leaves room without
+/// accepting garbage.
+const MAX_ZONE_ID_LEN: usize = 64;
+/// The API's limit on hostnames (SPEC §2).
+const MAX_HOSTNAME_LEN: usize = 255;
+const MAX_DNS_LABEL_LEN: usize = 63;
+/// Sink names become metric labels and state file names.
+const MAX_SINK_NAME_LEN: usize = 64;
+const MAX_CONCURRENCY: usize = 256;
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Validates every section, in file order.
+pub(super) fn validate(
+    raw: RawSettings,
+    env: &HashMap<String, String>,
+) -> Result<Settings, KeyError> {
+    let RawSettings {
+        cloudflare,
+        schedule,
+        zones,
+        server,
+        alerts,
+        state,
+        log,
+    } = raw;
+    Ok(Settings {
+        cloudflare: validate_cloudflare(&cloudflare, env)?,
+        schedule: validate_schedule(schedule)?,
+        zones: validate_zones(zones)?,
+        server: validate_server(server)?,
+        alerts: validate_alerts(alerts, env)?,
+        state: validate_state(state)?,
+        log: validate_log(log)?,
+    })
+}
+
+fn validate_cloudflare(
+    raw: &RawCloudflare,
+    env: &HashMap<String, String>,
+) -> Result<CloudflareSettings, KeyError> {
+    let api_base_url = parse_http_url(raw.api_base_url.trim()).map_err(|problem| {
+        key_error(
+            "cloudflare.api_base_url",
+            format!("invalid URL {:?}: {problem}", raw.api_base_url),
+        )
+    })?;
+    let credentials = resolve_credentials(raw, env)?;
+    require_non_zero("cloudflare.request_timeout", raw.request_timeout)?;
+    if !(1..=MAX_CONCURRENCY).contains(&raw.max_concurrency) {
+        return Err(key_error(
+            "cloudflare.max_concurrency",
+            format!(
+                "must be between 1 and {MAX_CONCURRENCY}, got {}",
+                raw.max_concurrency
+            ),
+        ));
+    }
+    if raw.requests_per_5m == 0 {
+        return Err(key_error(
+            "cloudflare.requests_per_5m",
+            "must be at least 1 (Cloudflare allows 1200 per user)",
+        ));
+    }
+    require_non_zero(
+        "cloudflare.token_verify_interval",
+        raw.token_verify_interval,
+    )?;
+    require_non_zero(
+        "cloudflare.retry_initial_backoff",
+        raw.retry_initial_backoff,
+    )?;
+    if raw.retry_max_backoff < raw.retry_initial_backoff {
+        return Err(key_error(
+            "cloudflare.retry_max_backoff",
+            format!(
+                "must be at least retry_initial_backoff ({})",
+                humantime::format_duration(raw.retry_initial_backoff)
+            ),
+        ));
+    }
+    if raw.max_response_bytes == 0 {
+        return Err(key_error(
+            "cloudflare.max_response_bytes",
+            "must be at least 1",
+        ));
+    }
+    Ok(CloudflareSettings {
+        api_base_url,
+        credentials,
+        request_timeout: raw.request_timeout,
+        max_concurrency: raw.max_concurrency,
+        requests_per_5m: raw.requests_per_5m,
+        verify_token: raw.verify_token,
+        token_verify_interval: raw.token_verify_interval,
+        max_retries: raw.max_retries,
+        retry_initial_backoff: raw.retry_initial_backoff,
+        retry_max_backoff: raw.retry_max_backoff,
+        max_retry_after: raw.max_retry_after,
+        max_response_bytes: raw.max_response_bytes,
+    })
+}
+
+/// A token, or legacy e-mail + key (both or neither, never with a token); with nothing
+/// configured, `CLOUDFLARE_API_TOKEN` like Cloudflare's own tools.
+fn resolve_credentials(
+    raw: &RawCloudflare,
+    env: &HashMap<String, String>,
+) -> Result<Credentials, KeyError> {
+    let token = resolve_secret(
+        "cloudflare.api_token",
+        raw.api_token.clone(),
+        raw.api_token_file.clone(),
+        raw.api_token_env.clone(),
+        env,
+    )?;
+    let email = resolve_secret(
+        "cloudflare.api_email",
+        raw.api_email.clone().map(Secret::new),
+        raw.api_email_file.clone(),
+        raw.api_email_env.clone(),
+        env,
+    )?;
+    let key = resolve_secret(
+        "cloudflare.api_key",
+        raw.api_key.clone(),
+        raw.api_key_file.clone(),
+        raw.api_key_env.clone(),
+        env,
+    )?;
+    match (token, email, key) {
+        (Some(token), None, None) => Ok(Credentials::Token(token)),
+        (Some(_), _, _) => Err(key_error(
+            "cloudflare.api_token",
+            "set either an API token or api_email + api_key (legacy), not both",
+        )),
+        (None, Some(email), Some(key)) => {
+            let address = email.value.expose().trim().to_owned();
+            if !address.contains('@') || address.contains(char::is_whitespace) {
+                return Err(key_error(
+                    source_key("cloudflare.api_email", &email.source),
+                    format!("{address:?} is not an e-mail address"),
+                ));
+            }
+            Ok(Credentials::Legacy {
+                email: Sourced {
+                    value: address,
+                    source: email.source,
+                },
+                key,
+            })
+        }
+        (None, Some(_), None) => Err(key_error(
+            "cloudflare.api_key",
+            "api_email is set but api_key is not: legacy credentials need both",
+        )),
+        (None, None, Some(_)) => Err(key_error(
+            "cloudflare.api_email",
+            "api_key is set but api_email is not: legacy credentials need both",
+        )),
+        (None, None, None) => match env.get(CLOUDFLARE_API_TOKEN_ENV) {
+            Some(value) if !value.trim().is_empty() => Ok(Credentials::Token(Sourced {
+                value: Secret::new(value.clone()),
+                source: ValueSource::Env(CLOUDFLARE_API_TOKEN_ENV.to_owned()),
+            })),
+            _ => Err(key_error(
+                "cloudflare.api_token",
+                "no API credentials: set api_token, api_token_file, api_token_env or CLOUDFLARE_API_TOKEN",
+            )),
+        },
+    }
+}
+
+/// One secret given inline, as `<key>_file` or as `<key>_env` (at most one of them).
+/// `key` is the full path of the inline key, e.g. `alerts.sinks[0].url`.
+fn resolve_secret(
+    key: &str,
+    inline: Option<Secret>,
+    file: Option<PathBuf>,
+    env_name: Option<String>,
+    env: &HashMap<String, String>,
+) -> Result<Option<Sourced<Secret>>, KeyError> {
+    let short = key.rsplit('.').next().unwrap_or(key);
+    let forms: Vec<String> = [
+        inline.is_some().then(|| short.to_owned()),
+        file.is_some().then(|| format!("{short}_file")),
+        env_name.is_some().then(|| format!("{short}_env")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if forms.len() > 1 {
+        return Err(key_error(
+            key,
+            format!(
+                "set only one of {short}, {short}_file and {short}_env (found {})",
+                forms.join(" and ")
+            ),
+        ));
+    }
+    if let Some(value) = inline {
+        if value.is_empty() {
+            return Err(key_error(key, "must not be empty"));
+        }
+        return Ok(Some(Sourced::inline(value)));
+    }
+    if let Some(path) = file {
+        return read_secret_file(&format!("{key}_file"), path).map(Some);
+    }
+    if let Some(name) = env_name {
+        let env_key = format!("{key}_env");
+        let name = name.trim().to_owned();
+        if name.is_empty() {
+            return Err(key_error(env_key, "must name an environment variable"));
+        }
+        return match env.get(&name) {
+            None => Err(key_error(
+                env_key,
+                format!("environment variable {name} is not set"),
+            )),
+            Some(value) if value.trim().is_empty() => Err(key_error(
+                env_key,
+                format!("environment variable {name} is empty"),
+            )),
+            Some(value) => Ok(Some(Sourced {
+                value: Secret::new(value.clone()),
+                source: ValueSource::Env(name),
+            })),
+        };
+    }
+    Ok(None)
+}
+
+/// Reads a secret file; the trailing newline editors and `echo` add is not part of it.
+/// Errors name the path and the OS reason, never the contents.
+fn read_secret_file(file_key: &str, path: PathBuf) -> Result<Sourced<Secret>, KeyError> {
+    if path.as_os_str().is_empty() {
+        return Err(key_error(file_key, "must name a file"));
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|error| key_error(file_key, format!("cannot read {}: {error}", path.display())))?;
+    let value = text.trim_end_matches(['\r', '\n']);
+    if value.trim().is_empty() {
+        return Err(key_error(file_key, format!("{} is empty", path.display())));
+    }
+    Ok(Sourced {
+        value: Secret::new(value),
+        source: ValueSource::File(path),
+    })
+}
+
+/// The key that set a value from `source`: `<key>`, `<key>_file` or `<key>_env`.
+fn source_key(key: &str, source: &ValueSource) -> String {
+    match source {
+        ValueSource::Inline => key.to_owned(),
+        ValueSource::File(_) => format!("{key}_file"),
+        ValueSource::Env(_) => format!("{key}_env"),
+    }
+}
+
+/// An `http`/`https` URL with a host. The problem text never quotes the URL (sink URLs are secrets).
+fn parse_http_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|error| error.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an http or https URL".to_owned());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("has no host".to_owned());
+    }
+    Ok(url)
+}
+
+fn require_non_zero(key: &str, value: Duration) -> Result<(), KeyError> {
+    if value.is_zero() {
+        return Err(key_error(key, "must be longer than 0s"));
+    }
+    Ok(())
+}
+
+/// Checks the expression with the parser and options tokio-cron-scheduler 0.15 uses
+/// (`Job::new_async`), so the scheduler cannot reject it later.
+fn validate_schedule(schedule: ScheduleSettings) -> Result<ScheduleSettings, KeyError> {
+    let parser = CronParser::builder()
+        .seconds(Seconds::Required)
+        .dom_and_dow(true)
+        .build();
+    let cron = parser.parse(&schedule.cron).map_err(|error| {
+        key_error(
+            "schedule.cron",
+            format!(
+                "invalid cron expression {:?}: {error} (6 fields, seconds first, e.g. \"0 */5 * * * *\")",
+                schedule.cron
+            ),
+        )
+    })?;
+    // A valid pattern such as "0 0 0 31 2 *" may never match: the daemon would never poll.
+    if cron
+        .find_next_occurrence(&chrono::Utc::now(), false)
+        .is_err()
+    {
+        return Err(key_error(
+            "schedule.cron",
+            format!("cron expression {:?} never fires", schedule.cron),
+        ));
+    }
+    Ok(schedule)
+}
+
+fn validate_zones(raw_zones: Vec<RawZone>) -> Result<Vec<ZoneSettings>, KeyError> {
+    if raw_zones.is_empty() {
+        return Err(key_error(
+            "zones",
+            "no zones configured: add at least one [[zones]] table with an id",
+        ));
+    }
+    // Lowercased id → index, so "ABC…" and "abc…" count as the same zone.
+    let mut index_by_id: HashMap<String, usize> = HashMap::new();
+    let mut zones = Vec::with_capacity(raw_zones.len());
+    for (index, raw) in raw_zones.into_iter().enumerate() {
+        let key = format!("zones[{index}]");
+        let id = raw.id.trim().to_owned();
+        validate_zone_id(&id).map_err(|problem| key_error(format!("{key}.id"), problem))?;
+        if let Some(first) = index_by_id.insert(id.to_ascii_lowercase(), index) {
+            return Err(key_error(
+                format!("{key}.id"),
+                format!("duplicate zone id {id:?} (also zones[{first}].id)"),
+            ));
+        }
+        let name = match raw.name {
+            Some(name) if name.trim().is_empty() => {
+                return Err(key_error(
+                    format!("{key}.name"),
+                    "must not be empty (leave it out to use the zone id)",
+                ));
+            }
+            Some(name) => name.trim().to_owned(),
+            None => id.clone(),
+        };
+        let mut index_by_hostname: HashMap<String, usize> = HashMap::new();
+        let mut hostnames = Vec::with_capacity(raw.hostnames.len());
+        for (host_index, raw_hostname) in raw.hostnames.iter().enumerate() {
+            let host_key = format!("{key}.hostnames[{host_index}]");
+            let hostname = normalize_hostname(raw_hostname)
+                .map_err(|problem| key_error(host_key.clone(), problem))?;
+            if let Some(first) = index_by_hostname.insert(hostname.clone(), host_index) {
+                return Err(key_error(
+                    host_key,
+                    format!("duplicate hostname {hostname:?} (also {key}.hostnames[{first}])"),
+                ));
+            }
+            hostnames.push(hostname);
+        }
+        zones.push(ZoneSettings {
+            id,
+            name,
+            hostnames,
+            zone_level: raw.zone_level,
+            discover_hostnames: raw.discover_hostnames,
+        });
+    }
+    Ok(zones)
+}
+
+/// Hex digits and dashes, 1..=64 characters: not the schema's 32, since real ids are also UUIDs.
+fn validate_zone_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if id.len() > MAX_ZONE_ID_LEN {
+        return Err(format!(
+            "is {} characters long; at most {MAX_ZONE_ID_LEN} allowed",
+            id.len()
+        ));
+    }
+    if !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(format!(
+            "invalid zone id {id:?}: only hex digits and '-' are allowed (e.g. 023e105f4ecef8ad9ca31a8372d0c353)"
+        ));
+    }
+    Ok(())
+}
+
+/// Lowercases, drops one trailing dot and checks DNS syntax: labels of letters, digits,
+/// `-` and `_` (1..=63 characters, no leading/trailing `-`), `*` allowed as the first label.
+fn normalize_hostname(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    let hostname = trimmed
+        .strip_suffix('.')
+        .unwrap_or(trimmed)
+        .to_ascii_lowercase();
+    if hostname.len() > MAX_HOSTNAME_LEN {
+        return Err(format!(
+            "is {} characters long; at most {MAX_HOSTNAME_LEN} allowed",
+            hostname.len()
+        ));
+    }
+    if !hostname.is_ascii() {
+        return Err(format!(
+            "{trimmed:?} is not ASCII: use its punycode (xn--) form"
+        ));
+    }
+    for (position, label) in hostname.split('.').enumerate() {
+        if label.is_empty() {
+            return Err(format!("{hostname:?} has an empty label"));
+        }
+        if label == "*" && position == 0 {
+            continue;
+        }
+        if label.len() > MAX_DNS_LABEL_LEN {
+            return Err(format!(
+                "{hostname:?} has a label longer than {MAX_DNS_LABEL_LEN} characters"
+            ));
+        }
+        if !label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "{hostname:?} is not a host name: only letters, digits, '-', '_' and '.' are allowed (no scheme, port or path)"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!(
+                "{hostname:?} has a label that starts or ends with '-'"
+            ));
+        }
+    }
+    Ok(hostname)
+}
+
+fn validate_server(server: ServerSettings) -> Result<ServerSettings, KeyError> {
+    if let Some(path) = &server.web_config_file {
+        check_readable_file("server.web_config_file", path)?;
+    }
+    Ok(server)
+}
+
+/// Fails at start-up, not at the first request, when a referenced file is missing.
+fn check_readable_file(key: &str, path: &Path) -> Result<(), KeyError> {
+    if path.as_os_str().is_empty() {
+        return Err(key_error(key, "must name a file"));
+    }
+    let metadata = std::fs::metadata(path)
+        .map_err(|error| key_error(key, format!("cannot read {}: {error}", path.display())))?;
+    if !metadata.is_file() {
+        return Err(key_error(key, format!("{} is not a file", path.display())));
+    }
+    Ok(())
+}
+
+fn validate_alerts(
+    raw: RawAlerts,
+    env: &HashMap<String, String>,
+) -> Result<AlertSettings, KeyError> {
+    require_non_zero("alerts.pending_timeout", raw.pending_timeout)?;
+    require_non_zero("alerts.repeat_interval", raw.repeat_interval)?;
+    if raw.expiry_warning.is_some_and(|warning| warning.is_zero()) {
+        return Err(key_error(
+            "alerts.expiry_warning",
+            "must be longer than 0s (leave it out to turn the warning off)",
+        ));
+    }
+    let mut index_by_name: HashMap<String, usize> = HashMap::new();
+    let mut sinks = Vec::with_capacity(raw.sinks.len());
+    for (index, raw_sink) in raw.sinks.into_iter().enumerate() {
+        let sink = validate_sink(index, raw_sink, env)?;
+        if let Some(first) = index_by_name.insert(sink.name.clone(), index) {
+            return Err(key_error(
+                format!("alerts.sinks[{index}].name"),
+                format!(
+                    "duplicate sink name {:?} (also alerts.sinks[{first}]): give each sink a unique name",
+                    sink.name
+                ),
+            ));
+        }
+        sinks.push(sink);
+    }
+    Ok(AlertSettings {
+        pending_timeout: raw.pending_timeout,
+        repeat_interval: raw.repeat_interval,
+        send_resolved: raw.send_resolved,
+        expiry_warning: raw.expiry_warning,
+        sinks,
+    })
+}
+
+fn validate_sink(
+    index: usize,
+    raw: RawSink,
+    env: &HashMap<String, String>,
+) -> Result<SinkSettings, KeyError> {
+    let key = format!("alerts.sinks[{index}]");
+    let kind = raw.kind.ok_or_else(|| {
+        key_error(
+            format!("{key}.type"),
+            "required key is missing: slack, webhook or alertmanager",
+        )
+    })?;
+    let name = match raw.name {
+        Some(name) => name.trim().to_owned(),
+        None => kind.as_str().to_owned(),
+    };
+    let name_is_valid = !name.is_empty()
+        && name.len() <= MAX_SINK_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !name_is_valid {
+        return Err(key_error(
+            format!("{key}.name"),
+            format!(
+                "invalid sink name {name:?}: 1 to {MAX_SINK_NAME_LEN} letters, digits, '-' or '_'"
+            ),
+        ));
+    }
+    let url_key = format!("{key}.url");
+    let url_secret = resolve_secret(&url_key, raw.url, raw.url_file, raw.url_env, env)?
+        .ok_or_else(|| key_error(&url_key, "required: set url, url_file or url_env"))?;
+    let url = parse_http_url(url_secret.value.expose().trim()).map_err(|problem| {
+        key_error(
+            source_key(&url_key, &url_secret.source),
+            format!("invalid URL: {problem}"),
+        )
+    })?;
+    let hmac_key = format!("{key}.hmac_secret");
+    let hmac_secret = resolve_secret(
+        &hmac_key,
+        raw.hmac_secret,
+        raw.hmac_secret_file,
+        raw.hmac_secret_env,
+        env,
+    )?;
+    if let Some(secret) = &hmac_secret
+        && kind != SinkKind::Webhook
+    {
+        return Err(key_error(
+            source_key(&hmac_key, &secret.source),
+            format!("only webhook sinks sign their requests, this one is {kind}"),
+        ));
+    }
+    require_non_zero(&format!("{key}.timeout"), raw.timeout)?;
+    require_non_zero(&format!("{key}.max_age"), raw.max_age)?;
+    Ok(SinkSettings {
+        name,
+        kind,
+        url: Sourced {
+            value: SecretUrl::new(url),
+            source: url_secret.source,
+        },
+        hmac_secret,
+        timeout: raw.timeout,
+        max_age: raw.max_age,
+    })
+}
+
+fn validate_state(state: StateSettings) -> Result<StateSettings, KeyError> {
+    if state.dir.as_os_str().is_empty() {
+        return Err(key_error("state.dir", "must name a directory"));
+    }
+    Ok(state)
+}
+
+/// Accepts what `EnvFilter` accepts, but rejects a bare word that is not a level: `EnvFilter`
+/// would take `inof` as a target name and silently log nothing.
+fn validate_log(log: LogSettings) -> Result<LogSettings, KeyError> {
+    let directives: Vec<&str> = log
+        .level
+        .split(',')
+        .map(str::trim)
+        .filter(|directive| !directive.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err(key_error("log.level", "must not be empty"));
+    }
+    for directive in directives {
+        if directive.contains(['=', '[']) {
+            directive
+                .parse::<tracing_subscriber::filter::Directive>()
+                .map_err(|error| {
+                    key_error(
+                        "log.level",
+                        format!("invalid filter directive {directive:?}: {error}"),
+                    )
+                })?;
+        } else if !LOG_LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            return Err(key_error(
+                "log.level",
+                format!(
+                    "unknown level {directive:?}: use off, error, warn, info, debug or trace, or target=level directives"
+                ),
+            ));
+        }
+    }
+    Ok(log)
+}

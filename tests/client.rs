@@ -1,0 +1,577 @@
+//! The Cloudflare client against the in-process simulator: every endpoint, every fault kind.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cloudflare_aop_exporter::cloudflare::types::Status;
+use cloudflare_aop_exporter::cloudflare::{
+    ApiError, Attempt, Auth, Client, ClientOptions, Endpoint, ErrorReason, RequestObserver,
+};
+use cloudflare_aop_exporter::secret::Secret;
+use cloudflare_aop_exporter::simulator::{
+    Fault, FaultRule, ListShape, RateLimit, Scenario, Simulator,
+};
+
+const ZONE: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+const CERT_ACTIVE: &str = "11111111-1111-4111-8111-111111111111";
+const CERT_PENDING: &str = "22222222-2222-4222-8222-222222222222";
+const CERT_UNLISTED: &str = "33333333-3333-4333-8333-333333333333";
+
+const SCENARIO: &str = r#"
+[auth]
+token = "test-token-5f2c"
+email = "ops@example.com"
+key = "legacy-key-9a7e"
+
+[[zones]]
+id = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+name = "example.com"
+zone_level_enabled = true
+proxied_records = ["www.example.com", "cdn.example.com"]
+
+[[zones.certificates]]
+id = "11111111-1111-4111-8111-111111111111"
+common_name = "origin-pull.example.com"
+not_before = "-10d"
+not_after = "80d"
+status = "active"
+
+[[zones.certificates]]
+id = "22222222-2222-4222-8222-222222222222"
+common_name = "next.example.com"
+not_before = "-1d"
+not_after = "89d"
+timeline = [{ status = "pending_deployment", polls = 1 }, { status = "active" }]
+
+[[zones.certificates]]
+id = "33333333-3333-4333-8333-333333333333"
+common_name = "hidden.example.com"
+not_before = "-1d"
+not_after = "30d"
+status = "active"
+listed = false
+
+[[zones.zone_certificates]]
+id = "44444444-4444-4444-8444-444444444444"
+common_name = "zone-level.example.com"
+not_before = "-1d"
+not_after = "300d"
+status = "active"
+
+[[zones.hostnames]]
+name = "app.example.com"
+cert_id = "11111111-1111-4111-8111-111111111111"
+association = "enabled"
+status = "active"
+
+[[zones.hostnames]]
+name = "old.example.com"
+cert_id = "11111111-1111-4111-8111-111111111111"
+association = "voided"
+status = "active"
+
+[[zones.hostnames]]
+name = "off.example.com"
+cert_id = "22222222-2222-4222-8222-222222222222"
+association = "disabled"
+status = "pending_deployment"
+"#;
+
+async fn simulator() -> Simulator {
+    let scenario = Scenario::from_toml_str(SCENARIO, None).expect("test scenario parses");
+    Simulator::start(scenario).await.expect("simulator starts")
+}
+
+fn fast_options(sim: &Simulator) -> ClientOptions {
+    let mut options = ClientOptions::new(sim.base_url(), Auth::Token(Secret::new(sim.token())));
+    options.request_timeout = Duration::from_secs(2);
+    options.max_retries = 3;
+    options.retry_initial_backoff = Duration::from_millis(10);
+    options.retry_max_backoff = Duration::from_millis(40);
+    options.max_retry_after = Duration::from_secs(5);
+    options.requests_per_5m = 100_000;
+    options
+}
+
+fn client(sim: &Simulator) -> Client {
+    Client::new(fast_options(sim)).expect("client builds")
+}
+
+/// Records every attempt, as the metrics would.
+#[derive(Default)]
+struct Recorder {
+    attempts: Mutex<Vec<Attempt>>,
+    remaining: Mutex<Vec<u64>>,
+}
+
+impl RequestObserver for Recorder {
+    fn attempt_finished(&self, attempt: &Attempt) {
+        self.attempts.lock().unwrap().push(*attempt);
+    }
+    fn rate_limit_remaining(&self, remaining: u64) {
+        self.remaining.lock().unwrap().push(remaining);
+    }
+}
+
+impl Recorder {
+    fn errors(&self) -> Vec<ErrorReason> {
+        self.attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|attempt| attempt.error)
+            .collect()
+    }
+}
+
+fn observed(sim: &Simulator, options: ClientOptions) -> (Client, Arc<Recorder>) {
+    let _ = sim;
+    let recorder = Arc::new(Recorder::default());
+    let client = Client::with_observer(options, recorder.clone()).expect("client builds");
+    (client, recorder)
+}
+
+#[tokio::test]
+async fn lists_hostname_certificates_with_real_pems_and_drops_private_keys() {
+    let sim = simulator().await;
+    sim.set_include_private_key(true);
+    let certificates = client(&sim).list_hostname_certificates(ZONE).await.unwrap();
+
+    let mut ids: Vec<_> = certificates
+        .iter()
+        .filter_map(|c| c.certificate_id())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![CERT_ACTIVE, CERT_PENDING], "unlisted cert is not listed");
+    let active = certificates
+        .iter()
+        .find(|c| c.certificate_id() == Some(CERT_ACTIVE))
+        .unwrap();
+    assert_eq!(active.certificate_status(), Some(Status::Active));
+    assert!(active.certificate.as_deref().unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(active.expires_on.is_some());
+    let debug = format!("{certificates:?}");
+    assert!(!debug.contains("PRIVATE KEY"), "private_key must be dropped: {debug}");
+    assert_eq!(sim.requests(Endpoint::HostnameCertificatesList), 1);
+}
+
+#[tokio::test]
+async fn association_shaped_list_items_parse() {
+    let sim = simulator().await;
+    sim.set_list_shape(ListShape::Association);
+    let certificates = client(&sim).list_hostname_certificates(ZONE).await.unwrap();
+    let ids: Vec<_> = certificates
+        .iter()
+        .filter_map(|c| c.certificate_id())
+        .collect();
+    assert!(ids.contains(&CERT_ACTIVE), "{ids:?}");
+    assert!(
+        certificates
+            .iter()
+            .all(|c| c.certificate_status().is_some()),
+        "every association-shaped item carries a certificate status"
+    );
+}
+
+#[tokio::test]
+async fn paging_fetches_every_page() {
+    let sim = simulator().await;
+    sim.set_page_size(Some(1));
+    let certificates = client(&sim).list_hostname_certificates(ZONE).await.unwrap();
+    assert_eq!(certificates.len(), 2);
+    assert_eq!(sim.requests(Endpoint::HostnameCertificatesList), 2);
+}
+
+#[tokio::test]
+async fn timeline_advances_per_list_poll() {
+    let sim = simulator().await;
+    let client = client(&sim);
+    let status_of = |list: &[cloudflare_aop_exporter::cloudflare::types::HostnameCertificate]| {
+        list.iter()
+            .find(|c| c.certificate_id() == Some(CERT_PENDING))
+            .and_then(cloudflare_aop_exporter::cloudflare::types::HostnameCertificate::certificate_status)
+    };
+    let first = client.list_hostname_certificates(ZONE).await.unwrap();
+    let second = client.list_hostname_certificates(ZONE).await.unwrap();
+    assert_eq!(status_of(&first), Some(Status::PendingDeployment));
+    assert_eq!(status_of(&second), Some(Status::Active));
+}
+
+#[tokio::test]
+async fn gets_an_unlisted_certificate_by_id_and_404_is_none() {
+    let sim = simulator().await;
+    let client = client(&sim);
+    let certificate = client
+        .get_hostname_certificate(ZONE, CERT_UNLISTED)
+        .await
+        .unwrap()
+        .expect("the unlisted certificate exists");
+    assert_eq!(certificate.certificate_id(), Some(CERT_UNLISTED));
+    let missing = client
+        .get_hostname_certificate(ZONE, "99999999-9999-4999-8999-999999999999")
+        .await
+        .unwrap();
+    assert!(missing.is_none());
+}
+
+#[tokio::test]
+async fn hostname_associations_enabled_voided_disabled_and_absent() {
+    let sim = simulator().await;
+    let client = client(&sim);
+    let app = client
+        .get_hostname_association(ZONE, "app.example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(app.enabled, Some(true));
+    assert_eq!(app.cert_id.as_deref(), Some(CERT_ACTIVE));
+    assert_eq!(app.status, Some(Status::Active));
+    assert_eq!(app.cert_status, Some(Status::Active));
+
+    let voided = client
+        .get_hostname_association(ZONE, "old.example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(voided.enabled, None);
+
+    let disabled = client
+        .get_hostname_association(ZONE, "off.example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(disabled.enabled, Some(false));
+    assert_eq!(disabled.status, Some(Status::PendingDeployment));
+
+    let absent = client
+        .get_hostname_association(ZONE, "nobody.example.com")
+        .await
+        .unwrap();
+    assert!(absent.is_none(), "404 is the state absent, not an error");
+    assert_eq!(sim.requests(Endpoint::HostnameGet), 4);
+}
+
+#[tokio::test]
+async fn zone_level_certificates_settings_token_and_dns() {
+    let sim = simulator().await;
+    let client = client(&sim);
+    let zone_certificates = client.list_zone_certificates(ZONE).await.unwrap();
+    assert_eq!(zone_certificates.len(), 1);
+    assert_eq!(
+        zone_certificates[0].id.as_deref(),
+        Some("44444444-4444-4444-8444-444444444444")
+    );
+    assert_eq!(client.get_zone_settings(ZONE).await.unwrap().enabled, Some(true));
+    assert!(client.verify_token().await.unwrap().is_active());
+    let mut names: Vec<_> = client
+        .list_proxied_dns_records(ZONE)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|record| record.name)
+        .collect();
+    names.sort();
+    assert!(names.contains(&"www.example.com".to_owned()), "{names:?}");
+    assert!(names.contains(&"app.example.com".to_owned()), "{names:?}");
+    for endpoint in [
+        Endpoint::ZoneCertificatesList,
+        Endpoint::ZoneSettingsGet,
+        Endpoint::TokenVerify,
+    ] {
+        assert_eq!(sim.requests(endpoint), 1, "{endpoint}");
+    }
+}
+
+#[tokio::test]
+async fn legacy_email_and_key_authenticate() {
+    let sim = simulator().await;
+    let mut options = fast_options(&sim);
+    options.auth = Auth::Legacy {
+        email: "ops@example.com".to_owned(),
+        key: Secret::new("legacy-key-9a7e"),
+    };
+    let client = Client::new(options).unwrap();
+    assert!(client.get_zone_settings(ZONE).await.is_ok());
+}
+
+#[tokio::test]
+async fn auth_failures_are_typed_and_not_retried() {
+    let sim = simulator().await;
+    let mut options = fast_options(&sim);
+    options.auth = Auth::Token(Secret::new("wrong-token"));
+    let (client, recorder) = observed(&sim, options);
+    let error = client.list_hostname_certificates(ZONE).await.unwrap_err();
+    assert_eq!(error.reason(), ErrorReason::Forbidden, "{error}");
+    assert_eq!(error.cloudflare_codes(), vec![10000]);
+    assert_eq!(sim.requests(Endpoint::HostnameCertificatesList), 1, "auth errors are final");
+    assert_eq!(recorder.errors(), vec![ErrorReason::Forbidden]);
+    assert!(!error.to_string().contains("wrong-token"));
+
+    let mut options = fast_options(&sim);
+    options.auth = Auth::Legacy {
+        email: String::new(),
+        key: Secret::new(""),
+    };
+    // Empty legacy headers are sent but not accepted: Cloudflare-style 400/403.
+    let error = Client::new(options)
+        .unwrap()
+        .get_zone_settings(ZONE)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error.reason(), ErrorReason::Unauthorized | ErrorReason::Forbidden),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn auth_failure_fault_is_forbidden() {
+    let sim = simulator().await;
+    sim.add_fault(FaultRule::always(Fault::AuthFailure));
+    let error = client(&sim).get_zone_settings(ZONE).await.unwrap_err();
+    assert!(matches!(error, ApiError::Forbidden { status: 403, .. }), "{error}");
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_succeed() {
+    let sim = simulator().await;
+    sim.add_fault(FaultRule::always(Fault::ServerError { status: 502 }).times(2));
+    let (client, recorder) = observed(&sim, fast_options(&sim));
+    let settings = client.get_zone_settings(ZONE).await.unwrap();
+    assert_eq!(settings.enabled, Some(true));
+    assert_eq!(sim.requests(Endpoint::ZoneSettingsGet), 3);
+    assert_eq!(
+        recorder.errors(),
+        vec![ErrorReason::ServerError, ErrorReason::ServerError]
+    );
+    let statuses: Vec<_> = recorder
+        .attempts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a.status)
+        .collect();
+    assert_eq!(statuses, vec![Some(502), Some(502), Some(200)]);
+}
+
+#[tokio::test]
+async fn retries_stop_after_max_retries() {
+    let sim = simulator().await;
+    sim.add_fault(FaultRule::always(Fault::ServerError { status: 500 }));
+    let error = client(&sim).get_zone_settings(ZONE).await.unwrap_err();
+    assert!(matches!(error, ApiError::ServerError { status: 500, .. }), "{error}");
+    assert_eq!(sim.requests(Endpoint::ZoneSettingsGet), 4, "1 attempt + 3 retries");
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let sim = simulator().await;
+    sim.add_fault(
+        FaultRule::always(Fault::RateLimited {
+            retry_after_secs: 1,
+        })
+        .on(Endpoint::ZoneSettingsGet)
+        .times(1),
+    );
+    let started = Instant::now();
+    let settings = client(&sim).get_zone_settings(ZONE).await.unwrap();
+    assert_eq!(settings.enabled, Some(true));
+    let log = sim.stats().request_log;
+    assert_eq!(log.len(), 2);
+    let gap = log[1].at.duration_since(log[0].at);
+    assert!(gap >= Duration::from_millis(950), "waited only {gap:?}");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_cap_fails_fast_and_blocks_other_requests() {
+    let sim = simulator().await;
+    sim.add_fault(
+        FaultRule::always(Fault::RateLimited {
+            retry_after_secs: 300,
+        })
+        .times(1),
+    );
+    let client = client(&sim);
+    let error = client.get_zone_settings(ZONE).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ApiError::RateLimited {
+                retry_after: Some(d),
+                ..
+            } if d == Duration::from_secs(300)
+        ),
+        "{error}"
+    );
+    // The block holds for every endpoint: nothing is sent while Cloudflare blocks us.
+    let error = client.verify_token().await.unwrap_err();
+    assert_eq!(error.reason(), ErrorReason::RateLimited);
+    assert_eq!(sim.stats().total, 1, "no request sent during the block");
+}
+
+#[tokio::test]
+async fn success_false_surfaces_the_cloudflare_code() {
+    let sim = simulator().await;
+    sim.add_fault(FaultRule::always(Fault::SuccessFalse {
+        code: 1234,
+        message: "something odd".to_owned(),
+    }));
+    let error = client(&sim).list_hostname_certificates(ZONE).await.unwrap_err();
+    assert_eq!(error.reason(), ErrorReason::ApiError);
+    assert_eq!(error.cloudflare_codes(), vec![1234]);
+    assert!(error.to_string().contains("1234: something odd"), "{error}");
+    assert_eq!(sim.stats().total, 1, "success:false is not retried");
+}
+
+#[tokio::test]
+async fn unknown_zone_is_an_api_error_with_code_7003() {
+    let sim = simulator().await;
+    let error = client(&sim)
+        .list_hostname_certificates("ffffffffffffffffffffffffffffffff")
+        .await
+        .unwrap_err();
+    assert_eq!(error.cloudflare_codes(), vec![7003]);
+}
+
+#[tokio::test]
+async fn malformed_json_and_wrong_types_are_decode_errors() {
+    let sim = simulator().await;
+    sim.add_fault(FaultRule::always(Fault::MalformedJson).times(1));
+    let error = client(&sim).list_hostname_certificates(ZONE).await.unwrap_err();
+    assert_eq!(error.reason(), ErrorReason::Decode, "{error}");
+
+    sim.add_fault(FaultRule::always(Fault::WrongTypes).times(1));
+    let error = client(&sim)
+        .get_hostname_association(ZONE, "app.example.com")
+        .await
+        .unwrap_err();
+    assert_eq!(error.reason(), ErrorReason::Decode, "{error}");
+}
+
+#[tokio::test]
+async fn truncated_bodies_are_retried_as_network_errors() {
+    let sim = simulator().await;
+    sim.add_fault(FaultRule::always(Fault::Truncated).times(1));
+    let (client, recorder) = observed(&sim, fast_options(&sim));
+    let certificates = client.list_hostname_certificates(ZONE).await.unwrap();
+    assert_eq!(certificates.len(), 2);
+    let errors = recorder.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        matches!(errors[0], ErrorReason::Network | ErrorReason::Decode),
+        "{errors:?}"
+    );
+}
+
+#[tokio::test]
+async fn hangs_time_out_per_request() {
+    let sim = simulator().await;
+    sim.add_fault(FaultRule::always(Fault::Hang));
+    let mut options = fast_options(&sim);
+    options.request_timeout = Duration::from_millis(200);
+    options.max_retries = 1;
+    let (client, recorder) = observed(&sim, options);
+    let error = client.get_zone_settings(ZONE).await.unwrap_err();
+    assert!(matches!(error, ApiError::Timeout { .. }), "{error}");
+    assert_eq!(recorder.errors(), vec![ErrorReason::Timeout, ErrorReason::Timeout]);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let sim = simulator().await;
+    sim.add_fault(FaultRule::always(Fault::HugeBody { bytes: 2_000_000 }));
+    let mut options = fast_options(&sim);
+    options.max_response_bytes = 1_000_000;
+    let error = Client::new(options)
+        .unwrap()
+        .list_hostname_certificates(ZONE)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ApiError::TooLarge { limit: 1_000_000, .. }), "{error}");
+    assert_eq!(error.reason(), ErrorReason::Decode);
+}
+
+#[tokio::test]
+async fn latency_fault_delays_but_succeeds() {
+    let sim = simulator().await;
+    sim.add_fault(FaultRule::always(Fault::Latency { ms: 150 }).times(1));
+    let started = Instant::now();
+    assert!(client(&sim).get_zone_settings(ZONE).await.is_ok());
+    assert!(started.elapsed() >= Duration::from_millis(150));
+}
+
+#[tokio::test]
+async fn connection_refused_is_a_network_error() {
+    let sim = simulator().await;
+    let options = fast_options(&sim);
+    sim.shutdown().await;
+    let mut options = options;
+    options.max_retries = 1;
+    let error = Client::new(options)
+        .unwrap()
+        .get_zone_settings(ZONE)
+        .await
+        .unwrap_err();
+    assert_eq!(error.reason(), ErrorReason::Network, "{error}");
+}
+
+#[tokio::test]
+async fn rate_limit_headers_are_exposed() {
+    let sim = simulator().await;
+    let (client, recorder) = observed(&sim, fast_options(&sim));
+    client.get_zone_settings(ZONE).await.unwrap();
+    client.get_zone_settings(ZONE).await.unwrap();
+    let remaining = recorder.remaining.lock().unwrap().clone();
+    assert_eq!(remaining.len(), 2, "{remaining:?}");
+    assert!(remaining[1] < remaining[0], "{remaining:?}");
+    assert_eq!(client.rate_limit_remaining(), Some(remaining[1]));
+}
+
+#[tokio::test]
+async fn concurrency_is_bounded() {
+    let sim = simulator().await;
+    sim.set_latency(Duration::from_millis(50));
+    let mut options = fast_options(&sim);
+    options.max_concurrency = 3;
+    let client = Arc::new(Client::new(options).unwrap());
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.get_zone_settings(ZONE).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(sim.stats().peak_concurrency, 3);
+}
+
+#[tokio::test]
+async fn the_request_budget_is_never_exceeded() {
+    let sim = simulator().await;
+    // The simulator would refuse anything over 10 per 2 s; the client must never get there.
+    sim.set_rate_limit(Some(RateLimit {
+        max_requests: 10,
+        window: Duration::from_secs(2),
+        retry_after: Duration::from_secs(2),
+    }));
+    let mut options = fast_options(&sim);
+    options.requests_per_5m = 10;
+    options.budget_window = Duration::from_secs(2);
+    options.max_concurrency = 8;
+    let client = Arc::new(Client::new(options).unwrap());
+    let tasks: Vec<_> = (0..25)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.get_zone_settings(ZONE).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let stats = sim.stats();
+    assert_eq!(stats.total, 25);
+    assert_eq!(stats.rate_limited, 0, "the simulator never had to refuse");
+    assert!(sim.max_requests_in_window(Duration::from_secs(2)) <= 10);
+}

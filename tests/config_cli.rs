@@ -1,0 +1,348 @@
+//! The configuration through the built binary (`validate-config`, exit codes, one-line
+//! errors, redaction) and through the library's public API. Every command runs with a
+//! cleared environment, so the test process's variables (`CLOUDFLARE_API_TOKEN`,
+//! `RUST_LOG`, `CF_AOP_*`) cannot leak in, and nothing mutates the test process's own.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cloudflare_aop_exporter::config::{self, Credentials, SinkKind};
+use tempfile::TempDir;
+
+const TOKEN: &str = "tok-SECRET-123";
+const SINK_URL: &str = "https://hooks.example.com/services/T000/B000/url-SECRET-path";
+const HMAC: &str = "hmac-SECRET-456";
+
+/// A valid config with a secret, inline, in every slot.
+fn good_config() -> String {
+    format!(
+        r#"
+[cloudflare]
+api_token = "{TOKEN}"
+
+[[zones]]
+id = "023e105f4ecef8ad9ca31a8372d0c353"
+name = "example.com"
+hostnames = ["app.example.com"]
+
+[[alerts.sinks]]
+type = "webhook"
+url = "{SINK_URL}"
+hmac_secret = "{HMAC}"
+"#
+    )
+}
+
+fn write(dir: &TempDir, name: &str, contents: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// The binary with an empty environment.
+fn exporter() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cloudflare-aop-exporter"));
+    command.env_clear();
+    command
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// Asserts exit code 2 and a single stderr line that names the file and the key.
+fn assert_config_error(output: &Output, file: &Path, key: &str) -> String {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one line expected: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}: {key}: ", file.display())),
+        "stderr should name {} and {key}: {stderr}",
+        file.display()
+    );
+    stderr
+}
+
+#[test]
+fn validate_config_rejects_a_bad_file_with_one_line_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        &dir,
+        "bad.toml",
+        &good_config().replace("[cloudflare]\n", "[cloud]\n"),
+    );
+    let output = exporter()
+        .arg("validate-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = assert_config_error(&output, &bad, "cloud");
+    assert!(stderr.contains("cloud: unknown key"), "{stderr}");
+    assert!(output.stdout.is_empty());
+
+    let bad = write(&dir, "bad2.toml", "[cloudflare]\nrequest_timeot = \"5s\"\n");
+    let output = exporter()
+        .arg("validate-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = assert_config_error(&output, &bad, "cloudflare.request_timeot");
+    assert!(stderr.contains("unknown key"), "{stderr}");
+}
+
+#[test]
+fn validate_config_prints_the_effective_config_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(&dir, "good.toml", &good_config());
+    let output = exporter()
+        .arg("validate-config")
+        .arg(&good)
+        .env("CF_AOP__SERVER__LISTEN", "127.0.0.1:19793")
+        .output()
+        .unwrap();
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+    for secret in [TOKEN, SINK_URL, "url-SECRET-path", HMAC, "SECRET"] {
+        assert!(!stdout.contains(secret), "stdout leaks {secret}: {stdout}");
+        assert!(!stderr.contains(secret), "stderr leaks {secret}: {stderr}");
+    }
+    // It is the effective config: TOML, defaults filled in, the override applied.
+    let effective: toml::Table = toml::from_str(&stdout).unwrap();
+    assert_eq!(
+        effective["cloudflare"]["api_token"].as_str(),
+        Some("<redacted>")
+    );
+    assert_eq!(
+        effective["cloudflare"]["max_concurrency"].as_integer(),
+        Some(8)
+    );
+    assert_eq!(
+        effective["server"]["listen"].as_str(),
+        Some("127.0.0.1:19793")
+    );
+    assert_eq!(
+        effective["schedule"]["cron"].as_str(),
+        Some("0 */5 * * * *")
+    );
+    let sink = &effective["alerts"]["sinks"][0];
+    assert_eq!(sink["url"].as_str(), Some("<redacted>"));
+    assert_eq!(sink["hmac_secret"].as_str(), Some("<redacted>"));
+    assert_eq!(sink["name"].as_str(), Some("webhook"));
+}
+
+#[test]
+fn validate_config_accepts_the_shipped_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = write(&dir, "token", "tok-LEAK-from-file\n");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+    let output = exporter()
+        .arg("validate-config")
+        .arg(&example)
+        .env("CF_AOP__CLOUDFLARE__API_TOKEN_FILE", &token)
+        .env("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/LEAK")
+        .env("AOP_WEBHOOK_URL", "https://hooks.example.com/aop")
+        .env("AOP_WEBHOOK_SECRET", "LEAK-hmac")
+        .env("ALERTMANAGER_URL", "http://alertmanager:9093")
+        .output()
+        .unwrap();
+    let stdout = text(&output.stdout);
+    // Not "SECRET": the variable name AOP_WEBHOOK_SECRET is shown, and may be.
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        text(&output.stderr)
+    );
+    assert!(!stdout.contains("LEAK"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("api_token_file = \"{}\"", token.display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("url_env = \"SLACK_WEBHOOK_URL\""),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn config_errors_exit_2_for_run_check_and_the_default_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        &dir,
+        "bad.toml",
+        &format!("{}\n[schedule]\ncron = \"* *\"\n", good_config()),
+    );
+
+    let run = exporter()
+        .arg("run")
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_config_error(&run, &bad, "schedule.cron");
+
+    let check = exporter()
+        .args(["check", "--format", "json", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_config_error(&check, &bad, "schedule.cron");
+
+    // No command: `--config FILE` means `run`.
+    let default = exporter().arg("--config").arg(&bad).output().unwrap();
+    assert_config_error(&default, &bad, "schedule.cron");
+
+    // CF_AOP_CONFIG stands in for --config (and is not taken as a `CF_AOP__` override).
+    let from_env = exporter().env("CF_AOP_CONFIG", &bad).output().unwrap();
+    assert_config_error(&from_env, &bad, "schedule.cron");
+    let from_env = exporter()
+        .arg("run")
+        .env("CF_AOP_CONFIG", &bad)
+        .output()
+        .unwrap();
+    assert_config_error(&from_env, &bad, "schedule.cron");
+}
+
+#[test]
+fn missing_credentials_are_reported_even_with_a_token_in_the_test_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(&dir, "no-token.toml", "[[zones]]\nid = \"abc\"\n");
+    let output = exporter()
+        .arg("validate-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = assert_config_error(&output, &config, "cloudflare.api_token");
+    assert!(
+        stderr.contains("no API credentials: set api_token, api_token_file, api_token_env or CLOUDFLARE_API_TOKEN"),
+        "{stderr}"
+    );
+
+    let output = exporter()
+        .arg("validate-config")
+        .arg(&config)
+        .env("CLOUDFLARE_API_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        stdout.contains("api_token_env = \"CLOUDFLARE_API_TOKEN\""),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(TOKEN), "{stdout}");
+}
+
+#[test]
+fn error_messages_never_show_secret_values() {
+    let dir = tempfile::tempdir().unwrap();
+    // A bad sink URL (no scheme) with a secret in it, and a wrongly typed token.
+    let bad_url = write(
+        &dir,
+        "bad-url.toml",
+        &good_config().replace(SINK_URL, "hooks.example.com/url-SECRET-path"),
+    );
+    let output = exporter()
+        .arg("validate-config")
+        .arg(&bad_url)
+        .output()
+        .unwrap();
+    let stderr = assert_config_error(&output, &bad_url, "alerts.sinks[0].url");
+    assert!(!stderr.contains("SECRET"), "{stderr}");
+
+    let unterminated = write(
+        &dir,
+        "syntax.toml",
+        "[cloudflare]\napi_token = \"tok-SECRET-123\n",
+    );
+    let output = exporter()
+        .arg("validate-config")
+        .arg(&unterminated)
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.contains(&unterminated.display().to_string()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("SECRET"), "{stderr}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let nothing = exporter().output().unwrap();
+    assert_eq!(nothing.status.code(), Some(2));
+    assert!(text(&nothing.stderr).contains("--config"));
+
+    let unknown = exporter().arg("frobnicate").output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(&dir, "good.toml", &good_config());
+    let bad_level = exporter()
+        .args([
+            "--log-level",
+            "cloudflare_aop_exporter=loud",
+            "validate-config",
+        ])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(bad_level.status.code(), Some(2));
+    assert!(
+        text(&bad_level.stderr).contains("--log-level"),
+        "{}",
+        text(&bad_level.stderr)
+    );
+
+    let bad_format = exporter()
+        .args(["--log-format", "xml", "validate-config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(bad_format.status.code(), Some(2));
+}
+
+#[test]
+fn library_loads_with_an_injected_environment_and_hides_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "config.toml",
+        &good_config().replace(
+            &format!("api_token = \"{TOKEN}\""),
+            "api_token_env = \"MY_TOKEN\"",
+        ),
+    );
+    let env: HashMap<String, String> = [
+        ("MY_TOKEN", TOKEN),
+        ("CF_AOP__CLOUDFLARE__MAX_CONCURRENCY", "4"),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .collect();
+    let settings = config::load_with_env(&path, &env).unwrap();
+
+    assert_eq!(settings.cloudflare.max_concurrency, 4);
+    assert_eq!(settings.client_options().max_concurrency, 4);
+    match &settings.cloudflare.credentials {
+        Credentials::Token(token) => assert_eq!(token.value.expose(), TOKEN),
+        Credentials::Legacy { .. } => panic!("expected a token"),
+    }
+    assert_eq!(settings.alerts.sinks[0].kind, SinkKind::Webhook);
+    assert_eq!(
+        settings.alerts.sinks[0].url.value.expose().as_str(),
+        SINK_URL
+    );
+
+    let debug = format!("{settings:?}");
+    assert!(!debug.contains("SECRET"), "{debug}");
+    assert!(debug.contains("<redacted>"), "{debug}");
+}

@@ -1,0 +1,1108 @@
+//! The simulator itself, over HTTP: shapes, auth, timelines, paging, faults, rate limits,
+//! stats, the control API and shutdown.
+
+use std::time::{Duration, Instant};
+
+use cloudflare_aop_exporter::cloudflare::Endpoint;
+use cloudflare_aop_exporter::cloudflare::types::{
+    Envelope, HostnameAssociation, HostnameCertificate, Status,
+};
+use cloudflare_aop_exporter::simulator::{
+    DEFAULT_ISSUER, Fault, FaultRule, ListShape, PRIVATE_KEY_MARKER, RateLimit, Scenario, Simulator,
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const ZONE: &str = "023e105f4ecef8ad9ca31a8372d0c353";
+
+const SCENARIO: &str = r#"
+[auth]
+token = "test-token"
+email = "ops@example.com"
+key = "legacy-key"
+
+[[zones]]
+id = "023e105f4ecef8ad9ca31a8372d0c353"
+name = "example.com"
+proxied_records = ["example.com", "blog.example.com"]
+
+[[zones.certificates]]
+id = "2458ce5a-0c35-4c7f-82c7-8e9487d3ff60"
+common_name = "origin-pull.example.com"
+not_before = "-30d"
+not_after = "60d"
+
+[[zones.certificates]]
+id = "rollout-cert"
+key = "ed25519"
+timeline = [{ status = "pending_deployment", polls = 2 }, { status = "active" }]
+
+[[zones.certificates]]
+id = "hidden-cert"
+key = "ecdsa_p384"
+listed = false
+
+[[zones.zone_certificates]]
+id = "zone-cert"
+api_expires_on = "2030-01-01T00:00:00Z"
+
+[[zones.hostnames]]
+name = "app.example.com"
+cert_id = "2458ce5a-0c35-4c7f-82c7-8e9487d3ff60"
+
+[[zones.hostnames]]
+name = "voided.example.com"
+cert_id = "2458ce5a-0c35-4c7f-82c7-8e9487d3ff60"
+association = "voided"
+status = "deleted"
+
+[[zones.hostnames]]
+name = "gone.example.com"
+association = "absent"
+
+[[zones.hostnames]]
+name = "rollout.example.com"
+cert_id = "rollout-cert"
+timeline = [{ status = "pending_deployment", polls = 2 }, { status = "active" }]
+"#;
+
+const LIST: &str =
+    "/zones/023e105f4ecef8ad9ca31a8372d0c353/origin_tls_client_auth/hostnames/certificates";
+
+async fn start() -> Simulator {
+    Simulator::start(Scenario::from_toml_str(SCENARIO, None).unwrap())
+        .await
+        .unwrap()
+}
+
+fn url(sim: &Simulator, path: &str) -> String {
+    format!("{}{path}", sim.base_url())
+}
+
+async fn get(sim: &Simulator, path: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(url(sim, path))
+        .bearer_auth(sim.token())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn get_json(sim: &Simulator, path: &str) -> (StatusCode, Value) {
+    let response = get(sim, path).await;
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+fn hostname_path(hostname: &str) -> String {
+    format!("/zones/{ZONE}/origin_tls_client_auth/hostnames/{hostname}")
+}
+
+fn first_error(body: &Value) -> (i64, String) {
+    (
+        body["errors"][0]["code"].as_i64().unwrap(),
+        body["errors"][0]["message"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn auth_errors_match_cloudflare() {
+    let sim = start().await;
+    let client = reqwest::Client::new();
+    let list = url(&sim, LIST);
+
+    let missing = client.get(&list).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(body["success"], json!(false));
+    assert_eq!(
+        first_error(&body),
+        (
+            9106,
+            "Missing X-Auth-Key, X-Auth-Email or Authorization headers".to_owned()
+        )
+    );
+
+    let malformed = client
+        .get(&list)
+        .header("Authorization", "Token test-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    let body: Value = malformed.json().await.unwrap();
+    assert_eq!(
+        first_error(&body),
+        (6003, "Invalid request headers".to_owned())
+    );
+    assert_eq!(body["errors"][0]["error_chain"][0]["code"], json!(6111));
+
+    let wrong = client.get(&list).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        first_error(&wrong.json().await.unwrap()),
+        (10000, "Authentication error".to_owned())
+    );
+
+    let legacy = client
+        .get(&list)
+        .header("X-Auth-Email", "ops@example.com")
+        .header("X-Auth-Key", "legacy-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(legacy.status(), StatusCode::OK);
+    let wrong_key = client
+        .get(&list)
+        .header("X-Auth-Email", "ops@example.com")
+        .header("X-Auth-Key", "other")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_key.status(), StatusCode::FORBIDDEN);
+
+    let ok = client
+        .get(&list)
+        .bearer_auth("test-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn list_serves_parseable_pems_whose_expiry_matches_the_api() {
+    let sim = start().await;
+    let response = get(&sim, LIST).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let raw: Value = response.json().await.unwrap();
+    assert!(
+        raw.get("result_info").is_none(),
+        "no paging by default: {raw}"
+    );
+    let envelope: Envelope<Vec<HostnameCertificate>> = serde_json::from_value(raw).unwrap();
+    assert!(envelope.success);
+    let items = envelope.result.unwrap();
+    let ids: Vec<&str> = items.iter().filter_map(|item| item.id.as_deref()).collect();
+    assert_eq!(
+        ids,
+        ["2458ce5a-0c35-4c7f-82c7-8e9487d3ff60", "rollout-cert"],
+        "hidden-cert is unlisted"
+    );
+
+    for (item, signature) in items.iter().zip(["ECDSAWithSHA256", "PureEd25519"]) {
+        let pem = item.certificate.as_deref().unwrap();
+        let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let certificate = parsed.parse_x509().unwrap();
+        let not_after = certificate.validity().not_after.timestamp();
+        assert_eq!(item.expires_on.unwrap().timestamp(), not_after);
+        assert_eq!(
+            item.serial_number.as_deref(),
+            Some(certificate.tbs_certificate.serial.to_string().as_str())
+        );
+        assert_eq!(item.issuer.as_deref(), Some(DEFAULT_ISSUER));
+        assert_eq!(item.signature.as_deref(), Some(signature));
+        let not_before = certificate.validity().not_before.timestamp();
+        assert_eq!(item.uploaded_on.unwrap().timestamp(), not_before + 3_600);
+    }
+    let first = &items[0];
+    let expires_in = first.expires_on.unwrap() - chrono::Utc::now();
+    assert!((59..=60).contains(&expires_in.num_days()), "{expires_in}");
+    assert_eq!(first.status, Some(Status::Active));
+    assert_eq!(items[1].status, Some(Status::PendingDeployment));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn association_list_shape_names_fields_like_an_association() {
+    let sim = start().await;
+    sim.set_list_shape(ListShape::Association);
+    let (_, body) = get_json(&sim, LIST).await;
+    let first = &body["result"][0];
+    assert!(first.get("id").is_none(), "{first}");
+    assert_eq!(
+        first["cert_id"],
+        json!("2458ce5a-0c35-4c7f-82c7-8e9487d3ff60")
+    );
+    assert_eq!(first["cert_status"], json!("active"));
+    assert_eq!(first["hostname"], json!("app.example.com"));
+    assert_eq!(first["enabled"], json!(true));
+    assert!(
+        first["certificate"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    let items: Vec<HostnameCertificate> = serde_json::from_value(body["result"].clone()).unwrap();
+    assert_eq!(items[1].certificate_id(), Some("rollout-cert"));
+    assert_eq!(
+        items[1].certificate_status(),
+        Some(Status::PendingDeployment)
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn paging_splits_lists_and_only_page_one_is_a_poll() {
+    let sim = start().await;
+    sim.set_page_size(Some(1));
+    let (_, page1) = get_json(&sim, LIST).await;
+    assert_eq!(page1["result"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        page1["result_info"],
+        json!({"page": 1, "per_page": 1, "count": 1, "total_count": 2, "total_pages": 2})
+    );
+    let (_, page2) = get_json(&sim, &format!("{LIST}?page=2")).await;
+    assert_eq!(page2["result"][0]["id"], json!("rollout-cert"));
+    assert_eq!(page2["result_info"]["page"], json!(2));
+    let (_, page3) = get_json(&sim, &format!("{LIST}?page=3")).await;
+    assert_eq!(page3["result"], json!([]));
+    let polls = sim.with_state(|state| state.zone(ZONE).unwrap().list_polls());
+    assert_eq!(polls, 1, "pages 2 and 3 are the same poll");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn timelines_advance_per_list_poll() {
+    let sim = start().await;
+    let rollout = hostname_path("rollout.example.com");
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let (_, list) = get_json(&sim, LIST).await;
+        let (_, hostname) = get_json(&sim, &rollout).await;
+        seen.push((
+            list["result"][1]["status"].as_str().unwrap().to_owned(),
+            hostname["result"]["status"].as_str().unwrap().to_owned(),
+            hostname["result"]["cert_status"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        ));
+    }
+    let pending = (
+        "pending_deployment".to_owned(),
+        "pending_deployment".to_owned(),
+        "pending_deployment".to_owned(),
+    );
+    let active = (
+        "active".to_owned(),
+        "active".to_owned(),
+        "active".to_owned(),
+    );
+    assert_eq!(seen, [pending.clone(), pending, active.clone(), active]);
+
+    // advance() moves timelines without a list request.
+    let sim2 = start().await;
+    sim2.advance(ZONE);
+    sim2.advance(ZONE);
+    let (_, hostname) = get_json(&sim2, &rollout).await;
+    assert_eq!(hostname["result"]["status"], json!("active"));
+    sim.shutdown().await;
+    sim2.shutdown().await;
+}
+
+#[tokio::test]
+async fn hostnames_answer_their_association() {
+    let sim = start().await;
+    let response = get(&sim, &hostname_path("voided.example.com")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    assert!(text.contains(r#""enabled":null"#), "{text}");
+    let voided: Envelope<HostnameAssociation> = serde_json::from_str(&text).unwrap();
+    let voided = voided.result.unwrap();
+    assert_eq!(voided.enabled, None);
+    assert_eq!(voided.status, Some(Status::Deleted));
+
+    let (status, app) = get_json(&sim, &hostname_path("app.example.com")).await;
+    assert_eq!(status, StatusCode::OK);
+    let app: HostnameAssociation = serde_json::from_value(app["result"].clone()).unwrap();
+    assert_eq!(app.hostname.as_deref(), Some("app.example.com"));
+    assert_eq!(app.enabled, Some(true));
+    assert_eq!(
+        app.cert_id.as_deref(),
+        Some("2458ce5a-0c35-4c7f-82c7-8e9487d3ff60")
+    );
+    assert_eq!(app.cert_status, Some(Status::Active));
+    assert_eq!(app.status, Some(Status::Active));
+    assert!(app.certificate.unwrap().contains("BEGIN CERTIFICATE"));
+    assert_eq!(app.issuer.as_deref(), Some(DEFAULT_ISSUER));
+    assert!(app.expires_on.is_some() && app.updated_at.is_some() && app.cert_uploaded_on.is_some());
+
+    for missing in ["gone.example.com", "never-heard-of.example.com"] {
+        let (status, body) = get_json(&sim, &hostname_path(missing)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+        assert_eq!(body["success"], json!(false));
+    }
+    // The literal segment `certificates` is the list, not a hostname.
+    let (status, list) = get_json(&sim, &hostname_path("certificates")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(list["result"].is_array());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn other_endpoints_answer_like_cloudflare() {
+    let sim = start().await;
+    let (status, hidden) = get_json(&sim, &format!("{LIST}/hidden-cert")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(hidden["result"]["id"], json!("hidden-cert"));
+    assert_eq!(hidden["result"]["signature"], json!("ECDSAWithSHA384"));
+    let (status, unknown) = get_json(&sim, &format!("{LIST}/nope")).await;
+    assert_eq!(
+        (status, unknown["success"].clone()),
+        (StatusCode::NOT_FOUND, json!(false))
+    );
+
+    let (_, zone_level) = get_json(&sim, &format!("/zones/{ZONE}/origin_tls_client_auth")).await;
+    assert_eq!(zone_level["result"][0]["id"], json!("zone-cert"));
+    assert_eq!(
+        zone_level["result"][0]["expires_on"],
+        json!("2030-01-01T00:00:00Z")
+    );
+    let (_, settings) = get_json(
+        &sim,
+        &format!("/zones/{ZONE}/origin_tls_client_auth/settings"),
+    )
+    .await;
+    assert_eq!(settings["result"], json!({"enabled": true}));
+    let (_, verify) = get_json(&sim, "/user/tokens/verify").await;
+    assert_eq!(verify["result"]["status"], json!("active"));
+
+    let (_, dns) = get_json(
+        &sim,
+        &format!("/zones/{ZONE}/dns_records?proxied=true&per_page=2&page=2"),
+    )
+    .await;
+    assert_eq!(
+        dns["result_info"],
+        json!({"page": 2, "per_page": 2, "count": 2, "total_count": 6, "total_pages": 3})
+    );
+    let names: Vec<&str> = dns["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["gone.example.com", "rollout.example.com"]);
+    let (_, apex) = get_json(
+        &sim,
+        &format!("/zones/{ZONE}/dns_records?proxied=true&page=1"),
+    )
+    .await;
+    assert_eq!(apex["result_info"]["per_page"], json!(100));
+    let apex_record = apex["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "example.com")
+        .unwrap();
+    assert_eq!(
+        (apex_record["type"].clone(), apex_record["proxied"].clone()),
+        (json!("A"), json!(true))
+    );
+
+    let bad_zone = "/zones/ffffffffffffffffffffffffffffffff/origin_tls_client_auth/settings";
+    let (status, body) = get_json(&sim, bad_zone).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        first_error(&body),
+        (
+            7003,
+            "Could not route to /zones/ffffffffffffffffffffffffffffffff/origin_tls_client_auth/settings, \
+             perhaps your object identifier is invalid?"
+                .to_owned()
+        )
+    );
+    let (status, body) = get_json(&sim, "/zones/nope/whatever").await;
+    assert_eq!(
+        (status, first_error(&body).0),
+        (StatusCode::BAD_REQUEST, 7000)
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn writes_are_refused_and_counted() {
+    let sim = start().await;
+    let response = reqwest::Client::new()
+        .delete(url(&sim, &format!("{LIST}/hidden-cert")))
+        .bearer_auth(sim.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(sim.stats().non_get_requests, 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_fault_has_its_effect() {
+    let sim = start().await;
+    let settings = format!("/zones/{ZONE}/origin_tls_client_auth/settings");
+
+    sim.add_fault(FaultRule::always(Fault::ServerError { status: 503 }).times(1));
+    let (status, body) = get_json(&sim, &settings).await;
+    assert_eq!(
+        (status, body["success"].clone()),
+        (StatusCode::SERVICE_UNAVAILABLE, json!(false))
+    );
+
+    sim.add_fault(
+        FaultRule::always(Fault::RateLimited {
+            retry_after_secs: 7,
+        })
+        .times(1),
+    );
+    let response = get(&sim, &settings).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["retry-after"], "7");
+    assert_eq!(first_error(&response.json().await.unwrap()).0, 971);
+
+    sim.add_fault(FaultRule::always(Fault::MalformedJson).times(1));
+    let response = get(&sim, &settings).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(serde_json::from_str::<Value>(&response.text().await.unwrap()).is_err());
+
+    sim.add_fault(
+        FaultRule::always(Fault::SuccessFalse {
+            code: 1234,
+            message: "nope".to_owned(),
+        })
+        .times(1),
+    );
+    let (status, body) = get_json(&sim, &settings).await;
+    assert_eq!(
+        (status, body["success"].clone()),
+        (StatusCode::OK, json!(false))
+    );
+    assert_eq!(first_error(&body), (1234, "nope".to_owned()));
+
+    sim.add_fault(FaultRule::always(Fault::Truncated).times(1));
+    let response = get(&sim, LIST).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let declared: usize = response.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(declared > 4_096);
+    assert!(
+        response.bytes().await.is_err(),
+        "the body must fail to read"
+    );
+
+    sim.add_fault(
+        FaultRule::always(Fault::HugeBody {
+            bytes: 3 * 1024 * 1024,
+        })
+        .times(1),
+    );
+    let response = get(&sim, LIST).await;
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(bytes.len(), 3 * 1024 * 1024);
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["success"], json!(true));
+
+    sim.add_fault(FaultRule::always(Fault::WrongTypes).times(1));
+    let (status, body) = get_json(&sim, LIST).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["result"][0]["status"], json!(42));
+    assert_eq!(body["result"][0]["expires_on"], json!(17));
+    assert!(serde_json::from_value::<Envelope<Vec<HostnameCertificate>>>(body).is_err());
+
+    sim.add_fault(FaultRule::always(Fault::AuthFailure).times(1));
+    let (status, body) = get_json(&sim, &settings).await;
+    assert_eq!(
+        (status, first_error(&body).0),
+        (StatusCode::FORBIDDEN, 10000)
+    );
+
+    sim.add_fault(FaultRule::always(Fault::Latency { ms: 150 }).times(1));
+    let started = Instant::now();
+    let (status, _) = get_json(&sim, &settings).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(started.elapsed() >= Duration::from_millis(150));
+
+    // Everything above expired after one use.
+    let (status, body) = get_json(&sim, &settings).await;
+    assert_eq!(
+        (status, body["result"].clone()),
+        (StatusCode::OK, json!({"enabled": true}))
+    );
+    assert_eq!(sim.stats().faults_injected, 8);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn fault_rules_filter_and_expire() {
+    let sim = start().await;
+    sim.add_fault(
+        FaultRule::always(Fault::ServerError { status: 502 })
+            .on(Endpoint::HostnameGet)
+            .zone(ZONE)
+            .times(2),
+    );
+    let app = hostname_path("app.example.com");
+    assert_eq!(
+        get(&sim, LIST).await.status(),
+        StatusCode::OK,
+        "other endpoint untouched"
+    );
+    assert_eq!(get(&sim, &app).await.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(get(&sim, &app).await.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        get(&sim, &app).await.status(),
+        StatusCode::OK,
+        "expired after 2"
+    );
+
+    sim.add_fault(FaultRule::always(Fault::AuthFailure).zone("another-zone"));
+    assert_eq!(
+        get(&sim, &app).await.status(),
+        StatusCode::OK,
+        "other zone untouched"
+    );
+    sim.clear_faults();
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn hang_outlasts_timeouts_and_shutdown_cancels_it() {
+    let sim = start().await;
+    sim.add_fault(FaultRule::always(Fault::Hang).on(Endpoint::TokenVerify));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let error = client
+        .get(url(&sim, "/user/tokens/verify"))
+        .bearer_auth(sim.token())
+        .send()
+        .await
+        .unwrap_err();
+    assert!(error.is_timeout(), "{error}");
+
+    // One more hanging request still in flight when we shut down.
+    let pending = tokio::spawn({
+        let target = url(&sim, "/user/tokens/verify");
+        let token = sim.token();
+        async move {
+            reqwest::Client::new()
+                .get(target)
+                .bearer_auth(token)
+                .send()
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    sim.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown waited {:?}",
+        started.elapsed()
+    );
+    let answered = pending.await.unwrap();
+    assert!(answered.is_err() || answered.unwrap().status() == StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_after_max_requests() {
+    let sim = start().await;
+    let settings = format!("/zones/{ZONE}/origin_tls_client_auth/settings");
+    let first = get(&sim, &settings).await;
+    assert_eq!(first.headers()["x-ratelimit-remaining"], "1199");
+    assert_eq!(first.headers()["ratelimit"], "\"default\";r=1199;t=300");
+
+    sim.set_rate_limit(Some(RateLimit {
+        max_requests: 3,
+        window: Duration::from_secs(60),
+        retry_after: Duration::from_secs(30),
+    }));
+    for remaining in ["2", "1", "0"] {
+        let response = get(&sim, &settings).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["x-ratelimit-remaining"], remaining);
+        let header = response.headers()["ratelimit"].to_str().unwrap().to_owned();
+        assert!(
+            header.starts_with(&format!("\"default\";r={remaining};t=")),
+            "{header}"
+        );
+    }
+    let limited = get(&sim, &settings).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.headers()["retry-after"], "30");
+    assert_eq!(limited.headers()["x-ratelimit-remaining"], "0");
+    assert_eq!(
+        first_error(&limited.json().await.unwrap()),
+        (
+            971,
+            "Please wait and consider throttling your request speed".to_owned()
+        )
+    );
+    assert_eq!(sim.stats().rate_limited, 1);
+
+    sim.set_rate_limit(None);
+    assert_eq!(get(&sim, &settings).await.status(), StatusCode::OK);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_count_endpoints_and_peak_concurrency() {
+    let sim = start().await;
+    sim.set_latency(Duration::from_millis(300));
+    let client = reqwest::Client::new();
+    let requests = (0..6).map(|_| {
+        client
+            .get(url(&sim, &hostname_path("app.example.com")))
+            .bearer_auth(sim.token())
+            .send()
+    });
+    let started = Instant::now();
+    for response in futures::future::join_all(requests).await {
+        assert_eq!(response.unwrap().status(), StatusCode::OK);
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "requests were not concurrent"
+    );
+    sim.set_latency(Duration::ZERO);
+    get(&sim, LIST).await;
+
+    let stats = sim.stats();
+    assert_eq!(stats.peak_concurrency, 6);
+    assert_eq!(stats.in_flight, 0);
+    assert_eq!(stats.total, 7);
+    assert_eq!(sim.requests(Endpoint::HostnameGet), 6);
+    assert_eq!(sim.requests(Endpoint::HostnameCertificatesList), 1);
+    assert_eq!(sim.requests(Endpoint::TokenVerify), 0);
+    assert_eq!(sim.zone_requests(Endpoint::HostnameGet, ZONE), 6);
+    assert_eq!(stats.request_log.len(), 7);
+    assert!(
+        stats
+            .request_log
+            .iter()
+            .all(|record| record.status_code == 200)
+    );
+    assert_eq!(sim.max_requests_in_window(Duration::from_millis(200)), 6);
+
+    sim.reset_stats();
+    let stats = sim.stats();
+    assert_eq!(
+        (stats.total, stats.peak_concurrency, stats.request_log.len()),
+        (0, 0, 0)
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn private_key_only_when_asked() {
+    let sim = start().await;
+    let hostname = hostname_path("app.example.com");
+    for path in [LIST, &format!("{LIST}/hidden-cert"), &hostname] {
+        let text = get(&sim, path).await.text().await.unwrap();
+        assert!(!text.contains("private_key"), "{path}: {text}");
+    }
+    sim.set_include_private_key(true);
+    for path in [LIST, &format!("{LIST}/hidden-cert"), &hostname] {
+        let text = get(&sim, path).await.text().await.unwrap();
+        assert!(text.contains("\"private_key\""), "{path}");
+        assert!(text.contains(PRIVATE_KEY_MARKER), "{path}");
+    }
+    let list: Envelope<Vec<HostnameCertificate>> = get(&sim, LIST).await.json().await.unwrap();
+    assert!(!format!("{list:?}").contains(PRIVATE_KEY_MARKER));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn runtime_changes_show_up_in_answers() {
+    let sim = start().await;
+    assert!(sim.set_certificate_status(
+        ZONE,
+        "2458ce5a-0c35-4c7f-82c7-8e9487d3ff60",
+        Status::DeploymentTimedOut
+    ));
+    assert!(sim.set_hostname_status(ZONE, "app.example.com", Status::PendingDeletion));
+    assert!(!sim.set_hostname_status(ZONE, "nope.example.com", Status::Active));
+    let (_, app) = get_json(&sim, &hostname_path("app.example.com")).await;
+    assert_eq!(app["result"]["status"], json!("pending_deletion"));
+    assert_eq!(app["result"]["cert_status"], json!("deployment_timed_out"));
+
+    // A status Cloudflare may add one day is served verbatim.
+    sim.with_state(|state| {
+        let zone = state.zone_mut(ZONE).unwrap();
+        zone.hostnames[0].cert_status = Some("quarantined".to_owned());
+    });
+    let (_, app) = get_json(&sim, &hostname_path("app.example.com")).await;
+    assert_eq!(app["result"]["cert_status"], json!("quarantined"));
+
+    assert!(sim.remove_certificate(ZONE, "rollout-cert"));
+    assert!(!sim.remove_certificate(ZONE, "rollout-cert"));
+    let (_, list) = get_json(&sim, LIST).await;
+    assert_eq!(list["result"].as_array().unwrap().len(), 1);
+    let (status, rollout) = get_json(&sim, &hostname_path("rollout.example.com")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(rollout["result"]["cert_id"], json!("rollout-cert"));
+    assert!(
+        rollout["result"].get("certificate").is_none(),
+        "dangling association has no PEM"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn revoked_token_fails_everything_but_verify() {
+    let mut scenario = Scenario::from_toml_str(SCENARIO, None).unwrap();
+    scenario.auth.token_status = "disabled".to_owned();
+    let sim = Simulator::start(scenario).await.unwrap();
+    let (status, verify) = get_json(&sim, "/user/tokens/verify").await;
+    assert_eq!(
+        (status, verify["result"]["status"].clone()),
+        (StatusCode::OK, json!("disabled"))
+    );
+    assert_eq!(get(&sim, LIST).await.status(), StatusCode::FORBIDDEN);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn control_api_manages_faults_and_stats() {
+    let sim = start().await;
+    let control = format!("http://{}/__sim", sim.addr());
+    let client = reqwest::Client::new();
+    let settings = format!("/zones/{ZONE}/origin_tls_client_auth/settings");
+
+    let added = client
+        .post(format!("{control}/faults"))
+        .json(&json!({"fault": {"kind": "server_error", "status": 500}, "endpoint": "zone_settings_get", "times": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), StatusCode::CREATED);
+    assert_eq!(
+        added.json::<Value>().await.unwrap()["active_rules"],
+        json!(1)
+    );
+    assert_eq!(
+        get(&sim, &settings).await.status(),
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+
+    let bad = client
+        .post(format!("{control}/faults"))
+        .json(&json!({"fault": {"kind": "explode"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(bad.status().is_client_error());
+
+    client
+        .post(format!("{control}/faults"))
+        .json(&json!({"fault": {"kind": "auth_failure"}}))
+        .send()
+        .await
+        .unwrap();
+    let cleared: Value = client
+        .delete(format!("{control}/faults"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cleared["active_rules"], json!(0));
+    assert_eq!(get(&sim, &settings).await.status(), StatusCode::OK);
+
+    let stats: Value = client
+        .get(format!("{control}/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["requests"]["zone_settings_get"], json!(2));
+    assert_eq!(stats["faults_injected"], json!(1));
+    assert!(stats.get("request_log").is_none());
+    let with_log: Value = client
+        .get(format!("{control}/stats?log=1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        with_log["request_log"][0]["endpoint"],
+        json!("zone_settings_get")
+    );
+    assert_eq!(with_log["request_log"][0]["status_code"], json!(500));
+
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn control_api_changes_timelines_and_settings() {
+    let sim = start().await;
+    let control = format!("http://{}/__sim", sim.addr());
+    let client = reqwest::Client::new();
+    let advanced: Value = client
+        .post(format!("{control}/advance/{ZONE}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(advanced["position"], json!(1));
+    let unknown = client
+        .post(format!("{control}/advance/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    let changed = client
+        .post(format!(
+            "{control}/zones/{ZONE}/certificates/rollout-cert/status"
+        ))
+        .json(&json!({"status": "deployment_timed_out"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+    let zones: Value = client
+        .get(format!("{control}/zones"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        zones["zones"][0]["certificates"][1]["status"],
+        json!("deployment_timed_out")
+    );
+
+    let patched: Value = client
+        .post(format!("{control}/settings"))
+        .json(&json!({"page_size": 1, "list_shape": "association", "rate_limit": {"max_requests": 100, "window": "1m"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patched["page_size"], json!(1));
+    assert_eq!(patched["rate_limit"]["max_requests"], json!(100));
+    let (_, page) = get_json(&sim, LIST).await;
+    assert_eq!(page["result_info"]["total_pages"], json!(2));
+    assert_eq!(
+        page["result"][0]["cert_id"],
+        json!("2458ce5a-0c35-4c7f-82c7-8e9487d3ff60")
+    );
+
+    let reset = client
+        .delete(format!("{control}/stats"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        sim.stats().total,
+        0,
+        "the control API itself is not counted"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn after_shutdown_connections_are_refused() {
+    let sim = start().await;
+    let addr = sim.addr();
+    let client = reqwest::Client::new();
+    assert_eq!(get(&sim, LIST).await.status(), StatusCode::OK);
+    sim.shutdown().await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    let base = format!("http://{addr}/client/v4/user/tokens/verify");
+    assert!(
+        client
+            .get(base)
+            .bearer_auth("test-token")
+            .send()
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn demo_scenario_serves_its_story() {
+    let demo = Scenario::demo();
+    let zones: Vec<(String, Vec<String>)> = demo
+        .zones()
+        .iter()
+        .map(|zone| {
+            (
+                zone.id.clone(),
+                zone.hostname_names()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            )
+        })
+        .collect();
+    let sim = Simulator::start(demo).await.unwrap();
+    assert_eq!(sim.token(), "demo-token");
+    let mut signatures = Vec::new();
+    for (zone_id, hostnames) in &zones {
+        let (status, list) = get_json(
+            &sim,
+            &format!("/zones/{zone_id}/origin_tls_client_auth/hostnames/certificates"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        for item in list["result"].as_array().unwrap() {
+            signatures.push(item["signature"].as_str().unwrap().to_owned());
+        }
+        for hostname in hostnames {
+            let status = get(
+                &sim,
+                &format!("/zones/{zone_id}/origin_tls_client_auth/hostnames/{hostname}"),
+            )
+            .await
+            .status();
+            assert!(
+                status == StatusCode::OK || status == StatusCode::NOT_FOUND,
+                "{hostname}: {status}"
+            );
+        }
+    }
+    for expected in [
+        "SHA1WithRSA",
+        "SHA256WithRSA",
+        "ECDSAWithSHA256",
+        "ECDSAWithSHA384",
+        "PureEd25519",
+    ] {
+        assert!(
+            signatures.iter().any(|s| s == expected),
+            "no {expected} in {signatures:?}"
+        );
+    }
+    let (_, eu) = get_json(
+        &sim,
+        &format!(
+            "/zones/{}/origin_tls_client_auth/hostnames/eu.northwind-pay.io",
+            zones[1].0
+        ),
+    )
+    .await;
+    assert_eq!(eu["result"]["status"], json!("deployment_timed_out"));
+    let (_, partners) =
+        get_json(&sim, &format!("/zones/{}/origin_tls_client_auth/hostnames/certificates/d2f5a8c1-6e9b-4c3d-b7a0-4e1f8c5d2b96", zones[1].0)).await;
+    assert_eq!(partners["result"]["status"], json!("active"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_example_scenario_loads_and_starts() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut loaded = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .extension()
+            .is_some_and(|extension| extension == "toml")
+        {
+            let scenario = Scenario::from_file(&path).unwrap_or_else(|error| panic!("{error}"));
+            assert!(!scenario.zones().is_empty(), "{}", path.display());
+            let sim = Simulator::start(scenario).await.unwrap();
+            let (status, _) = get_json(&sim, "/user/tokens/verify").await;
+            assert_eq!(status, StatusCode::OK, "{}", path.display());
+            sim.shutdown().await;
+            loaded.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    loaded.sort();
+    assert_eq!(
+        loaded,
+        ["demo.toml", "hostile-api.toml", "stuck-deployment.toml"]
+    );
+}
+
+#[tokio::test]
+async fn scale_scenario_serves_thousands_of_objects() {
+    // The size of the scale bar: 1,000 zones, 2,000 certificates, 10,000 hostnames.
+    let sim = Simulator::start(Scenario::scale(1_000, 2, 10))
+        .await
+        .unwrap();
+    let (certificates, hostnames) = sim.with_state(|state| {
+        (
+            state
+                .zones
+                .iter()
+                .map(|zone| zone.certificates.len())
+                .sum::<usize>(),
+            state
+                .zones
+                .iter()
+                .map(|zone| zone.hostnames.len())
+                .sum::<usize>(),
+        )
+    });
+    assert_eq!((certificates, hostnames), (2_000, 10_000));
+    let zone = "5ca1e0000000000000000000000003e7";
+    let (status, list) = get_json(
+        &sim,
+        &format!("/zones/{zone}/origin_tls_client_auth/hostnames/certificates"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["result"].as_array().unwrap().len(), 2);
+    let (_, host) = get_json(
+        &sim,
+        &format!("/zones/{zone}/origin_tls_client_auth/hostnames/h9.zone-999.example"),
+    )
+    .await;
+    assert_eq!(host["result"]["enabled"], json!(true));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn serve_runs_a_scenario_file_until_stopped() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/stuck-deployment.toml");
+    let server = tokio::spawn(async move {
+        cloudflare_aop_exporter::simulator::serve(listen, Some(&path)).await
+    });
+    let verify = format!("http://{listen}/client/v4/user/tokens/verify");
+    let client = reqwest::Client::new();
+    let mut answered = None;
+    for _ in 0..100 {
+        if let Ok(response) = client.get(&verify).bearer_auth("sim-token").send().await {
+            answered = Some(response.status());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(answered, Some(StatusCode::OK));
+    assert!(!server.is_finished(), "serve runs until a signal");
+    server.abort();
+    // Dropping the served simulator stops it: its port refuses connections again.
+    let mut refused = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(listen).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused);
+}
