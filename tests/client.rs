@@ -142,16 +142,29 @@ async fn lists_hostname_certificates_with_real_pems_and_drops_private_keys() {
         .filter_map(|c| c.certificate_id())
         .collect();
     ids.sort_unstable();
-    assert_eq!(ids, vec![CERT_ACTIVE, CERT_PENDING], "unlisted cert is not listed");
+    assert_eq!(
+        ids,
+        vec![CERT_ACTIVE, CERT_PENDING],
+        "unlisted cert is not listed"
+    );
     let active = certificates
         .iter()
         .find(|c| c.certificate_id() == Some(CERT_ACTIVE))
         .unwrap();
     assert_eq!(active.certificate_status(), Some(Status::Active));
-    assert!(active.certificate.as_deref().unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(
+        active
+            .certificate
+            .as_deref()
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
     assert!(active.expires_on.is_some());
     let debug = format!("{certificates:?}");
-    assert!(!debug.contains("PRIVATE KEY"), "private_key must be dropped: {debug}");
+    assert!(
+        !debug.contains("PRIVATE KEY"),
+        "private_key must be dropped: {debug}"
+    );
     assert_eq!(sim.requests(Endpoint::HostnameCertificatesList), 1);
 }
 
@@ -189,7 +202,9 @@ async fn timeline_advances_per_list_poll() {
     let status_of = |list: &[cloudflare_aop_exporter::cloudflare::types::HostnameCertificate]| {
         list.iter()
             .find(|c| c.certificate_id() == Some(CERT_PENDING))
-            .and_then(cloudflare_aop_exporter::cloudflare::types::HostnameCertificate::certificate_status)
+            .and_then(
+                cloudflare_aop_exporter::cloudflare::types::HostnameCertificate::certificate_status,
+            )
     };
     let first = client.list_hostname_certificates(ZONE).await.unwrap();
     let second = client.list_hostname_certificates(ZONE).await.unwrap();
@@ -261,7 +276,10 @@ async fn zone_level_certificates_settings_token_and_dns() {
         zone_certificates[0].id.as_deref(),
         Some("44444444-4444-4444-8444-444444444444")
     );
-    assert_eq!(client.get_zone_settings(ZONE).await.unwrap().enabled, Some(true));
+    assert_eq!(
+        client.get_zone_settings(ZONE).await.unwrap().enabled,
+        Some(true)
+    );
     assert!(client.verify_token().await.unwrap().is_active());
     let mut names: Vec<_> = client
         .list_proxied_dns_records(ZONE)
@@ -303,7 +321,11 @@ async fn auth_failures_are_typed_and_not_retried() {
     let error = client.list_hostname_certificates(ZONE).await.unwrap_err();
     assert_eq!(error.reason(), ErrorReason::Forbidden, "{error}");
     assert_eq!(error.cloudflare_codes(), vec![10000]);
-    assert_eq!(sim.requests(Endpoint::HostnameCertificatesList), 1, "auth errors are final");
+    assert_eq!(
+        sim.requests(Endpoint::HostnameCertificatesList),
+        1,
+        "auth errors are final"
+    );
     assert_eq!(recorder.errors(), vec![ErrorReason::Forbidden]);
     assert!(!error.to_string().contains("wrong-token"));
 
@@ -319,7 +341,10 @@ async fn auth_failures_are_typed_and_not_retried() {
         .await
         .unwrap_err();
     assert!(
-        matches!(error.reason(), ErrorReason::Unauthorized | ErrorReason::Forbidden),
+        matches!(
+            error.reason(),
+            ErrorReason::Unauthorized | ErrorReason::Forbidden
+        ),
         "{error}"
     );
 }
@@ -329,7 +354,10 @@ async fn auth_failure_fault_is_forbidden() {
     let sim = simulator().await;
     sim.add_fault(FaultRule::always(Fault::AuthFailure));
     let error = client(&sim).get_zone_settings(ZONE).await.unwrap_err();
-    assert!(matches!(error, ApiError::Forbidden { status: 403, .. }), "{error}");
+    assert!(
+        matches!(error, ApiError::Forbidden { status: 403, .. }),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -359,8 +387,15 @@ async fn retries_stop_after_max_retries() {
     let sim = simulator().await;
     sim.add_fault(FaultRule::always(Fault::ServerError { status: 500 }));
     let error = client(&sim).get_zone_settings(ZONE).await.unwrap_err();
-    assert!(matches!(error, ApiError::ServerError { status: 500, .. }), "{error}");
-    assert_eq!(sim.requests(Endpoint::ZoneSettingsGet), 4, "1 attempt + 3 retries");
+    assert!(
+        matches!(error, ApiError::ServerError { status: 500, .. }),
+        "{error}"
+    );
+    assert_eq!(
+        sim.requests(Endpoint::ZoneSettingsGet),
+        4,
+        "1 attempt + 3 retries"
+    );
 }
 
 #[tokio::test]
@@ -417,7 +452,10 @@ async fn success_false_surfaces_the_cloudflare_code() {
         code: 1234,
         message: "something odd".to_owned(),
     }));
-    let error = client(&sim).list_hostname_certificates(ZONE).await.unwrap_err();
+    let error = client(&sim)
+        .list_hostname_certificates(ZONE)
+        .await
+        .unwrap_err();
     assert_eq!(error.reason(), ErrorReason::ApiError);
     assert_eq!(error.cloudflare_codes(), vec![1234]);
     assert!(error.to_string().contains("1234: something odd"), "{error}");
@@ -438,7 +476,10 @@ async fn unknown_zone_is_an_api_error_with_code_7003() {
 async fn malformed_json_and_wrong_types_are_decode_errors() {
     let sim = simulator().await;
     sim.add_fault(FaultRule::always(Fault::MalformedJson).times(1));
-    let error = client(&sim).list_hostname_certificates(ZONE).await.unwrap_err();
+    let error = client(&sim)
+        .list_hostname_certificates(ZONE)
+        .await
+        .unwrap_err();
     assert_eq!(error.reason(), ErrorReason::Decode, "{error}");
 
     sim.add_fault(FaultRule::always(Fault::WrongTypes).times(1));
@@ -474,7 +515,10 @@ async fn hangs_time_out_per_request() {
     let (client, recorder) = observed(&sim, options);
     let error = client.get_zone_settings(ZONE).await.unwrap_err();
     assert!(matches!(error, ApiError::Timeout { .. }), "{error}");
-    assert_eq!(recorder.errors(), vec![ErrorReason::Timeout, ErrorReason::Timeout]);
+    assert_eq!(
+        recorder.errors(),
+        vec![ErrorReason::Timeout, ErrorReason::Timeout]
+    );
 }
 
 #[tokio::test]
@@ -488,7 +532,16 @@ async fn oversized_bodies_are_refused() {
         .list_hostname_certificates(ZONE)
         .await
         .unwrap_err();
-    assert!(matches!(error, ApiError::TooLarge { limit: 1_000_000, .. }), "{error}");
+    assert!(
+        matches!(
+            error,
+            ApiError::TooLarge {
+                limit: 1_000_000,
+                ..
+            }
+        ),
+        "{error}"
+    );
     assert_eq!(error.reason(), ErrorReason::Decode);
 }
 
