@@ -4,9 +4,14 @@
 //! Data flows one way: [`config`] → [`cloudflare`] (client, types) → poller → state → metrics
 //! and alerts. The [`simulator`] is a fake Cloudflare API for the demo and the tests.
 
+pub mod check;
 pub mod cloudflare;
 pub mod config;
+pub mod daemon;
+pub mod metrics;
+pub mod poller;
 pub mod secret;
+pub mod server;
 pub mod simulator;
 pub mod state;
 pub mod x509;

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use cloudflare_aop_exporter::config::{self, LogFormat, Settings};
 use cloudflare_aop_exporter::simulator::SimulatorError;
+use cloudflare_aop_exporter::{check, daemon, server};
 use tracing_subscriber::EnvFilter;
 
 /// Exit code for usage and configuration errors (clap uses it for usage errors too).
@@ -139,7 +140,6 @@ fn is_usage_error(error: &anyhow::Error) -> bool {
     config_error || scenario_error || error.downcast_ref::<UsageError>().is_some()
 }
 
-#[allow(clippy::unused_async)] // the daemon, demo and simulator commands will await here
 async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
     let logging = LoggingArgs {
         level: cli.log_level,
@@ -160,23 +160,37 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
             // Config errors come first: they must exit 2 with their one line before anything else.
             let settings = config::load(&args.config)?;
             init_tracing(&logging, Some(&settings))?;
-            tracing::info!(config = %args.config.display(), zones = settings.zones.len(), "configuration loaded");
-            Ok(not_implemented("run"))
+            tracing::info!(
+                config = %args.config.display(),
+                zones = settings.zones.len(),
+                listen = %settings.server.listen,
+                version = env!("CARGO_PKG_VERSION"),
+                "starting"
+            );
+            daemon::run(settings, server::shutdown_signal())
+                .await
+                .context("the daemon failed")?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, format } => {
             let settings = config::load(&config.config)?;
             init_tracing(&logging, Some(&settings))?;
-            tracing::debug!(
-                ?format,
-                zones = settings.zones.len(),
-                "configuration loaded"
-            );
-            Ok(not_implemented("check"))
+            let report = check::run_check(&settings).await.context("check failed")?;
+            match format {
+                CheckFormat::Table => print!("{}", check::render_table(&report)),
+                CheckFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).context("rendering the report")?
+                ),
+            }
+            Ok(ExitCode::from(report.status.exit_code()))
         }
         Command::Demo { listen } => {
             init_tracing(&logging, None)?;
-            tracing::debug!(%listen, "demo requested");
-            Ok(not_implemented("demo"))
+            daemon::demo(listen, server::shutdown_signal())
+                .await
+                .context("the demo failed")?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Simulate { listen, scenario } => {
             init_tracing(&logging, None)?;
@@ -196,11 +210,6 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn not_implemented(command: &str) -> ExitCode {
-    eprintln!("{command}: not implemented yet");
-    ExitCode::from(EXIT_USAGE)
 }
 
 /// What the command line says about logging.
@@ -225,8 +234,16 @@ fn init_tracing(args: &LoggingArgs, settings: Option<&Settings>) -> anyhow::Resu
     let filter = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
             .map_err(|error| UsageError(format!("invalid RUST_LOG {directives:?}: {error}")))?,
-        _ => EnvFilter::try_new(&level)
-            .map_err(|error| UsageError(format!("invalid --log-level {level:?}: {error}")))?,
+        _ => {
+            // The scheduler logs its own set-up at info; that is noise for operators.
+            let directives = if level.contains("tokio_cron_scheduler") {
+                level.clone()
+            } else {
+                format!("{level},tokio_cron_scheduler=warn")
+            };
+            EnvFilter::try_new(&directives)
+                .map_err(|error| UsageError(format!("invalid --log-level {level:?}: {error}")))?
+        }
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,0 +1,232 @@
+//! Wiring: the daemon (`run`), the demo (`demo`) and the one-shot check (`check`).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngExt as _;
+use tokio::net::TcpListener;
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use url::Url;
+
+use crate::cloudflare::{Client, ClientBuildError};
+use crate::config::{Settings, ZoneSettings};
+use crate::metrics::Metrics;
+use crate::poller::{Poller, PollerOptions};
+use crate::secret::Secret;
+use crate::server::{self, AppState};
+use crate::simulator::{Scenario, Simulator, SimulatorError};
+use crate::state::SharedSnapshot;
+
+/// The daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Client(#[from] ClientBuildError),
+    #[error("server.listen: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("schedule.cron: cannot schedule poll cycles: {0}")]
+    Scheduler(#[source] JobSchedulerError),
+    #[error("cannot set up the metrics registry: {0}")]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error("demo: cannot start the simulator: {0}")]
+    Simulator(#[source] SimulatorError),
+}
+
+/// The parts of a running exporter.
+pub struct Exporter {
+    pub metrics: Arc<Metrics>,
+    pub snapshot: Arc<SharedSnapshot>,
+    pub poller: Arc<Poller>,
+}
+
+impl Exporter {
+    /// Builds the client, metrics, snapshot and poller from validated settings.
+    pub fn new(settings: &Settings, persist_state: bool) -> Result<Exporter, DaemonError> {
+        let metrics = Arc::new(Metrics::new()?);
+        let client = Arc::new(Client::with_observer(
+            settings.client_options(),
+            metrics.clone(),
+        )?);
+        let snapshot = Arc::new(SharedSnapshot::default());
+        let options = PollerOptions {
+            zones: settings.zones.clone(),
+            state_dir: persist_state.then(|| settings.state.dir.clone()),
+            token_verify_interval: settings
+                .cloudflare
+                .verify_token
+                .then_some(settings.cloudflare.token_verify_interval),
+        };
+        let poller = Arc::new(Poller::new(client, options, snapshot.clone()));
+        Ok(Exporter {
+            metrics,
+            snapshot,
+            poller,
+        })
+    }
+
+    /// Runs one cycle now (unless one is running) and records it in the metrics.
+    pub async fn cycle(&self) {
+        match self.poller.try_cycle().await {
+            Some(report) => self.metrics.observe_poll(report.outcome, report.duration),
+            None => self.metrics.poll_skipped(),
+        }
+    }
+
+    /// The HTTP router over this exporter's state.
+    pub fn router(&self) -> axum::Router {
+        server::router(AppState {
+            snapshot: self.snapshot.clone(),
+            metrics: self.metrics.clone(),
+        })
+    }
+}
+
+/// A cron tick: skipped (and counted) when a cycle is running, else a random delay of up to
+/// `jitter` and a cycle.
+async fn scheduled_cycle(exporter: Arc<Exporter>, jitter: Duration) {
+    if exporter.poller.is_running() {
+        tracing::warn!("poll cycle still running at the next tick; skipping this tick");
+        exporter.metrics.poll_skipped();
+        return;
+    }
+    if !jitter.is_zero() {
+        let delay = rand::rng().random_range(Duration::ZERO..=jitter);
+        tokio::time::sleep(delay).await;
+    }
+    exporter.cycle().await;
+}
+
+/// The daemon: serve HTTP, poll at start-up and then per cron tick, until `shutdown`.
+/// An in-flight cycle is allowed to finish (it persists the status history) before returning.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let listener = TcpListener::bind(settings.server.listen)
+        .await
+        .map_err(|source| DaemonError::Bind {
+            addr: settings.server.listen,
+            source,
+        })?;
+    run_on(settings, listener, shutdown).await
+}
+
+/// [`run`] on an already bound listener (tests bind port 0).
+pub async fn run_on(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let exporter = Arc::new(Exporter::new(&settings, true)?);
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(listener, exporter.router(), async {
+        let _ = server_stopped.await;
+    }));
+
+    let mut scheduler = JobScheduler::new().await.map_err(DaemonError::Scheduler)?;
+    let jitter = settings.schedule.jitter;
+    let job_exporter = exporter.clone();
+    let job = Job::new_async(settings.schedule.cron.as_str(), move |_id, _scheduler| {
+        let exporter = job_exporter.clone();
+        Box::pin(async move {
+            // A task of its own, so the scheduler's next tick sees a running cycle.
+            tokio::spawn(scheduled_cycle(exporter, jitter));
+        })
+    })
+    .map_err(DaemonError::Scheduler)?;
+    scheduler.add(job).await.map_err(DaemonError::Scheduler)?;
+    scheduler.start().await.map_err(DaemonError::Scheduler)?;
+
+    let first = tokio::spawn({
+        let exporter = exporter.clone();
+        async move { exporter.cycle().await }
+    });
+
+    shutdown.await;
+    tracing::info!("shutting down: finishing the poll cycle in flight");
+    if let Err(error) = scheduler.shutdown().await {
+        tracing::warn!(error = %error, "scheduler did not shut down cleanly");
+    }
+    let _ = first.await;
+    // Let a cycle in flight persist its history; bounded so a hung API cannot stall shutdown.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while exporter.poller.is_running() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop_server.send(());
+    match server.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(DaemonError::Serve(error)),
+        Err(error) => Err(DaemonError::Serve(std::io::Error::other(error))),
+    }
+}
+
+/// Settings for the demo: the built-in scenario's zones and hostnames, polled every 15 s.
+pub fn demo_settings(scenario: &Scenario, base_url: Url, listen: SocketAddr) -> Settings {
+    let zones = scenario
+        .zones()
+        .iter()
+        .map(|zone| {
+            let mut settings = ZoneSettings::new(
+                zone.id.clone(),
+                zone.hostname_names()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+            );
+            zone.display_name().clone_into(&mut settings.name);
+            settings
+        })
+        .collect();
+    let mut settings = Settings::for_demo(base_url, Secret::new(scenario.token()), zones);
+    "*/15 * * * * *".clone_into(&mut settings.schedule.cron);
+    settings.schedule.jitter = Duration::ZERO;
+    settings.server.listen = listen;
+    settings
+}
+
+/// `demo`: the simulator with the built-in scenario on a free loopback port, and the daemon
+/// polling it, until `shutdown`.
+pub async fn demo(
+    listen: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let scenario = Scenario::demo();
+    let simulator = Simulator::start(scenario.clone())
+        .await
+        .map_err(DaemonError::Simulator)?;
+    let settings = demo_settings(&scenario, simulator.base_url(), listen);
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| DaemonError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let local = listener.local_addr().unwrap_or(listen);
+    let shown = if local.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], local.port()))
+    } else {
+        local
+    };
+    println!("cloudflare-aop-exporter demo: polling the built-in Cloudflare simulator every 15 s");
+    println!("  status page   http://{shown}/");
+    println!("  metrics       http://{shown}/metrics");
+    println!("  snapshot      http://{shown}/api/v1/snapshot");
+    println!(
+        "  simulator     {} (token {})",
+        simulator.base_url(),
+        scenario.token()
+    );
+    println!("Press Ctrl-C to stop.");
+    let result = run_on(settings, listener, shutdown).await;
+    simulator.shutdown().await;
+    result
+}

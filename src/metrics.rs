@@ -1,0 +1,402 @@
+//! Every metric family of SPEC §6 in one place.
+//!
+//! Two kinds of family, kept apart on purpose:
+//! - the exporter's own activity (polls, API requests, notifications, alerts, build info) lives
+//!   in a [`prometheus::Registry`] owned by [`Metrics`] and is updated as things happen;
+//! - everything about zones, certificates and hostnames is written straight from the current
+//!   [`Snapshot`] at scrape time by [`render_snapshot`] (or in chunks, for a streaming body,
+//!   by [`render_snapshot_chunks`]), so objects that vanished from the snapshot vanish from
+//!   `/metrics` and nothing stale lingers in a registry.
+
+mod snapshot;
+#[doc(hidden)]
+pub mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Once;
+use std::time::Duration;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::cloudflare::{Attempt, Endpoint, ErrorReason, RequestObserver};
+use crate::state::Snapshot;
+
+pub use snapshot::{render_snapshot, render_snapshot_chunks};
+
+/// A good `chunk_len` for [`Metrics::render_chunks`]: big enough that per-chunk overhead is
+/// noise, small enough that the allocator reuses the freed chunks instead of mapping fresh pages.
+pub const RENDER_CHUNK_LEN: usize = 256 * 1024;
+
+/// Buckets of `poll_duration_seconds`: a cycle takes from tens of milliseconds (a few zones)
+/// to minutes (thousands of zones behind a rate budget); the last bucket is the 10 min mark.
+const POLL_DURATION_BUCKETS: [f64; 13] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+/// Buckets of `api_request_duration_seconds`: Cloudflare answers in tens to hundreds of
+/// milliseconds; the tail catches retries' slow attempts and client timeouts.
+const API_REQUEST_DURATION_BUCKETS: [f64; 11] =
+    [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// The `reason` values of `alerts_firing`, pre-set to 0 so "nothing firing" is visible.
+pub const ALERT_REASONS: [&str; 4] = [
+    "deployment_timed_out",
+    "deletion_timed_out",
+    "stuck_pending",
+    "expiring",
+];
+
+/// The revision baked in at build time (CI sets `CF_AOP_GIT_REVISION`).
+const REVISION: &str = match option_env!("CF_AOP_GIT_REVISION") {
+    Some(revision) => revision,
+    None => "unknown",
+};
+
+/// How one poll cycle ended: the `outcome` label of `polls_total` (`skipped` has its own
+/// method, [`Metrics::poll_skipped`], because a skipped cycle has no duration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PollOutcome {
+    /// Every zone polled successfully.
+    Success,
+    /// Some zones failed, others succeeded.
+    Partial,
+    /// No zone could be polled.
+    Failure,
+}
+
+impl PollOutcome {
+    /// The `outcome` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollOutcome::Success => "success",
+            PollOutcome::Partial => "partial",
+            PollOutcome::Failure => "failure",
+        }
+    }
+}
+
+/// What became of one notification: the `outcome` label of `notifications_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NotificationOutcome {
+    /// The sink accepted it.
+    Sent,
+    /// Delivery failed (it may be retried).
+    Failed,
+    /// Given up on (queue full or retries exhausted).
+    Dropped,
+}
+
+impl NotificationOutcome {
+    /// Every value, in label order.
+    pub const ALL: [NotificationOutcome; 3] = [
+        NotificationOutcome::Sent,
+        NotificationOutcome::Failed,
+        NotificationOutcome::Dropped,
+    ];
+
+    /// The `outcome` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationOutcome::Sent => "sent",
+            NotificationOutcome::Failed => "failed",
+            NotificationOutcome::Dropped => "dropped",
+        }
+    }
+}
+
+/// A metric family could not be created or registered (a programming error caught at start-up).
+#[derive(Debug, thiserror::Error)]
+#[error("metric family {family} could not be registered")]
+pub struct MetricsError {
+    family: &'static str,
+    #[source]
+    source: prometheus::Error,
+}
+
+/// The exporter's metrics: owns its registry (never the global default one) and renders the
+/// whole `/metrics` text from it plus the current snapshot.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    poll_duration: Histogram,
+    polls: IntCounterVec,
+    api_requests: IntCounterVec,
+    api_request_duration: HistogramVec,
+    api_errors: IntCounterVec,
+    /// Registered on the first reading only, so an unknown budget is absent rather than 0.
+    rate_limit_remaining: IntGauge,
+    rate_limit_registered: Once,
+    alerts_firing: IntGaugeVec,
+    notifications: IntCounterVec,
+    notification_queue_length: IntGaugeVec,
+}
+
+/// Creates collectors and registers them in one registry, naming the family in any error.
+struct Registrar<'a>(&'a Registry);
+
+impl Registrar<'_> {
+    fn register<C>(
+        &self,
+        family: &'static str,
+        created: prometheus::Result<C>,
+    ) -> Result<C, MetricsError>
+    where
+        C: prometheus::core::Collector + Clone + 'static,
+    {
+        let collector = created.map_err(|source| MetricsError { family, source })?;
+        self.0
+            .register(Box::new(collector.clone()))
+            .map_err(|source| MetricsError { family, source })?;
+        Ok(collector)
+    }
+
+    fn counter_vec(
+        &self,
+        name: &'static str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntCounterVec, MetricsError> {
+        self.register(name, IntCounterVec::new(Opts::new(name, help), labels))
+    }
+
+    fn gauge_vec(
+        &self,
+        name: &'static str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntGaugeVec, MetricsError> {
+        self.register(name, IntGaugeVec::new(Opts::new(name, help), labels))
+    }
+
+    fn histogram_vec(
+        &self,
+        name: &'static str,
+        help: &str,
+        buckets: &[f64],
+        labels: &[&str],
+    ) -> Result<HistogramVec, MetricsError> {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.register(name, HistogramVec::new(opts, labels))
+    }
+}
+
+impl Metrics {
+    /// Creates every process-lifetime family in a fresh registry, with the series that must
+    /// exist from the first scrape (so `rate()` and absence alerts work from the start).
+    pub fn new() -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let registrar = Registrar(&registry);
+
+        let poll_duration = registrar.register(
+            "cloudflare_aop_poll_duration_seconds",
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "cloudflare_aop_poll_duration_seconds",
+                    "Duration of one full poll cycle over every zone, in seconds.",
+                )
+                .buckets(POLL_DURATION_BUCKETS.to_vec()),
+            ),
+        )?;
+        let polls = registrar.counter_vec(
+            "cloudflare_aop_polls_total",
+            "Poll cycles by outcome: success, partial (some zones failed), failure, skipped \
+             (the previous cycle was still running).",
+            &["outcome"],
+        )?;
+        let api_requests = registrar.counter_vec(
+            "cloudflare_aop_api_requests_total",
+            "HTTP requests to the Cloudflare API, retries included, by endpoint and HTTP status \
+             (code=\"error\" when no response arrived).",
+            &["endpoint", "code"],
+        )?;
+        let api_request_duration = registrar.histogram_vec(
+            "cloudflare_aop_api_request_duration_seconds",
+            "Duration of one HTTP request to the Cloudflare API, in seconds.",
+            &API_REQUEST_DURATION_BUCKETS,
+            &["endpoint"],
+        )?;
+        let api_errors = registrar.counter_vec(
+            "cloudflare_aop_api_errors_total",
+            "Failed Cloudflare API requests, retries included, by endpoint and reason.",
+            &["endpoint", "reason"],
+        )?;
+        let rate_limit_remaining = IntGauge::new(
+            "cloudflare_aop_rate_limit_remaining",
+            "Requests left in Cloudflare's rate-limit window, from the last response that \
+             reported it.",
+        )
+        .map_err(|source| MetricsError {
+            family: "cloudflare_aop_rate_limit_remaining",
+            source,
+        })?;
+        let alerts_firing = registrar.gauge_vec(
+            "cloudflare_aop_alerts_firing",
+            "The exporter's own alerts now firing, by reason.",
+            &["reason"],
+        )?;
+        let notifications = registrar.counter_vec(
+            "cloudflare_aop_notifications_total",
+            "Alert notifications by sink and outcome (sent, failed, dropped).",
+            &["sink", "outcome"],
+        )?;
+        let notification_queue_length = registrar.gauge_vec(
+            "cloudflare_aop_notification_queue_length",
+            "Notifications waiting in the outbox, by sink.",
+            &["sink"],
+        )?;
+        let build_info = registrar.gauge_vec(
+            "cloudflare_aop_build_info",
+            "Build information of the running exporter (value always 1).",
+            &["version", "revision"],
+        )?;
+
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION])
+            .set(1);
+        for outcome in ["success", "partial", "failure", "skipped"] {
+            polls.with_label_values(&[outcome]);
+        }
+        for endpoint in Endpoint::ALL {
+            for reason in ErrorReason::ALL {
+                api_errors.with_label_values(&[endpoint.as_str(), reason.as_str()]);
+            }
+        }
+        for reason in ALERT_REASONS {
+            alerts_firing.with_label_values(&[reason]).set(0);
+        }
+
+        Ok(Metrics {
+            registry,
+            poll_duration,
+            polls,
+            api_requests,
+            api_request_duration,
+            api_errors,
+            rate_limit_remaining,
+            rate_limit_registered: Once::new(),
+            alerts_firing,
+            notifications,
+            notification_queue_length,
+        })
+    }
+
+    /// Records a finished poll cycle.
+    pub fn observe_poll(&self, outcome: PollOutcome, duration: Duration) {
+        self.poll_duration.observe(duration.as_secs_f64());
+        self.polls.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    /// Records a cycle that did not start because the previous one was still running.
+    pub fn poll_skipped(&self) {
+        self.polls.with_label_values(&["skipped"]).inc();
+    }
+
+    /// Sets how many of the exporter's own alerts with `reason` are firing.
+    pub fn set_alerts_firing(&self, reason: &str, firing: usize) {
+        self.alerts_firing
+            .with_label_values(&[reason])
+            .set(saturating_i64(firing));
+    }
+
+    /// Counts one notification to `sink`.
+    pub fn notification(&self, sink: &str, outcome: NotificationOutcome) {
+        self.notifications
+            .with_label_values(&[sink, outcome.as_str()])
+            .inc();
+    }
+
+    /// Sets how many notifications wait in `sink`'s queue.
+    pub fn set_queue_length(&self, sink: &str, length: usize) {
+        self.notification_queue_length
+            .with_label_values(&[sink])
+            .set(saturating_i64(length));
+    }
+
+    /// Creates `sink`'s series at 0, so its counters exist before the first notification.
+    pub fn register_sink(&self, sink: &str) {
+        for outcome in NotificationOutcome::ALL {
+            self.notifications
+                .with_label_values(&[sink, outcome.as_str()]);
+        }
+        self.notification_queue_length
+            .with_label_values(&[sink])
+            .set(0);
+    }
+
+    /// The whole `/metrics` body: the snapshot families, then the registry's.
+    ///
+    /// At SPEC §9 scale this is one ~43 MB `String`; a server should prefer
+    /// [`Metrics::render_chunks`], which avoids paging in that much fresh memory per scrape.
+    pub fn render(&self, snapshot: &Snapshot) -> String {
+        let mut out = String::new();
+        render_snapshot(snapshot, &mut out);
+        self.render_registry(&mut out);
+        out
+    }
+
+    /// The same text as [`Metrics::render`], handed to `emit` in chunks of about `chunk_len`
+    /// bytes (see [`render_snapshot_chunks`] for why): for a streaming `/metrics` body.
+    pub fn render_chunks(
+        &self,
+        snapshot: &Snapshot,
+        chunk_len: usize,
+        mut emit: impl FnMut(String),
+    ) {
+        let mut out = snapshot::chunk_buffer(chunk_len);
+        snapshot::render_chunked(snapshot, &mut out, chunk_len, &mut emit);
+        self.render_registry(&mut out);
+        emit(out);
+    }
+
+    /// Appends the process-lifetime families (text format).
+    fn render_registry(&self, out: &mut String) {
+        if let Err(error) = TextEncoder::new().encode_utf8(&self.registry.gather(), out) {
+            // Only malformed families fail to encode; the snapshot part is still worth serving.
+            tracing::warn!(error = %error, "encoding the registry's metric families failed");
+        }
+    }
+}
+
+impl RequestObserver for Metrics {
+    fn attempt_finished(&self, attempt: &Attempt) {
+        let endpoint = attempt.endpoint.as_str();
+        let mut digits = snapshot::IntBuffer::new();
+        let code = match attempt.status {
+            Some(status) => digits.format(i64::from(status)),
+            None => "error",
+        };
+        self.api_requests.with_label_values(&[endpoint, code]).inc();
+        self.api_request_duration
+            .with_label_values(&[endpoint])
+            .observe(attempt.elapsed.as_secs_f64());
+        if let Some(reason) = attempt.error {
+            self.api_errors
+                .with_label_values(&[endpoint, reason.as_str()])
+                .inc();
+        }
+    }
+
+    fn rate_limit_remaining(&self, remaining: u64) {
+        self.rate_limit_remaining
+            .set(i64::try_from(remaining).unwrap_or(i64::MAX));
+        self.rate_limit_registered.call_once(|| {
+            if let Err(error) = self
+                .registry
+                .register(Box::new(self.rate_limit_remaining.clone()))
+            {
+                tracing::warn!(
+                    error = %error,
+                    "registering cloudflare_aop_rate_limit_remaining failed"
+                );
+            }
+        });
+    }
+}
+
+fn saturating_i64(value: usize) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,642 @@
+//! The snapshot families, written as Prometheus text straight from a [`Snapshot`].
+//!
+//! No `MetricFamily` objects: at SPEC §9 scale (10,000 hostnames) that is hundreds of
+//! thousands of series, and building protobuf structs for each would cost far more than the
+//! 25 ms render budget. Each family walks the snapshot once, so its series stay together;
+//! each object's series prefix (name and escaped labels) is built once per family in a
+//! scratch buffer and copied into each of its lines.
+
+use crate::state::{
+    AssociationState, CertificateState, HostnameState, Scope, Snapshot, Status, ZoneSnapshot,
+};
+use crate::x509::Check;
+
+/// Appended to every HELP text: scrapes read the poller's snapshot, they never call the API.
+macro_rules! refreshed {
+    ($help:literal) => {
+        concat!($help, " (refreshed by the poller, not per scrape).")
+    };
+}
+
+/// One snapshot family: its name and HELP text (all of them are gauges, `StateSet`s included).
+struct Family {
+    name: &'static str,
+    help: &'static str,
+}
+
+const CERTIFICATE_INFO: Family = Family {
+    name: "cloudflare_aop_certificate_info",
+    help: refreshed!(
+        "AOP certificate metadata (value always 1), as of the last successful poll of the zone"
+    ),
+};
+const CERTIFICATE_EXPIRY: Family = Family {
+    name: "cloudflare_aop_certificate_expiry_timestamp_seconds",
+    help: refreshed!(
+        "Certificate expiry as a Unix timestamp: the API's expires_on, else the PEM notAfter"
+    ),
+};
+const CERTIFICATE_NOT_BEFORE: Family = Family {
+    name: "cloudflare_aop_certificate_not_before_timestamp_seconds",
+    help: refreshed!("Start of the certificate's validity (PEM notBefore) as a Unix timestamp"),
+};
+const CERTIFICATE_UPLOADED: Family = Family {
+    name: "cloudflare_aop_certificate_uploaded_timestamp_seconds",
+    help: refreshed!("When the certificate was uploaded to Cloudflare, as a Unix timestamp"),
+};
+const CERTIFICATE_STATUS: Family = Family {
+    name: "cloudflare_aop_certificate_status",
+    help: refreshed!("Certificate status as a StateSet: one series per status, the current one 1"),
+};
+const CERTIFICATE_STATUS_SINCE: Family = Family {
+    name: "cloudflare_aop_certificate_status_since_timestamp_seconds",
+    help: refreshed!(
+        "When the certificate's current status was first seen, as a Unix timestamp \
+         (kept across restarts)"
+    ),
+};
+const CERTIFICATE_HOSTNAMES: Family = Family {
+    name: "cloudflare_aop_certificate_hostnames",
+    help: refreshed!("Monitored hostnames whose association uses this per-hostname certificate"),
+};
+const CERTIFICATE_CHECK: Family = Family {
+    name: "cloudflare_aop_certificate_check",
+    help: refreshed!("Certificate checks: 1 pass, 0 fail"),
+};
+const HOSTNAME_ASSOCIATION: Family = Family {
+    name: "cloudflare_aop_hostname_association",
+    help: refreshed!(
+        "Hostname AOP association as a StateSet: enabled, disabled, voided (enabled null) \
+         or absent (404)"
+    ),
+};
+const HOSTNAME_ENABLED: Family = Family {
+    name: "cloudflare_aop_hostname_enabled",
+    help: refreshed!("1 if the hostname's AOP association is enabled, 0 otherwise"),
+};
+const HOSTNAME_STATUS: Family = Family {
+    name: "cloudflare_aop_hostname_status",
+    help: refreshed!(
+        "Hostname association status as a StateSet: one series per status, the current one 1"
+    ),
+};
+const HOSTNAME_CERTIFICATE_STATUS: Family = Family {
+    name: "cloudflare_aop_hostname_certificate_status",
+    help: refreshed!(
+        "Hostname association cert_status as a StateSet: one series per status, the current one 1"
+    ),
+};
+const HOSTNAME_CERTIFICATE_EXPIRY: Family = Family {
+    name: "cloudflare_aop_hostname_certificate_expiry_timestamp_seconds",
+    help: refreshed!("Expiry of the certificate serving the hostname, as a Unix timestamp"),
+};
+const HOSTNAME_STATUS_SINCE: Family = Family {
+    name: "cloudflare_aop_hostname_status_since_timestamp_seconds",
+    help: refreshed!(
+        "Since when the hostname association has its current status (updated_at, else first \
+         seen), as a Unix timestamp"
+    ),
+};
+const ZONE_ENABLED: Family = Family {
+    name: "cloudflare_aop_zone_enabled",
+    help: refreshed!("1 if the zone-level AOP setting is on, 0 if off"),
+};
+const ZONE_CERTIFICATES: Family = Family {
+    name: "cloudflare_aop_zone_certificates",
+    help: refreshed!(
+        "AOP certificates in the zone, by scope, as of the last successful poll of the zone"
+    ),
+};
+const ZONE_POLL_SUCCESS: Family = Family {
+    name: "cloudflare_aop_zone_poll_success",
+    help: refreshed!("1 if the zone's last poll fully succeeded, 0 if it failed"),
+};
+const ZONE_LAST_SUCCESS: Family = Family {
+    name: "cloudflare_aop_zone_last_success_timestamp_seconds",
+    help: refreshed!("When the zone was last polled successfully, as a Unix timestamp"),
+};
+const TOKEN_VALID: Family = Family {
+    name: "cloudflare_aop_token_valid",
+    help: refreshed!("1 if the API token verified as valid at the last check, 0 if not"),
+};
+
+/// Rough bytes per line, label values excluded: used only to pre-size the output.
+const LINE_OVERHEAD: usize = 100;
+/// Series per certificate: info, 4 timestamps, 8 statuses, hostnames, 5 checks.
+const LINES_PER_CERTIFICATE: usize = 19;
+/// Series per hostname: 4 association states, enabled, 2 × 8 statuses, 2 timestamps.
+const LINES_PER_HOSTNAME: usize = 23;
+/// Series per zone: enabled, 2 certificate counts, poll success, last success.
+const LINES_PER_ZONE: usize = 5;
+
+/// Appends every snapshot family of SPEC §6 (`certificate_info` …
+/// `zone_last_success_timestamp_seconds`, then `token_valid`) to `out` in the Prometheus text
+/// format. Families without a series are left out entirely; unknown values produce no series.
+pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
+    out.reserve(estimated_len(snapshot));
+    render(snapshot, out, None);
+}
+
+/// Like [`render_snapshot`], but hands the text to `emit` in chunks of about `chunk_len`
+/// bytes, each ending at a line boundary; concatenated, they are exactly what
+/// [`render_snapshot`] writes.
+///
+/// At SPEC §9 scale the text is ~43 MB. One fresh `String` of that size costs more in first-touch
+/// page faults than the formatting itself; chunks of a few hundred KiB, sent as they are
+/// produced (a streaming response body), reuse the same few allocations and keep the peak
+/// memory of a scrape small.
+pub fn render_snapshot_chunks(snapshot: &Snapshot, chunk_len: usize, mut emit: impl FnMut(String)) {
+    let mut out = chunk_buffer(chunk_len);
+    render_chunked(snapshot, &mut out, chunk_len, &mut emit);
+    if !out.is_empty() {
+        emit(out);
+    }
+}
+
+/// [`render_snapshot_chunks`] that leaves the last, not yet full, chunk in `out`.
+pub(super) fn render_chunked(
+    snapshot: &Snapshot,
+    out: &mut String,
+    chunk_len: usize,
+    emit: &mut dyn FnMut(String),
+) {
+    render(snapshot, out, Some(Chunking { chunk_len, emit }));
+}
+
+/// A buffer for one chunk: room for a whole object past the threshold, so it never regrows.
+pub(super) fn chunk_buffer(chunk_len: usize) -> String {
+    String::with_capacity(chunk_len.saturating_add(CHUNK_SLACK))
+}
+
+/// Room past `chunk_len` for the rest of the object that crossed it (a certificate's or a
+/// hostname's series of one family are at most a few KiB).
+const CHUNK_SLACK: usize = 16 * 1024;
+
+fn render(snapshot: &Snapshot, out: &mut String, chunking: Option<Chunking<'_>>) {
+    let mut renderer = Renderer {
+        snapshot,
+        out,
+        prefix: String::with_capacity(512),
+        chunking,
+        header_start: None,
+        series_start: 0,
+    };
+    renderer.certificate_info();
+    renderer.certificate_families();
+    renderer.hostname_families();
+    renderer.zone_families();
+    if let Some(valid) = snapshot.token_valid {
+        renderer.begin_family(&TOKEN_VALID);
+        renderer.out.push_str(TOKEN_VALID.name);
+        renderer.out.push_str(if valid { " 1\n" } else { " 0\n" });
+        renderer.end_family();
+    }
+}
+
+/// Where full chunks go when rendering in chunks.
+struct Chunking<'e> {
+    chunk_len: usize,
+    emit: &'e mut dyn FnMut(String),
+}
+
+/// Walks the snapshot once per family, so each family's series stay together.
+struct Renderer<'a, 'e> {
+    snapshot: &'a Snapshot,
+    out: &'a mut String,
+    /// Scratch buffer for the current series' start: `name{` and the object's escaped labels,
+    /// built once per object and copied into each of its lines.
+    prefix: String,
+    chunking: Option<Chunking<'e>>,
+    /// Where the current family's header starts in `out`; `None` once a chunk holding it was
+    /// handed over (the family has series then).
+    header_start: Option<usize>,
+    /// Where the current family's series start in `out` (0 after a chunk was handed over).
+    series_start: usize,
+}
+
+impl Renderer<'_, '_> {
+    fn certificate_info(&mut self) {
+        self.certificates(&CERTIFICATE_INFO, |out, prefix, certificate| {
+            let facts = certificate.facts.as_ref();
+            let issuer = facts.map(|facts| facts.issuer.as_str());
+            let serial = facts.map(|facts| facts.serial_decimal.as_str());
+            let signature = facts.map(|facts| facts.signature_algorithm.as_str());
+            let subject = facts.map_or("", |facts| facts.subject.as_str());
+            push_label(
+                prefix,
+                "issuer",
+                api_or_pem(certificate.issuer.as_deref(), issuer),
+            );
+            push_label(
+                prefix,
+                "serial_number",
+                api_or_pem(certificate.serial_number.as_deref(), serial),
+            );
+            push_label(
+                prefix,
+                "signature",
+                api_or_pem(certificate.signature.as_deref(), signature),
+            );
+            push_label(prefix, "subject", subject);
+            push_sample(out, prefix, 1);
+        });
+    }
+
+    fn certificate_families(&mut self) {
+        self.certificates(&CERTIFICATE_EXPIRY, |out, prefix, certificate| {
+            if let Some(expiry) = certificate.expires_at() {
+                push_sample(out, prefix, expiry.timestamp());
+            }
+        });
+        self.certificates(&CERTIFICATE_NOT_BEFORE, |out, prefix, certificate| {
+            if let Some(facts) = &certificate.facts {
+                push_sample(out, prefix, facts.not_before.timestamp());
+            }
+        });
+        self.certificates(&CERTIFICATE_UPLOADED, |out, prefix, certificate| {
+            if let Some(uploaded) = certificate.uploaded_on {
+                push_sample(out, prefix, uploaded.timestamp());
+            }
+        });
+        self.certificates(&CERTIFICATE_STATUS, |out, prefix, certificate| {
+            if let Some(status) = certificate.status {
+                push_status_set(out, prefix, status);
+            }
+        });
+        self.certificates(&CERTIFICATE_STATUS_SINCE, |out, prefix, certificate| {
+            if let Some(since) = certificate.status_since {
+                push_sample(out, prefix, since.timestamp());
+            }
+        });
+        self.certificate_hostnames();
+        self.certificates(&CERTIFICATE_CHECK, |out, prefix, certificate| {
+            let object_len = prefix.len();
+            // Check::ALL order, and each check once even if the poller ever repeated one.
+            for check in Check::ALL {
+                if let Some((_, passed)) = certificate.checks.iter().find(|(c, _)| *c == check) {
+                    prefix.truncate(object_len);
+                    push_label(prefix, "check", check.as_str());
+                    push_sample(out, prefix, i64::from(*passed));
+                }
+            }
+        });
+    }
+
+    /// Only per-hostname certificates have associations, hence no scope label.
+    fn certificate_hostnames(&mut self) {
+        self.begin_family(&CERTIFICATE_HOSTNAMES);
+        let snapshot = self.snapshot;
+        for zone in snapshot.zones.values() {
+            push_zone_labels(&mut self.prefix, CERTIFICATE_HOSTNAMES.name, zone);
+            let zone_len = self.prefix.len();
+            for certificate in zone.certificates.values() {
+                if certificate.scope == Scope::Hostname {
+                    self.prefix.truncate(zone_len);
+                    push_label(&mut self.prefix, "cert_id", &certificate.id);
+                    let count = i64::from(certificate.monitored_hostnames);
+                    push_sample(self.out, &self.prefix, count);
+                    self.object_done();
+                }
+            }
+        }
+        self.end_family();
+    }
+
+    fn hostname_families(&mut self) {
+        self.hostnames(&HOSTNAME_ASSOCIATION, |out, prefix, hostname| {
+            let states = &AssociationState::ALL;
+            push_state_set(
+                out,
+                prefix,
+                states,
+                &ASSOCIATION_ENDINGS,
+                hostname.association,
+            );
+        });
+        self.hostnames(&HOSTNAME_ENABLED, |out, prefix, hostname| {
+            let enabled = hostname.association == AssociationState::Enabled;
+            push_sample(out, prefix, i64::from(enabled));
+        });
+        self.hostnames(&HOSTNAME_STATUS, |out, prefix, hostname| {
+            if let Some(status) = hostname.status {
+                push_status_set(out, prefix, status);
+            }
+        });
+        self.hostnames(&HOSTNAME_CERTIFICATE_STATUS, |out, prefix, hostname| {
+            if let (Some(cert_id), Some(status)) = (&hostname.cert_id, hostname.cert_status) {
+                push_label(prefix, "cert_id", cert_id);
+                push_status_set(out, prefix, status);
+            }
+        });
+        self.hostnames(&HOSTNAME_CERTIFICATE_EXPIRY, |out, prefix, hostname| {
+            if let Some(expiry) = hostname.cert_expires_on {
+                // The expiry is the value; an unknown certificate id only blanks its label.
+                push_label(prefix, "cert_id", hostname.cert_id.as_deref().unwrap_or(""));
+                push_sample(out, prefix, expiry.timestamp());
+            }
+        });
+        self.hostnames(&HOSTNAME_STATUS_SINCE, |out, prefix, hostname| {
+            if let Some(since) = hostname.status_since {
+                push_sample(out, prefix, since.timestamp());
+            }
+        });
+    }
+
+    fn zone_families(&mut self) {
+        self.zones(&ZONE_ENABLED, |out, prefix, zone| {
+            if let Some(enabled) = zone.zone_enabled {
+                push_sample(out, prefix, i64::from(enabled));
+            }
+        });
+        self.zones(&ZONE_CERTIFICATES, |out, prefix, zone| {
+            // Before the first successful poll the count is unknown, not zero.
+            if zone.last_success.is_none() {
+                return;
+            }
+            let zone_len = prefix.len();
+            for scope in [Scope::Hostname, Scope::Zone] {
+                prefix.truncate(zone_len);
+                push_label(prefix, "scope", scope.as_str());
+                let count = i64::try_from(zone.certificate_count(scope)).unwrap_or(i64::MAX);
+                push_sample(out, prefix, count);
+            }
+        });
+        self.zones(&ZONE_POLL_SUCCESS, |out, prefix, zone| {
+            // A zone not attempted yet has no outcome; after that, failures show as 0.
+            if zone.last_attempt.is_some() {
+                push_sample(out, prefix, i64::from(zone.poll_success));
+            }
+        });
+        self.zones(&ZONE_LAST_SUCCESS, |out, prefix, zone| {
+            if let Some(last_success) = zone.last_success {
+                push_sample(out, prefix, last_success.timestamp());
+            }
+        });
+    }
+
+    /// One family with series per certificate; `series` gets the prefix
+    /// `name{zone_id,zone,scope,cert_id` and may append labels to it.
+    fn certificates(
+        &mut self,
+        family: &Family,
+        mut series: impl FnMut(&mut String, &mut String, &CertificateState),
+    ) {
+        self.begin_family(family);
+        let snapshot = self.snapshot;
+        for zone in snapshot.zones.values() {
+            push_zone_labels(&mut self.prefix, family.name, zone);
+            let zone_len = self.prefix.len();
+            for certificate in zone.certificates.values() {
+                self.prefix.truncate(zone_len);
+                push_label(&mut self.prefix, "scope", certificate.scope.as_str());
+                push_label(&mut self.prefix, "cert_id", &certificate.id);
+                series(self.out, &mut self.prefix, certificate);
+                self.object_done();
+            }
+        }
+        self.end_family();
+    }
+
+    /// One family with series per hostname; prefix `name{zone_id,zone,hostname`.
+    fn hostnames(
+        &mut self,
+        family: &Family,
+        mut series: impl FnMut(&mut String, &mut String, &HostnameState),
+    ) {
+        self.begin_family(family);
+        let snapshot = self.snapshot;
+        for zone in snapshot.zones.values() {
+            push_zone_labels(&mut self.prefix, family.name, zone);
+            let zone_len = self.prefix.len();
+            for hostname in zone.hostnames.values() {
+                self.prefix.truncate(zone_len);
+                push_label(&mut self.prefix, "hostname", &hostname.hostname);
+                series(self.out, &mut self.prefix, hostname);
+                self.object_done();
+            }
+        }
+        self.end_family();
+    }
+
+    /// One family with series per zone; prefix `name{zone_id,zone`.
+    fn zones(
+        &mut self,
+        family: &Family,
+        mut series: impl FnMut(&mut String, &mut String, &ZoneSnapshot),
+    ) {
+        self.begin_family(family);
+        let snapshot = self.snapshot;
+        for zone in snapshot.zones.values() {
+            push_zone_labels(&mut self.prefix, family.name, zone);
+            series(self.out, &mut self.prefix, zone);
+            self.object_done();
+        }
+        self.end_family();
+    }
+
+    /// Writes a family's HELP and TYPE (every snapshot family is a gauge, `StateSet`s included).
+    fn begin_family(&mut self, family: &Family) {
+        self.header_start = Some(self.out.len());
+        self.out.push_str("# HELP ");
+        self.out.push_str(family.name);
+        self.out.push(' ');
+        self.out.push_str(family.help);
+        self.out.push_str("\n# TYPE ");
+        self.out.push_str(family.name);
+        self.out.push_str(" gauge\n");
+        self.series_start = self.out.len();
+    }
+
+    /// Drops the header again if the family had no series, so empty families do not appear.
+    fn end_family(&mut self) {
+        if let Some(header_start) = self.header_start.take() {
+            if self.out.len() == self.series_start {
+                self.out.truncate(header_start);
+            }
+        }
+    }
+
+    /// Called after each object: hands over the chunk once it is full. Only when it holds a
+    /// series of the current family, so a header never leaves without one.
+    fn object_done(&mut self) {
+        let Some(chunking) = &mut self.chunking else {
+            return;
+        };
+        if self.out.len() >= chunking.chunk_len && self.out.len() > self.series_start {
+            let full = std::mem::replace(self.out, chunk_buffer(chunking.chunk_len));
+            (chunking.emit)(full);
+            self.header_start = None;
+            self.series_start = 0;
+        }
+    }
+}
+
+/// The API's value, else the PEM's, else empty: `certificate_info` always has every label.
+fn api_or_pem<'a>(api: Option<&'a str>, pem: Option<&'a str>) -> &'a str {
+    match api {
+        // An empty API field says no more than a missing one.
+        Some(value) if !value.is_empty() => value,
+        _ => pem.unwrap_or(""),
+    }
+}
+
+/// Starts a series prefix: `name{zone_id="…",zone="…"` (replacing what `prefix` held).
+fn push_zone_labels(prefix: &mut String, name: &str, zone: &ZoneSnapshot) {
+    prefix.clear();
+    prefix.push_str(name);
+    prefix.push_str("{zone_id=\"");
+    push_escaped(prefix, &zone.zone_id);
+    prefix.push_str("\",zone=\"");
+    push_escaped(prefix, &zone.zone_name);
+    prefix.push('"');
+}
+
+/// Appends `,name="value"` (escaped) to a series prefix.
+fn push_label(prefix: &mut String, name: &str, value: &str) {
+    prefix.push(',');
+    prefix.push_str(name);
+    prefix.push_str("=\"");
+    push_escaped(prefix, value);
+    prefix.push('"');
+}
+
+/// One series: the prefix `name{labels`, then `} value`.
+fn push_sample(out: &mut String, prefix: &str, value: i64) {
+    out.push_str(prefix);
+    out.push_str(IntBuffer::new().sample_ending(value));
+}
+
+/// The line endings of a `StateSet`'s series, per value in `ALL` order: `[when 0, when 1]`.
+/// Static, so each of the ~180,000 `StateSet` lines at SPEC §9 scale is two copies.
+macro_rules! state_set_endings {
+    ($label:literal: $($state:literal),+ $(,)?) => {
+        [$([
+            concat!(",", $label, "=\"", $state, "\"} 0\n"),
+            concat!(",", $label, "=\"", $state, "\"} 1\n"),
+        ]),+]
+    };
+}
+
+/// Endings of `status` series, in [`Status::ALL`] order (a test checks the spelling).
+pub(super) const STATUS_ENDINGS: [[&str; 2]; Status::ALL.len()] = state_set_endings!("status":
+    "initializing",
+    "pending_deployment",
+    "pending_deletion",
+    "active",
+    "deleted",
+    "deployment_timed_out",
+    "deletion_timed_out",
+    "unknown",
+);
+
+/// Endings of `state` series, in [`AssociationState::ALL`] order (a test checks the spelling).
+pub(super) const ASSOCIATION_ENDINGS: [[&str; 2]; AssociationState::ALL.len()] =
+    state_set_endings!("state": "enabled", "disabled", "voided", "absent");
+
+/// The series of a `StateSet`: the prefix `name{labels`, then each value's ending.
+fn push_state_set<T: PartialEq + Copy>(
+    out: &mut String,
+    prefix: &str,
+    values: &[T],
+    endings: &[[&str; 2]],
+    current: T,
+) {
+    for (value, ending) in values.iter().zip(endings) {
+        out.push_str(prefix);
+        out.push_str(ending[usize::from(*value == current)]);
+    }
+}
+
+/// The 8 series of a `status` `StateSet`.
+fn push_status_set(out: &mut String, prefix: &str, current: Status) {
+    push_state_set(out, prefix, &Status::ALL, &STATUS_ENDINGS, current);
+}
+
+/// Appends a label value escaped as the text format requires (`\\`, `\"`, `\n`).
+fn push_escaped(out: &mut String, value: &str) {
+    // Label values almost never need escaping: copy them whole when they do not.
+    if !value
+        .bytes()
+        .any(|byte| matches!(byte, b'\\' | b'"' | b'\n'))
+    {
+        out.push_str(value);
+        return;
+    }
+    for character in value.chars() {
+        match character {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            other => out.push(other),
+        }
+    }
+}
+
+/// A rough upper bound of the rendered size, so the output grows at most once or twice.
+fn estimated_len(snapshot: &Snapshot) -> usize {
+    let mut len = 4096;
+    for zone in snapshot.zones.values() {
+        let zone_labels = zone.zone_id.len() + zone.zone_name.len();
+        len += LINES_PER_ZONE * (LINE_OVERHEAD + zone_labels);
+        len += zone.certificates.len() * LINES_PER_CERTIFICATE * (LINE_OVERHEAD + zone_labels + 40);
+        len += zone.hostnames.len() * LINES_PER_HOSTNAME * (LINE_OVERHEAD + zone_labels + 70);
+    }
+    len
+}
+
+/// Formats an integer on the stack: the text format needs ~30,000 timestamps per scrape at
+/// SPEC §9 scale, and `fmt` machinery per number is measurably slower.
+pub(super) struct IntBuffer {
+    /// `"} "`, 20 bytes for `i64::MIN`, `"\n"`.
+    bytes: [u8; 24],
+}
+
+impl IntBuffer {
+    pub(super) fn new() -> Self {
+        IntBuffer { bytes: [0; 24] }
+    }
+
+    /// The decimal form of `value`.
+    pub(super) fn format(&mut self, value: i64) -> &str {
+        let end = self.bytes.len() - 1;
+        let start = self.write_digits(end, value);
+        self.as_str(start, end)
+    }
+
+    /// `} value\n`: the end of a sample line in one copy.
+    pub(super) fn sample_ending(&mut self, value: i64) -> &str {
+        let end = self.bytes.len();
+        self.bytes[end - 1] = b'\n';
+        let start = self.write_digits(end - 1, value) - 2;
+        self.bytes[start] = b'}';
+        self.bytes[start + 1] = b' ';
+        self.as_str(start, end)
+    }
+
+    /// Writes `value` right-aligned to end before `end`; returns where it starts.
+    fn write_digits(&mut self, end: usize, value: i64) -> usize {
+        let mut start = end;
+        let mut rest = value.unsigned_abs();
+        loop {
+            start -= 1;
+            // `rest % 10` is a single digit, so the cast cannot truncate.
+            #[allow(clippy::cast_possible_truncation)]
+            let digit = (rest % 10) as u8;
+            self.bytes[start] = b'0' + digit;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if value < 0 {
+            start -= 1;
+            self.bytes[start] = b'-';
+        }
+        start
+    }
+
+    fn as_str(&self, start: usize, end: usize) -> &str {
+        // Only ASCII was written, so this never falls back.
+        std::str::from_utf8(&self.bytes[start..end]).unwrap_or("0")
+    }
+}

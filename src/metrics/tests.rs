@@ -1,0 +1,840 @@
+//! Unit tests of `metrics`: exact lines for a hand-built snapshot, the registry's counters,
+//! and a structural check of the whole `/metrics` text for a synthetic snapshot.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::testing::synthetic_snapshot;
+use super::*;
+use crate::state::{
+    AssociationState, CertificateState, HostnameState, Scope, Status, ZoneSnapshot,
+};
+use crate::x509::{CertificateFacts, Check, KeyAlgorithm, PublicKeyInfo};
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(seconds, 0).unwrap()
+}
+
+fn facts(
+    subject: &str,
+    issuer: &str,
+    serial: &str,
+    signature: &str,
+    not_after: i64,
+) -> CertificateFacts {
+    CertificateFacts {
+        not_before: at(1_735_689_600),
+        not_after: at(not_after),
+        subject: subject.to_owned(),
+        issuer: issuer.to_owned(),
+        serial_hex: "00".to_owned(),
+        serial_decimal: serial.to_owned(),
+        subject_alt_names: Vec::new(),
+        key: PublicKeyInfo {
+            algorithm: KeyAlgorithm::Ec,
+            bits: Some(256),
+            curve: Some("P-256".to_owned()),
+        },
+        signature_algorithm: signature.to_owned(),
+        extended_key_usage: None,
+        sha256_fingerprint: "ab".to_owned(),
+    }
+}
+
+fn certificate(scope: Scope, id: &str) -> CertificateState {
+    CertificateState {
+        scope,
+        id: id.to_owned(),
+        status: None,
+        status_since: None,
+        api_expires_on: None,
+        uploaded_on: None,
+        issuer: None,
+        serial_number: None,
+        signature: None,
+        facts: None,
+        pem_error: None,
+        checks: Vec::new(),
+        monitored_hostnames: 0,
+    }
+}
+
+fn hostname(name: &str, association: AssociationState) -> HostnameState {
+    HostnameState {
+        hostname: name.to_owned(),
+        association,
+        status: None,
+        status_since: None,
+        cert_id: None,
+        cert_status: None,
+        cert_status_since: None,
+        cert_expires_on: None,
+    }
+}
+
+/// z1: polled fine, three certificates and three hostnames covering the edge cases;
+/// z2: attempted but never successful; z3: configured, never attempted.
+fn small_snapshot() -> Snapshot {
+    let mut z1 = ZoneSnapshot::new("z1", "example.com");
+    z1.poll_success = true;
+    z1.last_attempt = Some(at(1_767_200_000));
+    z1.last_success = Some(at(1_767_200_000));
+    z1.zone_enabled = Some(true);
+
+    let mut c1 = certificate(Scope::Hostname, "c1");
+    c1.status = Some(Status::Unknown);
+    c1.status_since = Some(at(1_736_100_000));
+    c1.api_expires_on = Some(at(1_767_225_600));
+    c1.uploaded_on = Some(at(1_736_000_000));
+    c1.issuer = Some("API CA".to_owned());
+    // The API sent no serial and an empty signature: both come from the PEM.
+    c1.signature = Some(String::new());
+    c1.facts = Some(facts(
+        "CN=a \"quoted\" \\ back\nslash",
+        "CN=PEM CA",
+        "123456",
+        "sha256WithRSAEncryption",
+        1_800_000_000,
+    ));
+    c1.checks = vec![(Check::KeyStrength, false), (Check::PemParses, true)];
+    c1.monitored_hostnames = 2;
+
+    let mut c3 = certificate(Scope::Hostname, "c3");
+    c3.status = Some(Status::Active);
+    c3.facts = Some(facts(
+        "CN=c3",
+        "CN=PEM CA",
+        "999",
+        "ecdsa-with-SHA256",
+        1_798_761_600,
+    ));
+
+    let mut c2 = certificate(Scope::Zone, "c2");
+    c2.uploaded_on = Some(at(1_736_200_000));
+
+    for c in [c1, c2, c3] {
+        z1.certificates.insert((c.scope, c.id.clone()), c);
+    }
+
+    let mut a = hostname("a.example.com", AssociationState::Enabled);
+    a.status = Some(Status::Active);
+    a.status_since = Some(at(1_736_300_000));
+    a.cert_id = Some("c1".to_owned());
+    a.cert_status = Some(Status::PendingDeployment);
+    a.cert_expires_on = Some(at(1_767_225_600));
+    // Voided: the association still names c1 but reports no statuses.
+    let mut b = hostname("b.example.com", AssociationState::Voided);
+    b.cert_id = Some("c1".to_owned());
+    let c = hostname("c.example.com", AssociationState::Absent);
+    for h in [a, b, c] {
+        z1.hostnames.insert(h.hostname.clone(), h);
+    }
+
+    let mut z2 = ZoneSnapshot::new("z2", "other.example.com");
+    z2.last_attempt = Some(at(1_767_200_000));
+    z2.last_error = Some("zone_certificates_list: HTTP 500".to_owned());
+    let z3 = ZoneSnapshot::new("z3", "never.example.com");
+
+    let mut snapshot = Snapshot {
+        token_valid: Some(false),
+        ..Snapshot::default()
+    };
+    for zone in [z1, z2, z3] {
+        snapshot.zones.insert(zone.zone_id.clone(), zone);
+    }
+    snapshot
+}
+
+fn rendered_snapshot(snapshot: &Snapshot) -> String {
+    let mut out = String::new();
+    render_snapshot(snapshot, &mut out);
+    out
+}
+
+fn sample_lines(text: &str) -> Vec<&str> {
+    text.lines().filter(|line| !line.starts_with('#')).collect()
+}
+
+/// The 8 lines of a status `StateSet`, `current` set to 1.
+fn status_set(name: &str, labels: &str, current: &str) -> Vec<String> {
+    Status::ALL
+        .iter()
+        .map(|status| {
+            let value = u8::from(status.as_str() == current);
+            format!("{name}{{{labels},status=\"{}\"}} {value}", status.as_str())
+        })
+        .collect()
+}
+
+const Z1: &str = r#"zone_id="z1",zone="example.com""#;
+
+#[test]
+fn small_snapshot_renders_exactly_these_series() {
+    let c1 = format!(r#"{Z1},scope="hostname",cert_id="c1""#);
+    let c3 = format!(r#"{Z1},scope="hostname",cert_id="c3""#);
+    let c2 = format!(r#"{Z1},scope="zone",cert_id="c2""#);
+    let a = format!(r#"{Z1},hostname="a.example.com""#);
+    let b = format!(r#"{Z1},hostname="b.example.com""#);
+    let c = format!(r#"{Z1},hostname="c.example.com""#);
+
+    let mut expected: Vec<String> = vec![
+        format!(
+            r#"cloudflare_aop_certificate_info{{{c1},issuer="API CA",serial_number="123456",signature="sha256WithRSAEncryption",subject="CN=a \"quoted\" \\ back\nslash"}} 1"#
+        ),
+        format!(
+            r#"cloudflare_aop_certificate_info{{{c3},issuer="CN=PEM CA",serial_number="999",signature="ecdsa-with-SHA256",subject="CN=c3"}} 1"#
+        ),
+        format!(
+            r#"cloudflare_aop_certificate_info{{{c2},issuer="",serial_number="",signature="",subject=""}} 1"#
+        ),
+        // API expires_on for c1, the PEM's notAfter for c3, nothing known for c2.
+        r#"cloudflare_aop_certificate_expiry_timestamp_seconds{zone_id="z1",zone="example.com",scope="hostname",cert_id="c1"} 1767225600"#.to_owned(),
+        format!("cloudflare_aop_certificate_expiry_timestamp_seconds{{{c3}}} 1798761600"),
+        format!("cloudflare_aop_certificate_not_before_timestamp_seconds{{{c1}}} 1735689600"),
+        format!("cloudflare_aop_certificate_not_before_timestamp_seconds{{{c3}}} 1735689600"),
+        format!("cloudflare_aop_certificate_uploaded_timestamp_seconds{{{c1}}} 1736000000"),
+        format!("cloudflare_aop_certificate_uploaded_timestamp_seconds{{{c2}}} 1736200000"),
+        // Status unknown is a value of the StateSet; c2 has no status, so no series.
+        format!(r#"cloudflare_aop_certificate_status{{{c1},status="initializing"}} 0"#),
+        format!(r#"cloudflare_aop_certificate_status{{{c1},status="pending_deployment"}} 0"#),
+        format!(r#"cloudflare_aop_certificate_status{{{c1},status="pending_deletion"}} 0"#),
+        format!(r#"cloudflare_aop_certificate_status{{{c1},status="active"}} 0"#),
+        format!(r#"cloudflare_aop_certificate_status{{{c1},status="deleted"}} 0"#),
+        format!(r#"cloudflare_aop_certificate_status{{{c1},status="deployment_timed_out"}} 0"#),
+        format!(r#"cloudflare_aop_certificate_status{{{c1},status="deletion_timed_out"}} 0"#),
+        format!(r#"cloudflare_aop_certificate_status{{{c1},status="unknown"}} 1"#),
+    ];
+    expected.extend(status_set(
+        "cloudflare_aop_certificate_status",
+        &c3,
+        "active",
+    ));
+    expected.extend([
+        format!("cloudflare_aop_certificate_status_since_timestamp_seconds{{{c1}}} 1736100000"),
+        // Only per-hostname certificates, and without the scope label.
+        format!(r#"cloudflare_aop_certificate_hostnames{{{Z1},cert_id="c1"}} 2"#),
+        format!(r#"cloudflare_aop_certificate_hostnames{{{Z1},cert_id="c3"}} 0"#),
+        // In Check::ALL order, whatever order the poller stored them in.
+        format!(r#"cloudflare_aop_certificate_check{{{c1},check="pem_parses"}} 1"#),
+        format!(r#"cloudflare_aop_certificate_check{{{c1},check="key_strength"}} 0"#),
+        format!(r#"cloudflare_aop_hostname_association{{{a},state="enabled"}} 1"#),
+        format!(r#"cloudflare_aop_hostname_association{{{a},state="disabled"}} 0"#),
+        format!(r#"cloudflare_aop_hostname_association{{{a},state="voided"}} 0"#),
+        format!(r#"cloudflare_aop_hostname_association{{{a},state="absent"}} 0"#),
+        format!(r#"cloudflare_aop_hostname_association{{{b},state="enabled"}} 0"#),
+        format!(r#"cloudflare_aop_hostname_association{{{b},state="disabled"}} 0"#),
+        format!(r#"cloudflare_aop_hostname_association{{{b},state="voided"}} 1"#),
+        format!(r#"cloudflare_aop_hostname_association{{{b},state="absent"}} 0"#),
+        format!(r#"cloudflare_aop_hostname_association{{{c},state="enabled"}} 0"#),
+        format!(r#"cloudflare_aop_hostname_association{{{c},state="disabled"}} 0"#),
+        format!(r#"cloudflare_aop_hostname_association{{{c},state="voided"}} 0"#),
+        format!(r#"cloudflare_aop_hostname_association{{{c},state="absent"}} 1"#),
+        format!("cloudflare_aop_hostname_enabled{{{a}}} 1"),
+        format!("cloudflare_aop_hostname_enabled{{{b}}} 0"),
+        format!("cloudflare_aop_hostname_enabled{{{c}}} 0"),
+    ]);
+    expected.extend(status_set("cloudflare_aop_hostname_status", &a, "active"));
+    expected.extend(status_set(
+        "cloudflare_aop_hostname_certificate_status",
+        &format!(r#"{a},cert_id="c1""#),
+        "pending_deployment",
+    ));
+    expected.extend([
+        format!(
+            r#"cloudflare_aop_hostname_certificate_expiry_timestamp_seconds{{{a},cert_id="c1"}} 1767225600"#
+        ),
+        format!("cloudflare_aop_hostname_status_since_timestamp_seconds{{{a}}} 1736300000"),
+        format!("cloudflare_aop_zone_enabled{{{Z1}}} 1"),
+        format!(r#"cloudflare_aop_zone_certificates{{{Z1},scope="hostname"}} 2"#),
+        format!(r#"cloudflare_aop_zone_certificates{{{Z1},scope="zone"}} 1"#),
+        format!("cloudflare_aop_zone_poll_success{{{Z1}}} 1"),
+        // z2 was attempted and failed; z3 was never attempted, so it has no series at all.
+        r#"cloudflare_aop_zone_poll_success{zone_id="z2",zone="other.example.com"} 0"#.to_owned(),
+        format!("cloudflare_aop_zone_last_success_timestamp_seconds{{{Z1}}} 1767200000"),
+        "cloudflare_aop_token_valid 0".to_owned(),
+    ]);
+
+    let text = rendered_snapshot(&small_snapshot());
+    assert_eq!(sample_lines(&text), expected, "\n{text}");
+}
+
+#[test]
+fn every_family_has_one_help_and_one_type_line_before_its_series() {
+    let text = rendered_snapshot(&small_snapshot());
+    assert!(text.starts_with(
+        "# HELP cloudflare_aop_certificate_info AOP certificate metadata (value always 1), as of \
+         the last successful poll of the zone (refreshed by the poller, not per scrape).\n\
+         # TYPE cloudflare_aop_certificate_info gauge\n"
+    ));
+    assert!(text.contains(
+        "# TYPE cloudflare_aop_certificate_status gauge\n\
+         cloudflare_aop_certificate_status{"
+    ));
+    assert!(
+        text.ends_with("# TYPE cloudflare_aop_token_valid gauge\ncloudflare_aop_token_valid 0\n")
+    );
+    for line in text.lines().filter(|line| line.starts_with("# HELP")) {
+        assert!(
+            line.ends_with("(refreshed by the poller, not per scrape)."),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn empty_snapshot_renders_nothing() {
+    assert_eq!(rendered_snapshot(&Snapshot::default()), "");
+}
+
+#[test]
+fn vanished_objects_have_no_series() {
+    let mut snapshot = small_snapshot();
+    let before = rendered_snapshot(&snapshot);
+    assert!(before.contains(r#"cert_id="c3""#));
+    assert!(before.contains(r#"hostname="c.example.com""#));
+
+    let z1 = snapshot.zones.get_mut("z1").unwrap();
+    z1.certificates.remove(&(Scope::Hostname, "c3".to_owned()));
+    z1.hostnames.remove("c.example.com");
+    let after = rendered_snapshot(&snapshot);
+    assert!(!after.contains(r#"cert_id="c3""#), "{after}");
+    assert!(!after.contains(r#"hostname="c.example.com""#), "{after}");
+    assert!(after.contains(r#"cert_id="c1""#));
+}
+
+#[test]
+fn chunks_concatenate_to_the_whole_text_and_end_on_series() {
+    let metrics = metrics();
+    metrics.rate_limit_remaining(7);
+    let mut snapshot = synthetic_snapshot(20, 10, 3);
+    snapshot.zones.extend(small_snapshot().zones);
+    let whole = metrics.render(&snapshot);
+    for chunk_len in [0, 1, 1000, 64 * 1024, RENDER_CHUNK_LEN] {
+        let mut chunks = Vec::new();
+        metrics.render_chunks(&snapshot, chunk_len, |chunk| chunks.push(chunk));
+        assert_eq!(chunks.concat(), whole, "chunk_len {chunk_len}");
+        if chunk_len < 64 * 1024 {
+            assert!(
+                chunks.len() > 10,
+                "chunk_len {chunk_len}: {} chunks",
+                chunks.len()
+            );
+        }
+        // All but the last (which ends with the registry's families) end with a series.
+        for chunk in &chunks[..chunks.len() - 1] {
+            let last_line = chunk.trim_end_matches('\n').rsplit('\n').next().unwrap();
+            assert!(
+                chunk.ends_with('\n') && !last_line.starts_with('#'),
+                "{chunk}"
+            );
+        }
+    }
+}
+
+#[test]
+fn snapshot_chunks_skip_empty_families_like_the_whole_text() {
+    let snapshot = small_snapshot();
+    let mut chunks = Vec::new();
+    render_snapshot_chunks(&snapshot, 1, |chunk| chunks.push(chunk));
+    assert_eq!(chunks.concat(), rendered_snapshot(&snapshot));
+
+    let mut never_polled = Snapshot::default();
+    let zone = ZoneSnapshot::new("z3", "never.example.com");
+    never_polled.zones.insert(zone.zone_id.clone(), zone);
+    let mut chunks = Vec::new();
+    render_snapshot_chunks(&never_polled, 1, |chunk| chunks.push(chunk));
+    assert!(chunks.is_empty(), "{chunks:?}");
+}
+
+#[test]
+fn token_valid_is_absent_until_checked() {
+    let mut snapshot = small_snapshot();
+    snapshot.token_valid = None;
+    assert!(!rendered_snapshot(&snapshot).contains("token_valid"));
+    snapshot.token_valid = Some(true);
+    assert!(
+        rendered_snapshot(&snapshot)
+            .lines()
+            .any(|line| line == "cloudflare_aop_token_valid 1")
+    );
+}
+
+#[test]
+fn zone_labels_are_escaped() {
+    let mut snapshot = Snapshot::default();
+    let mut zone = ZoneSnapshot::new("z\"1", "back\\slash\nname");
+    zone.last_attempt = Some(at(0));
+    snapshot.zones.insert(zone.zone_id.clone(), zone);
+    assert_eq!(
+        sample_lines(&rendered_snapshot(&snapshot)),
+        [r#"cloudflare_aop_zone_poll_success{zone_id="z\"1",zone="back\\slash\nname"} 0"#]
+    );
+}
+
+#[test]
+fn state_set_endings_spell_every_value_in_all_order() {
+    for (status, endings) in Status::ALL.iter().zip(snapshot::STATUS_ENDINGS) {
+        let name = status.as_str();
+        assert_eq!(
+            endings,
+            [
+                format!(",status=\"{name}\"}} 0\n"),
+                format!(",status=\"{name}\"}} 1\n")
+            ]
+        );
+    }
+    for (state, endings) in AssociationState::ALL
+        .iter()
+        .zip(snapshot::ASSOCIATION_ENDINGS)
+    {
+        let name = state.as_str();
+        assert_eq!(
+            endings,
+            [
+                format!(",state=\"{name}\"}} 0\n"),
+                format!(",state=\"{name}\"}} 1\n")
+            ]
+        );
+    }
+}
+
+#[test]
+fn integers_format_like_display() {
+    for value in [0, 7, 10, -1, 1_767_225_600, -86_400, i64::MAX, i64::MIN] {
+        assert_eq!(snapshot::IntBuffer::new().format(value), value.to_string());
+        assert_eq!(
+            snapshot::IntBuffer::new().sample_ending(value),
+            format!("}} {value}\n")
+        );
+    }
+}
+
+fn metrics() -> Metrics {
+    Metrics::new().unwrap()
+}
+
+fn has_line(text: &str, expected: &str) -> bool {
+    text.lines().any(|line| line == expected)
+}
+
+#[test]
+fn fresh_metrics_pre_initialise_the_series_rate_needs() {
+    let text = metrics().render(&Snapshot::default());
+    for outcome in ["success", "partial", "failure", "skipped"] {
+        assert!(
+            has_line(
+                &text,
+                &format!(r#"cloudflare_aop_polls_total{{outcome="{outcome}"}} 0"#)
+            ),
+            "{text}"
+        );
+    }
+    let errors = text
+        .lines()
+        .filter(|line| {
+            line.starts_with("cloudflare_aop_api_errors_total{") && line.ends_with("} 0")
+        })
+        .count();
+    assert_eq!(errors, Endpoint::ALL.len() * ErrorReason::ALL.len());
+    assert!(has_line(
+        &text,
+        r#"cloudflare_aop_api_errors_total{endpoint="dns_records_list",reason="api_error"} 0"#
+    ));
+    for reason in ALERT_REASONS {
+        assert!(has_line(
+            &text,
+            &format!(r#"cloudflare_aop_alerts_firing{{reason="{reason}"}} 0"#)
+        ));
+    }
+    assert!(has_line(
+        &text,
+        &format!(
+            r#"cloudflare_aop_build_info{{revision="{REVISION}",version="{}"}} 1"#,
+            env!("CARGO_PKG_VERSION")
+        )
+    ));
+    assert!(!text.contains("rate_limit_remaining"), "{text}");
+    assert!(has_line(
+        &text,
+        "cloudflare_aop_poll_duration_seconds_count 0"
+    ));
+}
+
+#[test]
+fn api_attempts_are_counted_by_code_and_reason() {
+    let metrics = metrics();
+    let ok = Attempt {
+        endpoint: Endpoint::HostnameGet,
+        status: Some(200),
+        elapsed: Duration::from_millis(40),
+        error: None,
+    };
+    metrics.attempt_finished(&ok);
+    metrics.attempt_finished(&ok);
+    metrics.attempt_finished(&Attempt {
+        endpoint: Endpoint::HostnameGet,
+        status: None,
+        elapsed: Duration::from_secs(10),
+        error: Some(ErrorReason::Timeout),
+    });
+    metrics.attempt_finished(&Attempt {
+        endpoint: Endpoint::ZoneSettingsGet,
+        status: Some(429),
+        elapsed: Duration::from_millis(5),
+        error: Some(ErrorReason::RateLimited),
+    });
+
+    let text = metrics.render(&Snapshot::default());
+    for expected in [
+        r#"cloudflare_aop_api_requests_total{code="200",endpoint="hostname_get"} 2"#,
+        r#"cloudflare_aop_api_requests_total{code="error",endpoint="hostname_get"} 1"#,
+        r#"cloudflare_aop_api_requests_total{code="429",endpoint="zone_settings_get"} 1"#,
+        r#"cloudflare_aop_api_errors_total{endpoint="hostname_get",reason="timeout"} 1"#,
+        r#"cloudflare_aop_api_errors_total{endpoint="hostname_get",reason="network"} 0"#,
+        r#"cloudflare_aop_api_errors_total{endpoint="zone_settings_get",reason="rate_limited"} 1"#,
+        r#"cloudflare_aop_api_request_duration_seconds_count{endpoint="hostname_get"} 3"#,
+        r#"cloudflare_aop_api_request_duration_seconds_bucket{endpoint="hostname_get",le="0.05"} 2"#,
+        r#"cloudflare_aop_api_request_duration_seconds_bucket{endpoint="hostname_get",le="5"} 2"#,
+        r#"cloudflare_aop_api_request_duration_seconds_bucket{endpoint="hostname_get",le="10"} 3"#,
+    ] {
+        assert!(has_line(&text, expected), "missing {expected}\n{text}");
+    }
+}
+
+#[test]
+fn rate_limit_remaining_appears_with_the_first_reading() {
+    let metrics = metrics();
+    assert!(
+        !metrics
+            .render(&Snapshot::default())
+            .contains("rate_limit_remaining")
+    );
+    metrics.rate_limit_remaining(1200);
+    assert!(has_line(
+        &metrics.render(&Snapshot::default()),
+        "cloudflare_aop_rate_limit_remaining 1200"
+    ));
+    metrics.rate_limit_remaining(1100);
+    let text = metrics.render(&Snapshot::default());
+    assert!(has_line(&text, "cloudflare_aop_rate_limit_remaining 1100"));
+    assert_eq!(
+        text.matches("# TYPE cloudflare_aop_rate_limit_remaining gauge")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn polls_alerts_and_notifications_are_recorded() {
+    let metrics = metrics();
+    metrics.observe_poll(PollOutcome::Success, Duration::from_millis(80));
+    metrics.observe_poll(PollOutcome::Partial, Duration::from_secs(700));
+    metrics.poll_skipped();
+    metrics.set_alerts_firing("expiring", 3);
+    metrics.register_sink("slack");
+    metrics.notification("slack", NotificationOutcome::Sent);
+    metrics.notification("slack", NotificationOutcome::Sent);
+    metrics.notification("webhook", NotificationOutcome::Dropped);
+    metrics.set_queue_length("webhook", 5);
+
+    let text = metrics.render(&Snapshot::default());
+    for expected in [
+        r#"cloudflare_aop_polls_total{outcome="success"} 1"#,
+        r#"cloudflare_aop_polls_total{outcome="partial"} 1"#,
+        r#"cloudflare_aop_polls_total{outcome="failure"} 0"#,
+        r#"cloudflare_aop_polls_total{outcome="skipped"} 1"#,
+        "cloudflare_aop_poll_duration_seconds_count 2",
+        r#"cloudflare_aop_poll_duration_seconds_bucket{le="0.1"} 1"#,
+        r#"cloudflare_aop_poll_duration_seconds_bucket{le="600"} 1"#,
+        r#"cloudflare_aop_poll_duration_seconds_bucket{le="+Inf"} 2"#,
+        r#"cloudflare_aop_alerts_firing{reason="expiring"} 3"#,
+        r#"cloudflare_aop_alerts_firing{reason="stuck_pending"} 0"#,
+        r#"cloudflare_aop_notifications_total{outcome="sent",sink="slack"} 2"#,
+        r#"cloudflare_aop_notifications_total{outcome="failed",sink="slack"} 0"#,
+        r#"cloudflare_aop_notifications_total{outcome="dropped",sink="slack"} 0"#,
+        r#"cloudflare_aop_notifications_total{outcome="dropped",sink="webhook"} 1"#,
+        r#"cloudflare_aop_notification_queue_length{sink="slack"} 0"#,
+        r#"cloudflare_aop_notification_queue_length{sink="webhook"} 5"#,
+    ] {
+        assert!(has_line(&text, expected), "missing {expected}\n{text}");
+    }
+}
+
+#[test]
+fn two_instances_do_not_share_a_registry() {
+    let first = metrics();
+    let second = metrics();
+    first.poll_skipped();
+    assert!(has_line(
+        &second.render(&Snapshot::default()),
+        r#"cloudflare_aop_polls_total{outcome="skipped"} 0"#
+    ));
+}
+
+/// One parsed sample line: `name{labels} value`.
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+fn is_name(name: &str, colons: bool) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|first| {
+        first.is_ascii_alphabetic() || first == '_' || (colons && first == ':')
+    }) && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colons && c == ':'))
+}
+
+/// Parses a sample line strictly (the text format's grammar, no timestamps), or says why not.
+fn parse_sample(line: &str) -> Result<Sample, String> {
+    let name_end = line.find(['{', ' ']).ok_or("no value")?;
+    let name = &line[..name_end];
+    if !is_name(name, true) {
+        return Err(format!("bad metric name {name:?}"));
+    }
+    let mut rest = &line[name_end..];
+    let mut labels = Vec::new();
+    if let Some(after_brace) = rest.strip_prefix('{') {
+        rest = after_brace;
+        loop {
+            let equals = rest.find("=\"").ok_or("label without =\"")?;
+            let label = &rest[..equals];
+            if !is_name(label, false) || label.starts_with("__") {
+                return Err(format!("bad label name {label:?}"));
+            }
+            let mut value = String::new();
+            let mut chars = rest[equals + 2..].char_indices();
+            let closing = loop {
+                match chars.next().ok_or("unterminated label value")? {
+                    (_, '\\') => match chars.next().ok_or("dangling escape")?.1 {
+                        '\\' => value.push('\\'),
+                        '"' => value.push('"'),
+                        'n' => value.push('\n'),
+                        other => return Err(format!("bad escape \\{other}")),
+                    },
+                    (_, '\n') => return Err("raw newline in label value".to_owned()),
+                    (index, '"') => break index,
+                    (_, other) => value.push(other),
+                }
+            };
+            labels.push((label.to_owned(), value));
+            rest = &rest[equals + 2 + closing + 1..];
+            if let Some(next) = rest.strip_prefix(',') {
+                rest = next;
+            } else if let Some(end) = rest.strip_prefix('}') {
+                rest = end;
+                break;
+            } else {
+                return Err("expected , or } after a label".to_owned());
+            }
+        }
+    }
+    let value = rest.strip_prefix(' ').ok_or("no space before the value")?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        other => other
+            .parse::<f64>()
+            .map_err(|_| format!("bad value {other:?}"))?,
+    };
+    Ok(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
+}
+
+#[test]
+fn parser_rejects_malformed_lines() {
+    for bad in [
+        "name{a=\"1\"}1",
+        "name{a=1} 1",
+        "name{a=\"1\\x\"} 1",
+        "name{a=\"1\"",
+        "1name 1",
+        "name{__a=\"1\"} 1",
+        "name one",
+    ] {
+        assert!(parse_sample(bad).is_err(), "{bad}");
+    }
+    let sample = parse_sample(r#"n{a="x\"y\\z\n",b=""} 1.5"#).unwrap();
+    assert_eq!(sample.labels[0].1, "x\"y\\z\n");
+    assert!((sample.value - 1.5).abs() < f64::EPSILON);
+}
+
+/// A `StateSet` object: its family and its labels without the state label.
+type StateSetObject = (String, Vec<(String, String)>);
+
+/// The family a sample belongs to (histogram samples carry a suffix).
+fn family_of<'a>(name: &'a str, types: &HashMap<String, String>) -> &'a str {
+    if types.contains_key(name) {
+        return name;
+    }
+    for suffix in ["_bucket", "_sum", "_count"] {
+        if let Some(base) = name.strip_suffix(suffix) {
+            if types.get(base).is_some_and(|kind| kind == "histogram") {
+                return base;
+            }
+        }
+    }
+    name
+}
+
+#[test]
+fn whole_output_is_well_formed() {
+    let metrics = metrics();
+    metrics.rate_limit_remaining(10);
+    metrics.observe_poll(PollOutcome::Success, Duration::from_secs(1));
+    metrics.register_sink("webhook");
+    let text = metrics.render(&synthetic_snapshot(20, 10, 3));
+
+    let mut helps: HashMap<String, usize> = HashMap::new();
+    let mut types: HashMap<String, String> = HashMap::new();
+    for line in text.lines().filter(|line| line.starts_with('#')) {
+        let mut words = line.splitn(4, ' ');
+        let (hash, keyword, name) = (words.next(), words.next(), words.next().unwrap_or(""));
+        assert_eq!(hash, Some("#"), "{line}");
+        match keyword {
+            Some("HELP") => *helps.entry(name.to_owned()).or_default() += 1,
+            Some("TYPE") => {
+                let kind = words.next().unwrap_or("").to_owned();
+                assert!(
+                    ["gauge", "counter", "histogram"].contains(&kind.as_str()),
+                    "{line}"
+                );
+                assert!(
+                    types.insert(name.to_owned(), kind).is_none(),
+                    "two TYPE lines: {line}"
+                );
+            }
+            _ => panic!("unexpected comment {line}"),
+        }
+    }
+    assert!(helps.values().all(|&count| count == 1), "{helps:?}");
+    assert_eq!(
+        helps.keys().collect::<BTreeSet<_>>(),
+        types.keys().collect::<BTreeSet<_>>()
+    );
+    for (name, kind) in &types {
+        assert!(name.starts_with("cloudflare_aop_"), "{name}");
+        assert_eq!(
+            kind == "counter",
+            name.ends_with("_total"),
+            "{name} is a {kind}"
+        );
+    }
+
+    let mut finished_families = BTreeSet::new();
+    let mut current_family = String::new();
+    let mut series = BTreeSet::new();
+    // (family, labels without the state label) → (series, series at 1).
+    let mut state_sets: BTreeMap<StateSetObject, (usize, usize)> = BTreeMap::new();
+    for line in sample_lines(&text) {
+        let sample = parse_sample(line).unwrap_or_else(|error| panic!("{error}: {line}"));
+        let family = family_of(&sample.name, &types).to_owned();
+        assert!(types.contains_key(&family), "no TYPE for {line}");
+        if family != current_family {
+            assert!(
+                finished_families.insert(current_family.clone()),
+                "{family} is split"
+            );
+            current_family.clone_from(&family);
+        }
+        let key = line.rsplit_once(' ').unwrap().0.to_owned();
+        assert!(series.insert(key), "duplicate series {line}");
+        let state_label = match family.as_str() {
+            "cloudflare_aop_hostname_association" => "state",
+            "cloudflare_aop_certificate_status"
+            | "cloudflare_aop_hostname_status"
+            | "cloudflare_aop_hostname_certificate_status" => "status",
+            _ => continue,
+        };
+        assert_eq!(
+            sample.labels[..2]
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>(),
+            ["zone_id", "zone"]
+        );
+        let object: Vec<_> = sample
+            .labels
+            .into_iter()
+            .filter(|(name, _)| name != state_label)
+            .collect();
+        let entry = state_sets.entry((family, object)).or_default();
+        entry.0 += 1;
+        entry.1 += usize::from(sample.value > 0.5);
+    }
+    assert!(state_sets.len() > 400, "{}", state_sets.len());
+    for ((family, object), (count, ones)) in &state_sets {
+        let expected = if family.ends_with("association") {
+            4
+        } else {
+            8
+        };
+        assert_eq!((*count, *ones), (expected, 1), "{family} {object:?}");
+    }
+    // Every value shows up as the current one somewhere: the synthetic data covers them all.
+    for status in Status::ALL {
+        let needle = format!("status=\"{}\"}} 1", status.as_str());
+        assert!(text.contains(&needle), "{needle}");
+    }
+}
+
+/// Prints the render time at SPEC §9 scale, whole and in chunks; run with
+/// `cargo test --release --lib metrics::tests::render_time -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing: meaningful only in a release build"]
+fn render_time() {
+    fn median(mut times: Vec<std::time::Duration>) -> std::time::Duration {
+        times.sort();
+        times[times.len() / 2]
+    }
+    let snapshot = synthetic_snapshot(1000, 10, 2);
+    let metrics = metrics();
+    let mut whole = Vec::new();
+    let mut chunked = Vec::new();
+    let mut size = 0;
+    for _ in 0..21 {
+        let start = std::time::Instant::now();
+        let text = metrics.render(&snapshot);
+        whole.push(start.elapsed());
+        size = text.len();
+        drop(text);
+
+        let start = std::time::Instant::now();
+        let mut chunked_size = 0;
+        // Dropping each chunk at once stands in for a body that sends it and frees it.
+        metrics.render_chunks(&snapshot, RENDER_CHUNK_LEN, |chunk| {
+            chunked_size += chunk.len();
+        });
+        chunked.push(start.elapsed());
+        assert_eq!(chunked_size, size);
+    }
+    println!(
+        "1000 zones / 10,000 hostnames / 2,000 certificates, {size} bytes: \
+         render median {:?}, render_chunks median {:?}",
+        median(whole),
+        median(chunked),
+    );
+    // Peak RSS of the whole test process (snapshot, one whole output at a time): Linux only.
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let peak = status.lines().find(|line| line.starts_with("VmHWM"));
+        println!("{}", peak.unwrap_or("VmHWM unknown"));
+    }
+}
+
+/// Prints a small rendering for `promtool check metrics`; run with
+/// `cargo test --lib metrics::tests::print_sample -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints the output for promtool"]
+fn print_sample() {
+    let metrics = metrics();
+    metrics.rate_limit_remaining(10);
+    metrics.register_sink("webhook");
+    let mut snapshot = synthetic_snapshot(3, 4, 3);
+    snapshot.zones.extend(small_snapshot().zones);
+    print!("{}", metrics.render(&snapshot));
+}

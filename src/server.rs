@@ -1,0 +1,337 @@
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, `/api/v1/snapshot` and a status page.
+//!
+//! Reads the shared snapshot and the metrics; never calls the Cloudflare API, so a scrape
+//! costs the same whether Cloudflare is up or down.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::Arc;
+
+use std::convert::Infallible;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+
+use crate::metrics::{Metrics, RENDER_CHUNK_LEN};
+use crate::state::{SharedSnapshot, Snapshot};
+use crate::x509::Check;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub snapshot: Arc<SharedSnapshot>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The Prometheus text exposition format's content type.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Rendered chunks buffered ahead of a slow scraper (bounds memory per scrape).
+const METRICS_CHANNEL_CHUNKS: usize = 4;
+
+/// All routes, unbound (tests drive it with `oneshot`).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(status_page))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/snapshot", get(snapshot_json))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let snapshot = state.snapshot.load();
+    let metrics = state.metrics.clone();
+    // At SPEC scale the body is tens of megabytes: render it in chunks on a blocking thread
+    // and stream them, so neither an async worker stalls nor one huge buffer is allocated.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<String>(METRICS_CHANNEL_CHUNKS);
+    tokio::task::spawn_blocking(move || {
+        metrics.render_chunks(&snapshot, RENDER_CHUNK_LEN, |chunk| {
+            // A scraper that went away just stops receiving; nothing else to do.
+            let _ = sender.blocking_send(chunk);
+        });
+    });
+    let chunks = futures::stream::unfold(receiver, |mut receiver| async move {
+        let chunk = receiver.recv().await?;
+        Some((Ok::<_, Infallible>(Bytes::from(chunk)), receiver))
+    });
+    (
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+        Body::from_stream(chunks),
+    )
+        .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.snapshot.load().completed_cycles > 0 {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no poll cycle has completed yet\n",
+        )
+            .into_response()
+    }
+}
+
+async fn snapshot_json(State(state): State<AppState>) -> Response {
+    let snapshot = state.snapshot.load();
+    match serde_json::to_vec(&*snapshot) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(error) => {
+            tracing::error!(error = %error, "serializing the snapshot failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "snapshot unavailable\n").into_response()
+        }
+    }
+}
+
+async fn status_page(State(state): State<AppState>) -> Html<String> {
+    Html(render_status_page(&state.snapshot.load(), Utc::now()))
+}
+
+/// Escapes text for HTML element content and attribute values.
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+fn days_left(expiry: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<i64> {
+    expiry.map(|expiry| (expiry - now).num_days())
+}
+
+fn days_cell(days: Option<i64>) -> String {
+    match days {
+        None => "<td>–</td>".to_owned(),
+        Some(days) if days < 0 => format!("<td class=\"bad\">expired {} d ago</td>", -days),
+        Some(days) if days < 14 => format!("<td class=\"bad\">{days}</td>"),
+        Some(days) if days < 30 => format!("<td class=\"warn\">{days}</td>"),
+        Some(days) => format!("<td>{days}</td>"),
+    }
+}
+
+fn timestamp(at: Option<DateTime<Utc>>) -> String {
+    at.map_or_else(
+        || "never".to_owned(),
+        |at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
+}
+
+fn status_text(status: Option<crate::state::Status>) -> &'static str {
+    status.map_or("–", crate::state::Status::as_str)
+}
+
+/// The `/` page: version, links, zones, certificates and hostnames (soonest expiry first).
+pub fn render_status_page(snapshot: &Snapshot, now: DateTime<Utc>) -> String {
+    let mut page = String::with_capacity(16 * 1024);
+    let _ = write!(
+        page,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>cloudflare-aop-exporter</title><style>\
+         body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:2em}}\
+         td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}th{{background:#f4f4f4}}\
+         .bad{{background:#fdd}}.warn{{background:#ffe9b3}}.ok{{background:#dfd}}code{{font-size:.9em}}\
+         </style></head><body><h1>cloudflare-aop-exporter {}</h1>\
+         <p><a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/snapshot\">/api/v1/snapshot</a> · \
+         <a href=\"/healthz\">/healthz</a> · <a href=\"/readyz\">/readyz</a></p>\
+         <p>Poll cycles completed: {}. Data is refreshed by the poller, not per page load.</p>",
+        env!("CARGO_PKG_VERSION"),
+        snapshot.completed_cycles
+    );
+
+    render_zones(&mut page, snapshot);
+    render_certificates(&mut page, snapshot, now);
+    render_hostnames(&mut page, snapshot, now);
+    page.push_str("</body></html>\n");
+    page
+}
+
+fn render_zones(page: &mut String, snapshot: &Snapshot) {
+    page.push_str(
+        "<h2>Zones</h2><table><tr><th>zone</th><th>zone id</th><th>last poll</th>\
+         <th>last success</th><th>zone-level AOP</th><th>certificates</th><th>hostnames</th></tr>",
+    );
+    for zone in snapshot.zones.values() {
+        let poll = match (zone.last_attempt, zone.poll_success) {
+            (None, _) => "<td>pending</td>".to_owned(),
+            (Some(_), true) => "<td class=\"ok\">ok</td>".to_owned(),
+            (Some(_), false) => format!(
+                "<td class=\"bad\">failed: {}</td>",
+                escape(zone.last_error.as_deref().unwrap_or("unknown error"))
+            ),
+        };
+        let zone_level = match zone.zone_enabled {
+            Some(true) => "enabled",
+            Some(false) => "disabled",
+            None => "–",
+        };
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td><code>{}</code></td>{poll}<td>{}</td><td>{zone_level}</td><td>{}</td><td>{}</td></tr>",
+            escape(&zone.zone_name),
+            escape(&zone.zone_id),
+            timestamp(zone.last_success),
+            zone.certificates.len(),
+            zone.hostnames.len()
+        );
+    }
+    page.push_str("</table>");
+}
+
+fn render_certificates(page: &mut String, snapshot: &Snapshot, now: DateTime<Utc>) {
+    let mut certificates: Vec<_> = snapshot
+        .zones
+        .values()
+        .flat_map(|zone| zone.certificates.values().map(move |c| (zone, c)))
+        .collect();
+    certificates.sort_by_key(|(_, certificate)| certificate.expires_at());
+    page.push_str(
+        "<h2>Certificates</h2><table><tr><th>zone</th><th>scope</th><th>certificate id</th>\
+         <th>subject</th><th>status</th><th>expires</th><th>days left</th><th>hostnames</th>\
+         <th>failing checks</th></tr>",
+    );
+    for (zone, certificate) in certificates {
+        let failing: Vec<&str> = certificate.failing_checks().map(Check::as_str).collect();
+        let status = status_text(certificate.status);
+        let status_class = match certificate.status {
+            Some(status) if status.is_timed_out() => " class=\"bad\"",
+            Some(status) if status.is_pending() => " class=\"warn\"",
+            _ => "",
+        };
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td{status_class}>{status}</td>\
+             <td>{}</td>{}<td>{}</td><td{}>{}</td></tr>",
+            escape(&zone.zone_name),
+            certificate.scope,
+            escape(&certificate.id),
+            escape(
+                certificate
+                    .facts
+                    .as_ref()
+                    .map_or("–", |facts| facts.subject.as_str())
+            ),
+            timestamp(certificate.expires_at()),
+            days_cell(days_left(certificate.expires_at(), now)),
+            certificate.monitored_hostnames,
+            if failing.is_empty() {
+                ""
+            } else {
+                " class=\"bad\""
+            },
+            escape(&failing.join(", "))
+        );
+    }
+    page.push_str("</table>");
+}
+
+fn render_hostnames(page: &mut String, snapshot: &Snapshot, now: DateTime<Utc>) {
+    let mut hostnames: Vec<_> = snapshot
+        .zones
+        .values()
+        .flat_map(|zone| zone.hostnames.values().map(move |h| (zone, h)))
+        .collect();
+    hostnames.sort_by_key(|(_, hostname)| hostname.cert_expires_on);
+    page.push_str(
+        "<h2>Hostnames</h2><table><tr><th>zone</th><th>hostname</th><th>association</th>\
+         <th>status</th><th>certificate id</th><th>certificate status</th><th>days left</th></tr>",
+    );
+    for (zone, hostname) in hostnames {
+        let association_class = match hostname.association {
+            crate::state::AssociationState::Enabled => "ok",
+            _ => "warn",
+        };
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td class=\"{association_class}\">{}</td><td>{}</td>\
+             <td><code>{}</code></td><td>{}</td>{}</tr>",
+            escape(&zone.zone_name),
+            escape(&hostname.hostname),
+            hostname.association,
+            status_text(hostname.status),
+            escape(hostname.cert_id.as_deref().unwrap_or("–")),
+            status_text(hostname.cert_status),
+            days_cell(days_left(hostname.cert_expires_on, now)),
+        );
+    }
+    page.push_str("</table>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+
+    #[test]
+    fn days_cells_colour_by_threshold() {
+        assert_eq!(
+            days_cell(Some(-3)),
+            "<td class=\"bad\">expired 3 d ago</td>"
+        );
+        assert_eq!(days_cell(Some(10)), "<td class=\"bad\">10</td>");
+        assert_eq!(days_cell(Some(20)), "<td class=\"warn\">20</td>");
+        assert_eq!(days_cell(Some(90)), "<td>90</td>");
+        assert_eq!(days_cell(None), "<td>–</td>");
+    }
+}

@@ -1,0 +1,849 @@
+//! The exporter end to end: simulator (in-process) → poll cycle → `/metrics` over HTTP.
+
+// One scenario, one scrape, the whole contract checked in one place: long on purpose.
+#![allow(clippy::too_many_lines)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono::Utc;
+use cloudflare_aop_exporter::cloudflare::types::HostnameCertificate;
+use cloudflare_aop_exporter::cloudflare::{Auth, Client, ClientOptions, Endpoint};
+use cloudflare_aop_exporter::config::{Settings, ZoneSettings};
+use cloudflare_aop_exporter::daemon::{self, Exporter};
+use cloudflare_aop_exporter::secret::Secret;
+use cloudflare_aop_exporter::simulator::{Fault, FaultRule, Scenario, Simulator, Timeline};
+use cloudflare_aop_exporter::x509::CertificateFacts;
+
+const SHOP: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
+const PAY: &str = "0fedcba9876543210fedcba987654321";
+const C_GOOD: &str = "10000000-0000-4000-8000-000000000001";
+const C_WEAK: &str = "10000000-0000-4000-8000-000000000002";
+const C_SERVER_ONLY: &str = "10000000-0000-4000-8000-000000000003";
+const C_MISMATCH: &str = "10000000-0000-4000-8000-000000000004";
+const C_GARBAGE: &str = "10000000-0000-4000-8000-000000000005";
+const C_UNLISTED: &str = "10000000-0000-4000-8000-000000000006";
+const C_UNKNOWN: &str = "10000000-0000-4000-8000-000000000007";
+const C_ZONE: &str = "10000000-0000-4000-8000-000000000008";
+const C_PAY: &str = "20000000-0000-4000-8000-000000000001";
+
+const SCENARIO: &str = r#"
+[auth]
+token = "exporter-test-token"
+
+[[zones]]
+id = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+name = "shop.example"
+zone_level_enabled = true
+
+[[zones.certificates]]
+id = "10000000-0000-4000-8000-000000000001"
+common_name = "origin.shop.example"
+not_before = "-10d"
+not_after = "80d"
+status = "active"
+
+[[zones.certificates]]
+id = "10000000-0000-4000-8000-000000000002"
+pem_file = "fixtures/rsa1024-sha1-client.pem"
+status = "deployment_timed_out"
+
+[[zones.certificates]]
+id = "10000000-0000-4000-8000-000000000003"
+pem_file = "fixtures/rsa2048-server-only.pem"
+status = "pending_deployment"
+
+[[zones.certificates]]
+id = "10000000-0000-4000-8000-000000000004"
+common_name = "mismatch.shop.example"
+not_before = "-1d"
+not_after = "30d"
+api_expires_on = "40d"
+status = "active"
+
+[[zones.certificates]]
+id = "10000000-0000-4000-8000-000000000005"
+pem = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
+status = "active"
+
+[[zones.certificates]]
+id = "10000000-0000-4000-8000-000000000006"
+common_name = "hidden.shop.example"
+not_before = "-1d"
+not_after = "60d"
+status = "active"
+listed = false
+
+[[zones.certificates]]
+id = "10000000-0000-4000-8000-000000000007"
+common_name = "future.shop.example"
+not_before = "-1d"
+not_after = "60d"
+status = "active"
+
+[[zones.zone_certificates]]
+id = "10000000-0000-4000-8000-000000000008"
+common_name = "zone.shop.example"
+not_before = "-1d"
+not_after = "200d"
+status = "active"
+
+[[zones.hostnames]]
+name = "www.shop.example"
+cert_id = "10000000-0000-4000-8000-000000000001"
+association = "enabled"
+status = "active"
+
+[[zones.hostnames]]
+name = "api.shop.example"
+cert_id = "10000000-0000-4000-8000-000000000001"
+association = "disabled"
+status = "active"
+
+[[zones.hostnames]]
+name = "old.shop.example"
+cert_id = "10000000-0000-4000-8000-000000000002"
+association = "voided"
+status = "deployment_timed_out"
+
+[[zones.hostnames]]
+name = "hidden.shop.example"
+cert_id = "10000000-0000-4000-8000-000000000006"
+association = "enabled"
+status = "active"
+
+[[zones]]
+id = "0fedcba9876543210fedcba987654321"
+name = "pay.example"
+zone_level_enabled = false
+
+[[zones.certificates]]
+id = "20000000-0000-4000-8000-000000000001"
+common_name = "origin.pay.example"
+not_before = "-5d"
+not_after = "100d"
+status = "active"
+
+[[zones.hostnames]]
+name = "pay.example"
+cert_id = "20000000-0000-4000-8000-000000000001"
+association = "enabled"
+status = "active"
+"#;
+
+fn scenario() -> Scenario {
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    Scenario::from_toml_str(SCENARIO, Some(&base)).expect("test scenario parses")
+}
+
+fn zones() -> Vec<ZoneSettings> {
+    let mut shop = ZoneSettings::new(
+        SHOP,
+        vec![
+            "www.shop.example".into(),
+            "api.shop.example".into(),
+            "old.shop.example".into(),
+            "hidden.shop.example".into(),
+            "gone.shop.example".into(),
+        ],
+    );
+    shop.name = "shop.example".into();
+    let mut pay = ZoneSettings::new(PAY, vec!["pay.example".into()]);
+    pay.name = "pay.example".into();
+    pay.zone_level = false;
+    vec![shop, pay]
+}
+
+fn settings(sim: &Simulator) -> Settings {
+    let mut settings = Settings::for_demo(sim.base_url(), Secret::new(sim.token()), zones());
+    settings.cloudflare.retry_initial_backoff = Duration::from_millis(5);
+    settings.cloudflare.retry_max_backoff = Duration::from_millis(20);
+    settings.cloudflare.max_retries = 1;
+    settings
+}
+
+/// The exporter's router served on a free loopback port.
+async fn serve(exporter: &Exporter) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = exporter.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+async fn scrape(addr: SocketAddr) -> String {
+    let response = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    response.text().await.unwrap()
+}
+
+/// Series lines as `name{labels}` → value.
+fn series(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (key, value) = line.rsplit_once(' ').unwrap();
+            (key.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+fn cert_labels(zone: &str, zone_name: &str, scope: &str, cert_id: &str) -> String {
+    format!("zone_id=\"{zone}\",zone=\"{zone_name}\",scope=\"{scope}\",cert_id=\"{cert_id}\"")
+}
+
+fn shop_cert(cert_id: &str) -> String {
+    cert_labels(SHOP, "shop.example", "hostname", cert_id)
+}
+
+fn shop_host(hostname: &str) -> String {
+    format!("zone_id=\"{SHOP}\",zone=\"shop.example\",hostname=\"{hostname}\"")
+}
+
+fn value<'a>(all: &'a BTreeMap<String, String>, key: &str) -> &'a str {
+    all.get(key)
+        .unwrap_or_else(|| panic!("missing series {key}"))
+        .as_str()
+}
+
+fn api_client(sim: &Simulator) -> Client {
+    Client::new(ClientOptions::new(
+        sim.base_url(),
+        Auth::Token(Secret::new(sim.token())),
+    ))
+    .unwrap()
+}
+
+/// Sets a certificate's status to a value the API does not document (yet).
+fn serve_unknown_status(sim: &Simulator, zone_id: &str, cert_id: &str, status: &str) {
+    sim.with_state(|state| {
+        let zone = state.zone_mut(zone_id).unwrap();
+        let position = zone.position();
+        let certificate = zone
+            .certificates
+            .iter_mut()
+            .find(|certificate| certificate.id == cert_id)
+            .unwrap();
+        certificate.timeline = Timeline::fixed(status, position, Utc::now());
+    });
+}
+
+#[tokio::test]
+async fn one_cycle_exports_the_exact_metrics_contract() {
+    let sim = Simulator::start(scenario()).await.unwrap();
+    serve_unknown_status(&sim, SHOP, C_UNKNOWN, "quarantined");
+    let exporter = Exporter::new(&settings(&sim), false).unwrap();
+    exporter.cycle().await;
+    let addr = serve(&exporter).await;
+    let text = scrape(addr).await;
+    let all = series(&text);
+
+    // Exactly the minimum requests: token verify; shop: list + 5 hostnames + 1 unlisted cert
+    // + zone-level list + settings; pay: list + 1 hostname.
+    let stats = sim.stats();
+    assert_eq!(sim.requests(Endpoint::TokenVerify), 1);
+    assert_eq!(sim.requests(Endpoint::HostnameCertificatesList), 2);
+    assert_eq!(sim.requests(Endpoint::HostnameGet), 6);
+    assert_eq!(sim.requests(Endpoint::HostnameCertificateGet), 1);
+    assert_eq!(sim.requests(Endpoint::ZoneCertificatesList), 1);
+    assert_eq!(sim.requests(Endpoint::ZoneSettingsGet), 1);
+    assert_eq!(sim.requests(Endpoint::DnsRecordsList), 0);
+    assert_eq!(stats.total, 12, "{:?}", stats.requests);
+
+    // Every family of SPEC §6 is present.
+    for family in [
+        "certificate_info",
+        "certificate_expiry_timestamp_seconds",
+        "certificate_not_before_timestamp_seconds",
+        "certificate_uploaded_timestamp_seconds",
+        "certificate_status",
+        "certificate_status_since_timestamp_seconds",
+        "certificate_hostnames",
+        "certificate_check",
+        "hostname_association",
+        "hostname_enabled",
+        "hostname_status",
+        "hostname_certificate_status",
+        "hostname_certificate_expiry_timestamp_seconds",
+        "hostname_status_since_timestamp_seconds",
+        "zone_enabled",
+        "zone_certificates",
+        "zone_poll_success",
+        "zone_last_success_timestamp_seconds",
+        "poll_duration_seconds",
+        "polls_total",
+        "api_requests_total",
+        "api_request_duration_seconds",
+        "api_errors_total",
+        "rate_limit_remaining",
+        "token_valid",
+        "alerts_firing",
+        "build_info",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE cloudflare_aop_{family} ")),
+            "family {family} missing"
+        );
+    }
+
+    // StateSets are one-hot, including `unknown`.
+    let status_series = |cert: &str, value: &str| {
+        format!(
+            "cloudflare_aop_certificate_status{{{},status=\"{value}\"}}",
+            shop_cert(cert)
+        )
+    };
+    for (cert, expected) in [
+        (C_GOOD, "active"),
+        (C_WEAK, "deployment_timed_out"),
+        (C_SERVER_ONLY, "pending_deployment"),
+        (C_UNLISTED, "active"),
+        (C_UNKNOWN, "unknown"),
+    ] {
+        for candidate in [
+            "initializing",
+            "pending_deployment",
+            "pending_deletion",
+            "active",
+            "deleted",
+            "deployment_timed_out",
+            "deletion_timed_out",
+            "unknown",
+        ] {
+            let want = if candidate == expected { "1" } else { "0" };
+            assert_eq!(
+                value(&all, &status_series(cert, candidate)),
+                want,
+                "{cert} {candidate}"
+            );
+        }
+    }
+
+    // Expiry is the API's expires_on; not_before is the PEM's.
+    let listed = api_client(&sim)
+        .list_hostname_certificates(SHOP)
+        .await
+        .unwrap();
+    let good: &HostnameCertificate = listed
+        .iter()
+        .find(|c| c.certificate_id() == Some(C_GOOD))
+        .unwrap();
+    let facts = CertificateFacts::from_pem(good.certificate.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        value(
+            &all,
+            &format!(
+                "cloudflare_aop_certificate_expiry_timestamp_seconds{{{}}}",
+                shop_cert(C_GOOD)
+            )
+        ),
+        good.expires_on.unwrap().timestamp().to_string()
+    );
+    assert_eq!(
+        value(
+            &all,
+            &format!(
+                "cloudflare_aop_certificate_not_before_timestamp_seconds{{{}}}",
+                shop_cert(C_GOOD)
+            )
+        ),
+        facts.not_before.timestamp().to_string()
+    );
+    let mismatch = listed
+        .iter()
+        .find(|c| c.certificate_id() == Some(C_MISMATCH))
+        .unwrap();
+    assert_eq!(
+        value(
+            &all,
+            &format!(
+                "cloudflare_aop_certificate_expiry_timestamp_seconds{{{}}}",
+                shop_cert(C_MISMATCH)
+            )
+        ),
+        mismatch.expires_on.unwrap().timestamp().to_string(),
+        "the API's expires_on wins over the PEM"
+    );
+
+    // Each failing check on the certificate built to fail it; passing ones pass.
+    let check = |cert: &str, check: &str| {
+        format!(
+            "cloudflare_aop_certificate_check{{{},check=\"{check}\"}}",
+            shop_cert(cert)
+        )
+    };
+    for (name, expected) in [
+        ("pem_parses", "1"),
+        ("client_auth_usage", "1"),
+        ("key_strength", "1"),
+        ("signature_algorithm", "1"),
+        ("expiry_matches_api", "1"),
+    ] {
+        assert_eq!(value(&all, &check(C_GOOD, name)), expected, "good {name}");
+    }
+    assert_eq!(value(&all, &check(C_WEAK, "key_strength")), "0");
+    assert_eq!(value(&all, &check(C_WEAK, "signature_algorithm")), "0");
+    assert_eq!(value(&all, &check(C_WEAK, "client_auth_usage")), "1");
+    assert_eq!(value(&all, &check(C_SERVER_ONLY, "client_auth_usage")), "0");
+    assert_eq!(value(&all, &check(C_SERVER_ONLY, "key_strength")), "1");
+    assert_eq!(value(&all, &check(C_MISMATCH, "expiry_matches_api")), "0");
+    assert_eq!(value(&all, &check(C_GARBAGE, "pem_parses")), "0");
+    assert!(
+        !all.contains_key(&check(C_GARBAGE, "key_strength")),
+        "an unparsed PEM has no other checks"
+    );
+
+    // Hostnames: enabled, disabled, voided, absent; the unlisted certificate was fetched.
+    let association = |hostname: &str, state: &str| {
+        format!(
+            "cloudflare_aop_hostname_association{{{},state=\"{state}\"}}",
+            shop_host(hostname)
+        )
+    };
+    for (hostname, expected) in [
+        ("www.shop.example", "enabled"),
+        ("api.shop.example", "disabled"),
+        ("old.shop.example", "voided"),
+        ("gone.shop.example", "absent"),
+        ("hidden.shop.example", "enabled"),
+    ] {
+        for state in ["enabled", "disabled", "voided", "absent"] {
+            let want = if state == expected { "1" } else { "0" };
+            assert_eq!(
+                value(&all, &association(hostname, state)),
+                want,
+                "{hostname} {state}"
+            );
+        }
+        let enabled = if expected == "enabled" { "1" } else { "0" };
+        assert_eq!(
+            value(
+                &all,
+                &format!("cloudflare_aop_hostname_enabled{{{}}}", shop_host(hostname))
+            ),
+            enabled
+        );
+    }
+    assert!(
+        !all.keys()
+            .any(|key| key.starts_with("cloudflare_aop_hostname_status{")
+                && key.contains("gone.shop.example")),
+        "an absent hostname has no status series"
+    );
+    assert_eq!(
+        value(
+            &all,
+            &format!(
+                "cloudflare_aop_hostname_status{{{},status=\"deployment_timed_out\"}}",
+                shop_host("old.shop.example")
+            )
+        ),
+        "1"
+    );
+    assert_eq!(
+        value(
+            &all,
+            &format!(
+                "cloudflare_aop_hostname_certificate_status{{{},cert_id=\"{C_UNLISTED}\",status=\"active\"}}",
+                shop_host("hidden.shop.example")
+            )
+        ),
+        "1"
+    );
+    assert_eq!(
+        value(
+            &all,
+            &format!(
+                "cloudflare_aop_certificate_hostnames{{zone_id=\"{SHOP}\",zone=\"shop.example\",cert_id=\"{C_GOOD}\"}}"
+            )
+        ),
+        "2",
+        "www (enabled) and api (disabled) use it"
+    );
+
+    // Zone-level facts.
+    assert_eq!(
+        value(
+            &all,
+            &format!(
+                "cloudflare_aop_zone_certificates{{zone_id=\"{SHOP}\",zone=\"shop.example\",scope=\"hostname\"}}"
+            )
+        ),
+        "7"
+    );
+    assert_eq!(
+        value(
+            &all,
+            &format!(
+                "cloudflare_aop_zone_certificates{{zone_id=\"{SHOP}\",zone=\"shop.example\",scope=\"zone\"}}"
+            )
+        ),
+        "1"
+    );
+    assert_eq!(
+        value(
+            &all,
+            &format!(
+                "cloudflare_aop_certificate_status{{{},status=\"active\"}}",
+                cert_labels(SHOP, "shop.example", "zone", C_ZONE)
+            )
+        ),
+        "1"
+    );
+    assert_eq!(
+        value(
+            &all,
+            &format!("cloudflare_aop_zone_enabled{{zone_id=\"{SHOP}\",zone=\"shop.example\"}}")
+        ),
+        "1"
+    );
+    assert!(
+        !all.keys()
+            .any(|key| key.starts_with("cloudflare_aop_zone_enabled{") && key.contains(PAY)),
+        "zone-level polling is off for pay: no zone_enabled series"
+    );
+    for zone in [(SHOP, "shop.example"), (PAY, "pay.example")] {
+        assert_eq!(
+            value(
+                &all,
+                &format!(
+                    "cloudflare_aop_zone_poll_success{{zone_id=\"{}\",zone=\"{}\"}}",
+                    zone.0, zone.1
+                )
+            ),
+            "1"
+        );
+    }
+    assert_eq!(value(&all, "cloudflare_aop_token_valid"), "1");
+    assert_eq!(
+        value(&all, "cloudflare_aop_polls_total{outcome=\"success\"}"),
+        "1"
+    );
+    assert_eq!(
+        value(
+            &all,
+            "cloudflare_aop_api_requests_total{code=\"404\",endpoint=\"hostname_get\"}"
+        ),
+        "1",
+        "the absent hostname's 404"
+    );
+    assert_eq!(
+        value(
+            &all,
+            "cloudflare_aop_api_errors_total{endpoint=\"hostname_get\",reason=\"server_error\"}"
+        ),
+        "0"
+    );
+}
+
+#[tokio::test]
+async fn a_removed_certificate_disappears_after_the_next_cycle() {
+    let sim = Simulator::start(scenario()).await.unwrap();
+    let exporter = Exporter::new(&settings(&sim), false).unwrap();
+    exporter.cycle().await;
+    let addr = serve(&exporter).await;
+    let before = scrape(addr).await;
+    assert!(before.contains(C_MISMATCH));
+
+    assert!(sim.remove_certificate(SHOP, C_MISMATCH));
+    exporter.cycle().await;
+    let after = scrape(addr).await;
+    assert!(!after.contains(C_MISMATCH), "vanished objects vanish");
+    assert!(after.contains(C_GOOD));
+}
+
+#[tokio::test]
+async fn a_failing_zone_keeps_its_series_while_other_zones_update() {
+    let sim = Simulator::start(scenario()).await.unwrap();
+    let exporter = Exporter::new(&settings(&sim), false).unwrap();
+    exporter.cycle().await;
+    let addr = serve(&exporter).await;
+
+    sim.add_fault(FaultRule::always(Fault::ServerError { status: 500 }).zone(PAY));
+    assert!(sim.set_certificate_status(
+        SHOP,
+        C_SERVER_ONLY,
+        cloudflare_aop_exporter::state::Status::Active
+    ));
+    exporter.cycle().await;
+    let all = series(&scrape(addr).await);
+
+    let pay_cert = cert_labels(PAY, "pay.example", "hostname", C_PAY);
+    assert_eq!(
+        value(
+            &all,
+            &format!("cloudflare_aop_certificate_status{{{pay_cert},status=\"active\"}}")
+        ),
+        "1",
+        "the failed zone's last good series stay"
+    );
+    assert_eq!(
+        value(
+            &all,
+            &format!("cloudflare_aop_zone_poll_success{{zone_id=\"{PAY}\",zone=\"pay.example\"}}")
+        ),
+        "0"
+    );
+    assert_eq!(
+        value(
+            &all,
+            &format!(
+                "cloudflare_aop_zone_poll_success{{zone_id=\"{SHOP}\",zone=\"shop.example\"}}"
+            )
+        ),
+        "1"
+    );
+    assert_eq!(
+        value(
+            &all,
+            &format!(
+                "cloudflare_aop_certificate_status{{{},status=\"active\"}}",
+                shop_cert(C_SERVER_ONLY)
+            )
+        ),
+        "1",
+        "the healthy zone updated"
+    );
+    assert_eq!(
+        value(&all, "cloudflare_aop_polls_total{outcome=\"partial\"}"),
+        "1"
+    );
+    let server_errors: u64 = all
+        .iter()
+        .filter(|(key, _)| {
+            key.starts_with("cloudflare_aop_api_errors_total{")
+                && key.contains("reason=\"server_error\"")
+        })
+        .map(|(_, value)| value.parse::<u64>().unwrap())
+        .sum();
+    assert!(server_errors >= 1, "errors counted by reason");
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool_check_metrics() {
+    let Some(promtool) = find_tool("promtool") else {
+        assert!(
+            std::env::var_os("CF_AOP_REQUIRE_OS_TOOLS").is_none(),
+            "promtool is required under scripts/test"
+        );
+        eprintln!("SKIPPED: promtool not installed (scripts/test installs the prometheus package)");
+        return;
+    };
+    let sim = Simulator::start(Scenario::demo()).await.unwrap();
+    let settings = daemon::demo_settings(
+        &Scenario::demo(),
+        sim.base_url(),
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    let exporter = Exporter::new(&settings, false).unwrap();
+    exporter.cycle().await;
+    let addr = serve(&exporter).await;
+    let text = scrape(addr).await;
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "promtool failed: {report}");
+    assert!(report.trim().is_empty(), "promtool reported: {report}");
+}
+
+fn find_tool(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|path| path.is_file())
+    })
+}
+
+#[tokio::test]
+async fn the_daemon_serves_ready_health_status_page_and_snapshot() {
+    let sim = Simulator::start(scenario()).await.unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(&sim);
+    settings.state.dir = state_dir.path().to_path_buf();
+    settings.schedule.cron = "0 0 0 1 1 *".into();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(daemon::run_on(settings, listener, async {
+        let _ = stopped.await;
+    }));
+
+    let http = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(response) = http.get(format!("http://{addr}/readyz")).send().await {
+            if response.status() == 200 {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "/readyz never became 200");
+    let health = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    let page = http
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("www.shop.example"),
+        "status page lists hostnames"
+    );
+    assert!(page.contains(C_WEAK) && page.contains("deployment_timed_out"));
+
+    let snapshot = http
+        .get(format!("http://{addr}/api/v1/snapshot"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&snapshot).unwrap();
+    assert_eq!(
+        json["zones"][SHOP]["hostnames"]["gone.shop.example"]["association"],
+        "absent"
+    );
+    assert!(
+        !snapshot.contains("BEGIN CERTIFICATE"),
+        "no PEM bodies in the snapshot"
+    );
+    assert!(
+        !snapshot.contains("exporter-test-token"),
+        "no secrets in the snapshot"
+    );
+
+    stop.send(()).unwrap();
+    daemon.await.unwrap().unwrap();
+    // The status history was persisted on the way.
+    let history = std::fs::read_to_string(state_dir.path().join("status-history.json")).unwrap();
+    assert!(history.contains(C_WEAK));
+}
+
+#[tokio::test]
+async fn status_since_survives_a_restart() {
+    let sim = Simulator::start(scenario()).await.unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(&sim);
+    settings.state.dir = state_dir.path().to_path_buf();
+    let since_of = |exporter: &Exporter| {
+        exporter.snapshot.load().zones[SHOP].certificates[&(
+            cloudflare_aop_exporter::state::Scope::Hostname,
+            C_WEAK.to_owned(),
+        )]
+            .status_since
+            .unwrap()
+    };
+    let first = Exporter::new(&settings, true).unwrap();
+    first.cycle().await;
+    let since = since_of(&first);
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = Exporter::new(&settings, true).unwrap();
+    second.cycle().await;
+    assert_eq!(
+        since_of(&second),
+        since,
+        "since when comes from the persisted history"
+    );
+}
+
+/// Runs `check` with a config pointing at `base_url`; returns (exit code, stdout).
+async fn run_check(base_url: &str, token: &str, zones_toml: &str, extra: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[cloudflare]\napi_base_url = \"{base_url}\"\napi_token = \"{token}\"\nmax_retries = 0\nrequest_timeout = \"2s\"\n\n[state]\ndir = \"{}\"\n\n{zones_toml}",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_cloudflare-aop-exporter"));
+    command
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .args(extra)
+        .env_remove("CLOUDFLARE_API_TOKEN")
+        .env_remove("RUST_LOG");
+    let output = command.output().await.unwrap();
+    (
+        output.status.code().unwrap(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn check_exit_codes_healthy_findings_unreachable() {
+    let sim = Simulator::start(scenario()).await.unwrap();
+    let base = sim.base_url().to_string();
+    let healthy = format!(
+        "[[zones]]\nid = \"{PAY}\"\nname = \"pay.example\"\nhostnames = [\"pay.example\"]\nzone_level = false\n"
+    );
+    let (code, out) = run_check(&base, &sim.token(), &healthy, &[]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("No findings."), "{out}");
+
+    let findings = format!(
+        "[[zones]]\nid = \"{SHOP}\"\nname = \"shop.example\"\nhostnames = [\"www.shop.example\", \"old.shop.example\"]\n"
+    );
+    let (code, out) = run_check(&base, &sim.token(), &findings, &["--format", "json"]).await;
+    assert_eq!(code, 1, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["status"], "findings");
+    let kinds: BTreeSet<String> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|finding| finding["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(kinds.contains("deployment_timed_out"), "{kinds:?}");
+    assert!(kinds.contains("association_voided"), "{kinds:?}");
+    assert!(kinds.contains("check_failed"), "{kinds:?}");
+    assert!(!out.contains("exporter-test-token"));
+
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let (code, out) = run_check(&format!("http://{closed}/client/v4"), "t", &healthy, &[]).await;
+    assert_eq!(code, 3, "{out}");
+}
