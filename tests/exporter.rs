@@ -847,3 +847,52 @@ async fn check_exit_codes_healthy_findings_unreachable() {
     let (code, out) = run_check(&format!("http://{closed}/client/v4"), "t", &healthy, &[]).await;
     assert_eq!(code, 3, "{out}");
 }
+
+#[tokio::test]
+async fn a_cycle_requested_while_one_runs_is_skipped_and_counted() {
+    let sim = Simulator::start(scenario()).await.unwrap();
+    sim.set_latency(Duration::from_millis(300));
+    let exporter = std::sync::Arc::new(Exporter::new(&settings(&sim), false).unwrap());
+    let running = tokio::spawn({
+        let exporter = exporter.clone();
+        async move { exporter.cycle().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(exporter.poller.is_running());
+    exporter.cycle().await;
+    running.await.unwrap();
+    let addr = serve(&exporter).await;
+    let all = series(&scrape(addr).await);
+    assert_eq!(
+        value(&all, "cloudflare_aop_polls_total{outcome=\"skipped\"}"),
+        "1"
+    );
+    assert_eq!(
+        value(&all, "cloudflare_aop_polls_total{outcome=\"success\"}"),
+        "1"
+    );
+    assert_eq!(
+        sim.requests(Endpoint::HostnameCertificatesList),
+        2,
+        "one cycle ran"
+    );
+}
+
+#[tokio::test]
+async fn discovery_adds_proxied_dns_names() {
+    let sim = Simulator::start(scenario()).await.unwrap();
+    let mut settings = settings(&sim);
+    let mut pay = ZoneSettings::new(PAY, Vec::new());
+    pay.zone_level = false;
+    pay.discover_hostnames = true;
+    settings.zones = vec![pay];
+    settings.cloudflare.verify_token = false;
+    let exporter = Exporter::new(&settings, false).unwrap();
+    exporter.cycle().await;
+    let snapshot = exporter.snapshot.load();
+    let hostnames: Vec<&String> = snapshot.zones[PAY].hostnames.keys().collect();
+    assert_eq!(hostnames, vec!["pay.example"]);
+    assert_eq!(sim.requests(Endpoint::DnsRecordsList), 1);
+    assert_eq!(sim.requests(Endpoint::HostnameGet), 1);
+    assert_eq!(sim.stats().total, 3, "dns + list + one hostname");
+}
