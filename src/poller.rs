@@ -258,7 +258,12 @@ impl Poller {
                 hostnames.extend(discovered);
             }
             try_join_all(hostnames.into_iter().map(|hostname| async move {
-                let association = client.get_hostname_association(zone_id, &hostname).await?;
+                let mut association = client.get_hostname_association(zone_id, &hostname).await?;
+                // The serving certificate's PEM is read from the certificate itself; holding
+                // one copy per hostname until the cycle ends would cost megabytes at scale.
+                if let Some(association) = &mut association {
+                    association.certificate = None;
+                }
                 Ok::<_, ApiError>((hostname, association))
             }))
             .await
