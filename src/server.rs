@@ -33,8 +33,31 @@ const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Rendered chunks buffered ahead of a slow scraper (bounds memory per scrape).
 const METRICS_CHANNEL_CHUNKS: usize = 4;
 
+/// Renders of `/metrics` running at once; more scrapers wait. Each render holds a few
+/// chunks of buffer, so this bounds the memory a burst of scrapes can take.
+const MAX_CONCURRENT_RENDERS: usize = 4;
+
+/// The handlers' state: the shared parts plus the render limit.
+#[derive(Clone)]
+struct ServerState {
+    app: AppState,
+    renders: Arc<tokio::sync::Semaphore>,
+}
+
+impl std::ops::Deref for ServerState {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.app
+    }
+}
+
 /// All routes, unbound (tests drive it with `oneshot`).
 pub fn router(state: AppState) -> Router {
+    let state = ServerState {
+        app: state,
+        renders: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_RENDERS)),
+    };
     Router::new()
         .route("/", get(status_page))
         .route("/metrics", get(metrics))
@@ -80,13 +103,16 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<ServerState>) -> Response {
+    // The semaphore is never closed, so acquiring only fails if that changes.
+    let permit = state.renders.clone().acquire_owned().await.ok();
     let snapshot = state.snapshot.load();
     let metrics = state.metrics.clone();
     // At SPEC scale the body is tens of megabytes: render it in chunks on a blocking thread
     // and stream them, so neither an async worker stalls nor one huge buffer is allocated.
     let (sender, receiver) = tokio::sync::mpsc::channel::<String>(METRICS_CHANNEL_CHUNKS);
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         metrics.render_chunks(&snapshot, RENDER_CHUNK_LEN, |chunk| {
             // A scraper that went away just stops receiving; nothing else to do.
             let _ = sender.blocking_send(chunk);
@@ -107,7 +133,7 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
+async fn readyz(State(state): State<ServerState>) -> Response {
     if state.snapshot.load().completed_cycles > 0 {
         (StatusCode::OK, "ready\n").into_response()
     } else {
@@ -119,7 +145,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn snapshot_json(State(state): State<AppState>) -> Response {
+async fn snapshot_json(State(state): State<ServerState>) -> Response {
     let snapshot = state.snapshot.load();
     match serde_json::to_vec(&*snapshot) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
@@ -130,7 +156,7 @@ async fn snapshot_json(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn status_page(State(state): State<AppState>) -> Html<String> {
+async fn status_page(State(state): State<ServerState>) -> Html<String> {
     Html(render_status_page(&state.snapshot.load(), Utc::now()))
 }
 
