@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use url::Url;
 
+use crate::alerts::{AlertError, Alerter};
 use crate::cloudflare::{Client, ClientBuildError};
 use crate::config::{Settings, ZoneSettings};
 use crate::metrics::Metrics;
@@ -38,6 +39,8 @@ pub enum DaemonError {
     Metrics(#[from] crate::metrics::MetricsError),
     #[error("demo: cannot start the simulator: {0}")]
     Simulator(#[source] SimulatorError),
+    #[error(transparent)]
+    Alerts(#[from] AlertError),
 }
 
 /// The parts of a running exporter.
@@ -45,6 +48,8 @@ pub struct Exporter {
     pub metrics: Arc<Metrics>,
     pub snapshot: Arc<SharedSnapshot>,
     pub poller: Arc<Poller>,
+    /// The daemon's own alerts; `None` for one-shot uses (`check`) that must not notify.
+    pub alerter: Option<Arc<Alerter>>,
 }
 
 impl Exporter {
@@ -69,13 +74,29 @@ impl Exporter {
             metrics,
             snapshot,
             poller,
+            alerter: None,
         })
     }
 
-    /// Runs one cycle now (unless one is running) and records it in the metrics.
+    /// [`Exporter::new`] plus alerting: the outbox loaded from the state dir (when
+    /// `persist_state`) and one delivery worker per sink. Call inside a Tokio runtime.
+    pub fn with_alerts(settings: &Settings, persist_state: bool) -> Result<Exporter, DaemonError> {
+        let mut exporter = Exporter::new(settings, persist_state)?;
+        let alerter = Alerter::start(settings, persist_state, exporter.metrics.clone())?;
+        exporter.alerter = Some(Arc::new(alerter));
+        Ok(exporter)
+    }
+
+    /// Runs one cycle now (unless one is running), records it in the metrics and, with alerting,
+    /// evaluates the alerts on its snapshot.
     pub async fn cycle(&self) {
         match self.poller.try_cycle().await {
-            Some(report) => self.metrics.observe_poll(report.outcome, report.duration),
+            Some(report) => {
+                self.metrics.observe_poll(report.outcome, report.duration);
+                if let Some(alerter) = &self.alerter {
+                    alerter.after_cycle(&self.snapshot.load(), chrono::Utc::now());
+                }
+            }
             None => self.metrics.poll_skipped(),
         }
     }
@@ -125,7 +146,7 @@ pub async fn run_on(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
-    let exporter = Arc::new(Exporter::new(&settings, true)?);
+    let exporter = Arc::new(Exporter::with_alerts(&settings, true)?);
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(listener, exporter.router(), async {
         let _ = server_stopped.await;
@@ -160,6 +181,9 @@ pub async fn run_on(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while exporter.poller.is_running() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let Some(alerter) = &exporter.alerter {
+        alerter.shutdown().await;
     }
     let _ = stop_server.send(());
     match server.await {

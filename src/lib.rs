@@ -4,6 +4,7 @@
 //! Data flows one way: [`config`] → [`cloudflare`] (client, types) → poller → state → metrics
 //! and alerts. The [`simulator`] is a fake Cloudflare API for the demo and the tests.
 
+pub mod alerts;
 pub mod check;
 pub mod cloudflare;
 pub mod config;

@@ -1,0 +1,467 @@
+//! The durable outbox: the alerts firing and every notification not yet delivered, per sink,
+//! in one file (`alerts.json` in `[state] dir`) rewritten atomically after every change.
+//!
+//! A restart reloads it, so a firing alert is neither forgotten nor announced again, and a
+//! queued notification is still delivered. Sinks appear by *name* only: a URL or HMAC secret
+//! never reaches the file.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use super::{Alert, AlertState, TransitionKind};
+use crate::metrics::Metrics;
+use crate::state::{StateError, move_aside, write_atomically};
+
+/// The outbox's file name inside `[state] dir`.
+pub const OUTBOX_FILE_NAME: &str = "alerts.json";
+const OUTBOX_FILE_VERSION: u32 = 1;
+
+/// One notification waiting for one sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Unique within the outbox: delivery removes exactly what it sent, even if the queue changed.
+    pub id: u64,
+    /// What it announces.
+    pub kind: TransitionKind,
+    /// The alert as of the evaluation that queued it.
+    pub alert: Alert,
+    /// When it was queued: the max age counts from here.
+    pub created_at: DateTime<Utc>,
+    /// Alertmanager's `endsAt`: the resolve time, or when a firing post lapses unless re-posted.
+    /// `None` for a firing Slack or webhook notification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+/// What a notification will say, before it gets an id.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// What it announces.
+    pub kind: TransitionKind,
+    /// The alert.
+    pub alert: Alert,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+    /// See [`Notification::ends_at`].
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+/// The firing alerts and the sinks' queues, in memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outbox {
+    /// The alerts firing as of the last evaluation.
+    pub firing: AlertState,
+    queues: BTreeMap<String, VecDeque<Notification>>,
+    next_id: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OutboxFile {
+    version: u32,
+    next_id: u64,
+    firing: Vec<Alert>,
+    queues: BTreeMap<String, Vec<Notification>>,
+}
+
+impl Outbox {
+    /// Appends a notification to `sink`'s queue; returns its id.
+    pub fn push(&mut self, sink: &str, pending: Pending) -> u64 {
+        let notification = self.assign_id(pending);
+        let id = notification.id;
+        self.queues
+            .entry(sink.to_owned())
+            .or_default()
+            .push_back(notification);
+        id
+    }
+
+    /// Queues a notification that replaces any queued one for the same alert (in its place):
+    /// the newest state of an alert is all an Alertmanager needs, and a down Alertmanager
+    /// then holds one post per alert instead of one per cycle.
+    pub fn supersede(&mut self, sink: &str, pending: Pending) -> u64 {
+        let notification = self.assign_id(pending);
+        let id = notification.id;
+        let queue = self.queues.entry(sink.to_owned()).or_default();
+        match queue
+            .iter_mut()
+            .find(|queued| queued.alert.fingerprint == notification.alert.fingerprint)
+        {
+            Some(queued) => *queued = notification,
+            None => queue.push_back(notification),
+        }
+        id
+    }
+
+    fn assign_id(&mut self, pending: Pending) -> Notification {
+        self.next_id = self.next_id.wrapping_add(1);
+        Notification {
+            id: self.next_id,
+            kind: pending.kind,
+            alert: pending.alert,
+            created_at: pending.created_at,
+            ends_at: pending.ends_at,
+        }
+    }
+
+    /// Up to `max` notifications at the head of `sink`'s queue, oldest first.
+    pub fn front(&self, sink: &str, max: usize) -> Vec<Notification> {
+        self.queues
+            .get(sink)
+            .map(|queue| queue.iter().take(max).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Removes the notifications with these ids from `sink`'s queue; returns how many were there.
+    pub fn remove(&mut self, sink: &str, ids: &[u64]) -> usize {
+        let Some(queue) = self.queues.get_mut(sink) else {
+            return 0;
+        };
+        let before = queue.len();
+        queue.retain(|notification| !ids.contains(&notification.id));
+        let removed = before - queue.len();
+        if queue.is_empty() {
+            self.queues.remove(sink);
+        }
+        removed
+    }
+
+    /// Notifications waiting for `sink`.
+    pub fn len(&self, sink: &str) -> usize {
+        self.queues.get(sink).map_or(0, VecDeque::len)
+    }
+
+    /// No notification waits for any sink.
+    pub fn is_empty(&self) -> bool {
+        self.queues.values().all(VecDeque::is_empty)
+    }
+
+    /// Forgets the queues of sinks not in `known` (removed from the config); returns each
+    /// forgotten sink with how many notifications it had.
+    pub fn retain_sinks(&mut self, known: &[&str]) -> Vec<(String, usize)> {
+        let forgotten: Vec<(String, usize)> = self
+            .queues
+            .iter()
+            .filter(|(sink, _)| !known.contains(&sink.as_str()))
+            .map(|(sink, queue)| (sink.clone(), queue.len()))
+            .collect();
+        for (sink, _) in &forgotten {
+            self.queues.remove(sink);
+        }
+        forgotten
+    }
+
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let file = OutboxFile {
+            version: OUTBOX_FILE_VERSION,
+            next_id: self.next_id,
+            firing: self.firing.firing.values().cloned().collect(),
+            queues: self
+                .queues
+                .iter()
+                .map(|(sink, queue)| (sink.clone(), queue.iter().cloned().collect()))
+                .collect(),
+        };
+        serde_json::to_vec_pretty(&file)
+    }
+
+    /// Parses the file's bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Outbox, serde_json::Error> {
+        let file: OutboxFile = serde_json::from_slice(bytes)?;
+        if file.version != OUTBOX_FILE_VERSION {
+            return Err(serde::de::Error::custom(format!(
+                "unsupported outbox version {} (this build reads {OUTBOX_FILE_VERSION})",
+                file.version
+            )));
+        }
+        let firing = file
+            .firing
+            .into_iter()
+            .map(|alert| (alert.fingerprint.clone(), alert))
+            .collect();
+        let queues = file
+            .queues
+            .into_iter()
+            .filter(|(_, queue)| !queue.is_empty())
+            .map(|(sink, queue)| (sink, queue.into_iter().collect()))
+            .collect();
+        Ok(Outbox {
+            firing: AlertState { firing },
+            queues,
+            next_id: file.next_id,
+        })
+    }
+
+    /// Loads `path`; a missing file is an empty outbox.
+    pub fn load(path: &Path) -> Result<Outbox, StateError> {
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Outbox::default()),
+            Err(source) => {
+                return Err(StateError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        Outbox::from_bytes(&bytes).map_err(|source| StateError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Like [`Outbox::load`], but a corrupt file is moved aside with a loud warning and an
+    /// empty outbox returned: a bad file must never stop the daemon (its alerts will be
+    /// announced again, which beats never announcing anything).
+    pub fn load_or_recover(path: &Path) -> Result<Outbox, StateError> {
+        match Outbox::load(path) {
+            Err(StateError::Corrupt { path, source }) => {
+                let aside = move_aside(&path)?;
+                tracing::error!(
+                    path = %path.display(),
+                    moved_to = %aside.display(),
+                    error = %source,
+                    "alert state file is corrupt; moved aside, starting with no firing alerts and \
+                     no queued notifications (firing alerts will be announced again)"
+                );
+                Ok(Outbox::default())
+            }
+            other => other,
+        }
+    }
+
+    /// Writes `path` atomically (temp file, fsync, rename).
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        let bytes = self.to_bytes().map_err(|source| StateError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        write_atomically(path, &bytes)
+    }
+}
+
+/// The outbox shared by the evaluator and the sinks' workers: every change is persisted,
+/// reflected in `notification_queue_length`, and wakes the sinks that have work.
+#[derive(Debug)]
+pub struct SharedOutbox {
+    outbox: Mutex<Outbox>,
+    /// `None`: in memory only (`check`, tests).
+    path: Option<PathBuf>,
+    metrics: Arc<Metrics>,
+    /// One per configured sink, by name.
+    wakers: BTreeMap<String, Arc<Notify>>,
+}
+
+impl SharedOutbox {
+    /// Wraps `outbox` for the configured `sinks`.
+    pub fn new(
+        outbox: Outbox,
+        path: Option<PathBuf>,
+        metrics: Arc<Metrics>,
+        sinks: &[&str],
+    ) -> SharedOutbox {
+        let wakers = sinks
+            .iter()
+            .map(|sink| ((*sink).to_owned(), Arc::new(Notify::new())))
+            .collect();
+        let shared = SharedOutbox {
+            outbox: Mutex::new(outbox),
+            path,
+            metrics,
+            wakers,
+        };
+        shared.publish_queue_lengths(&shared.lock());
+        shared
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads the outbox.
+    pub fn read<R>(&self, read: impl FnOnce(&Outbox) -> R) -> R {
+        read(&self.lock())
+    }
+
+    /// Changes the outbox, then persists it, updates the queue metrics and wakes the sinks
+    /// with queued notifications, all before anyone else sees the change.
+    pub fn update<R>(&self, change: impl FnOnce(&mut Outbox) -> R) -> R {
+        let mut outbox = self.lock();
+        let result = change(&mut outbox);
+        self.persist(&outbox);
+        self.publish_queue_lengths(&outbox);
+        for (sink, waker) in &self.wakers {
+            if outbox.len(sink) > 0 {
+                waker.notify_one();
+            }
+        }
+        result
+    }
+
+    /// Writes the file now (shutdown calls it; every update already does).
+    pub fn flush(&self) {
+        self.persist(&self.lock());
+    }
+
+    /// The waker of `sink`'s worker.
+    pub fn waker(&self, sink: &str) -> Option<Arc<Notify>> {
+        self.wakers.get(sink).cloned()
+    }
+
+    fn persist(&self, outbox: &Outbox) {
+        if let Some(path) = &self.path {
+            if let Err(error) = outbox.save(path) {
+                // Delivery goes on from memory; only a restart would lose what changed.
+                tracing::error!(error = %error, "cannot persist the alert state and outbox");
+            }
+        }
+    }
+
+    fn publish_queue_lengths(&self, outbox: &Outbox) {
+        for sink in self.wakers.keys() {
+            self.metrics.set_queue_length(sink, outbox.len(sink));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::{AlertObject, Reason, fingerprint};
+    use crate::state::{Scope, Status};
+    use chrono::TimeZone;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    fn alert(cert_id: &str) -> Alert {
+        let object = AlertObject::Certificate {
+            scope: Scope::Hostname,
+            cert_id: cert_id.into(),
+        };
+        Alert {
+            fingerprint: fingerprint("z1", &object, Reason::DeploymentTimedOut),
+            reason: Reason::DeploymentTimedOut,
+            zone_id: "z1".into(),
+            zone: "example.com".into(),
+            object,
+            status: Some(Status::DeploymentTimedOut),
+            cert_status: None,
+            cert_id: Some(cert_id.into()),
+            since: Some(at(0)),
+            expires_at: None,
+            hostnames: vec!["a.example.com".into()],
+            started_at: at(1),
+            last_notified_at: at(1),
+        }
+    }
+
+    fn pending(kind: TransitionKind, cert_id: &str, created: i64) -> Pending {
+        Pending {
+            kind,
+            alert: alert(cert_id),
+            created_at: at(created),
+            ends_at: None,
+        }
+    }
+
+    #[test]
+    fn queues_are_fifo_and_removal_is_by_id() {
+        let mut outbox = Outbox::default();
+        let first = outbox.push("slack", pending(TransitionKind::Firing, "a", 1));
+        let second = outbox.push("slack", pending(TransitionKind::Firing, "b", 2));
+        outbox.push("webhook", pending(TransitionKind::Firing, "a", 1));
+        assert_ne!(first, second);
+        let head: Vec<u64> = outbox.front("slack", 10).iter().map(|n| n.id).collect();
+        assert_eq!(head, vec![first, second]);
+        assert_eq!(outbox.remove("slack", &[first]), 1);
+        assert_eq!(outbox.remove("slack", &[first]), 0, "already gone");
+        assert_eq!(outbox.len("slack"), 1);
+        assert_eq!(outbox.len("webhook"), 1);
+    }
+
+    #[test]
+    fn supersede_replaces_the_queued_notification_of_the_same_alert_in_place() {
+        let mut outbox = Outbox::default();
+        let old = outbox.supersede("am", pending(TransitionKind::Firing, "a", 1));
+        outbox.supersede("am", pending(TransitionKind::Firing, "b", 1));
+        let newer = outbox.supersede("am", pending(TransitionKind::Resolved, "a", 5));
+        let queue = outbox.front("am", 10);
+        assert_eq!(queue.len(), 2, "one post per alert, however many cycles");
+        assert_eq!(queue[0].id, newer);
+        assert_eq!(queue[0].kind, TransitionKind::Resolved);
+        assert_eq!(queue[0].created_at, at(5));
+        // A delivery of the superseded post must not remove its replacement.
+        assert_eq!(outbox.remove("am", &[old]), 0);
+        assert_eq!(outbox.len("am"), 2);
+    }
+
+    #[test]
+    fn the_file_round_trips_and_holds_no_sink_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(OUTBOX_FILE_NAME);
+        let mut outbox = Outbox::default();
+        let firing = alert("a");
+        outbox
+            .firing
+            .firing
+            .insert(firing.fingerprint.clone(), firing);
+        outbox.push("slack", pending(TransitionKind::Firing, "a", 1));
+        outbox.save(&path).unwrap();
+        let loaded = Outbox::load(&path).unwrap();
+        assert_eq!(loaded, outbox);
+        assert!(!dir.path().join("alerts.json.tmp").exists());
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"slack\""));
+        assert!(!text.contains("http"), "{text}");
+        // Ids keep counting after a reload: no id is reused for a different notification.
+        let mut reloaded = loaded;
+        let next = reloaded.push("slack", pending(TransitionKind::Repeat, "a", 2));
+        assert_eq!(next, 2);
+    }
+
+    #[test]
+    fn a_missing_file_is_empty_and_a_corrupt_one_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(OUTBOX_FILE_NAME);
+        assert_eq!(Outbox::load(&path).unwrap(), Outbox::default());
+        fs::write(&path, b"{\"version\": 1, \"firing\": [tru").unwrap();
+        assert!(matches!(
+            Outbox::load(&path),
+            Err(StateError::Corrupt { .. })
+        ));
+        assert_eq!(Outbox::load_or_recover(&path).unwrap(), Outbox::default());
+        assert!(!path.exists());
+        let aside: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.starts_with("alerts.json.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+    }
+
+    #[test]
+    fn an_unknown_version_is_corrupt_not_misread() {
+        let bytes = br#"{"version": 99, "next_id": 0, "firing": [], "queues": {}}"#;
+        let error = Outbox::from_bytes(bytes).unwrap_err();
+        assert!(error.to_string().contains("unsupported outbox version 99"));
+    }
+
+    #[test]
+    fn queues_of_sinks_no_longer_configured_are_forgotten() {
+        let mut outbox = Outbox::default();
+        outbox.push("old", pending(TransitionKind::Firing, "a", 1));
+        outbox.push("slack", pending(TransitionKind::Firing, "a", 1));
+        assert_eq!(outbox.retain_sinks(&["slack"]), vec![("old".to_owned(), 1)]);
+        assert_eq!(outbox.len("old"), 0);
+        assert_eq!(outbox.len("slack"), 1);
+    }
+}

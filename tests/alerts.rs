@@ -1,0 +1,895 @@
+//! The daemon's own alerts end to end: simulator (in-process) → poll cycle → evaluation →
+//! outbox → delivery to a local receiver (loopback axum server recording every request and
+//! answering scripted statuses).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use cloudflare_aop_exporter::config::{
+    SecretUrl, Settings, SinkKind, SinkSettings, Sourced, ZoneSettings,
+};
+use cloudflare_aop_exporter::daemon::Exporter;
+use cloudflare_aop_exporter::secret::Secret;
+use cloudflare_aop_exporter::simulator::{Scenario, Simulator};
+use cloudflare_aop_exporter::state::Status;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use url::Url;
+
+const ZONE: &str = "0fedcba9876543210fedcba987654321";
+const CERT: &str = "20000000-0000-4000-8000-000000000001";
+const HMAC_SECRET: &str = "hmac-key-7c1e9f34-do-not-log";
+/// Short, so the repeat is testable; long enough that a slow machine's two back-to-back
+/// cycles stay within it.
+const REPEAT_INTERVAL: Duration = Duration::from_secs(2);
+
+const SCENARIO: &str = r#"
+[auth]
+token = "alerts-test-token"
+
+[[zones]]
+id = "0fedcba9876543210fedcba987654321"
+name = "pay.example"
+zone_level_enabled = false
+
+[[zones.certificates]]
+id = "20000000-0000-4000-8000-000000000001"
+common_name = "origin.pay.example"
+not_before = "-1d"
+not_after = "100d"
+status = "pending_deployment"
+"#;
+
+// ---------------------------------------------------------------------------------------------
+// The receiver.
+
+/// How the receiver answers one request.
+#[derive(Debug, Clone, Copy)]
+enum Reply {
+    Ok,
+    Status(u16),
+    /// 429 with `Retry-After: <seconds>`.
+    RateLimited(u64),
+}
+
+#[derive(Debug, Clone)]
+struct Recorded {
+    path: String,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    answered: u16,
+}
+
+impl Recorded {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("the body is JSON")
+    }
+}
+
+#[derive(Clone)]
+struct ReceiverState {
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    script: Arc<Mutex<VecDeque<Reply>>>,
+    otherwise: Reply,
+}
+
+/// A loopback HTTP server recording every request; answers from `script` first, then `otherwise`.
+struct Receiver {
+    addr: SocketAddr,
+    state: ReceiverState,
+}
+
+async fn record(
+    State(state): State<ReceiverState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let reply = state
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or(state.otherwise);
+    let response = match reply {
+        Reply::Ok => (StatusCode::OK, "ok").into_response(),
+        Reply::Status(code) => (StatusCode::from_u16(code).unwrap(), "no").into_response(),
+        Reply::RateLimited(seconds) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", seconds.to_string())],
+            "slow down",
+        )
+            .into_response(),
+    };
+    state.requests.lock().unwrap().push(Recorded {
+        path: uri.path().to_owned(),
+        headers,
+        body: body.to_vec(),
+        answered: response.status().as_u16(),
+    });
+    response
+}
+
+impl Receiver {
+    async fn start(script: Vec<Reply>, otherwise: Reply) -> Receiver {
+        let state = ReceiverState {
+            requests: Arc::default(),
+            script: Arc::new(Mutex::new(script.into())),
+            otherwise,
+        };
+        let router = axum::Router::new()
+            .fallback(record)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Receiver { addr, state }
+    }
+
+    fn url(&self, path: &str) -> Url {
+        Url::parse(&format!("http://{}{path}", self.addr)).unwrap()
+    }
+
+    /// Every request to `path`, in arrival order.
+    fn requests(&self, path: &str) -> Vec<Recorded> {
+        self.state
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|request| request.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Requests to `path` it answered 2xx.
+    fn delivered(&self, path: &str) -> Vec<Recorded> {
+        self.requests(path)
+            .into_iter()
+            .filter(|request| (200..300).contains(&request.answered))
+            .collect()
+    }
+
+    /// Waits until `path` has seen `count` requests (all answers), up to 10 s.
+    async fn wait_for(&self, path: &str, count: usize) -> Vec<Recorded> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let requests = self.requests(path);
+            if requests.len() >= count || Instant::now() > deadline {
+                return requests;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Set-up.
+
+async fn simulator() -> Simulator {
+    Simulator::start(Scenario::from_toml_str(SCENARIO, None).unwrap())
+        .await
+        .unwrap()
+}
+
+fn sink(name: &str, kind: SinkKind, url: Url) -> SinkSettings {
+    SinkSettings {
+        name: name.to_owned(),
+        kind,
+        url: Sourced::inline(SecretUrl::new(url)),
+        hmac_secret: None,
+        timeout: Duration::from_secs(2),
+        max_age: Duration::from_secs(3600),
+    }
+}
+
+fn settings(sim: &Simulator, state_dir: &Path, sinks: Vec<SinkSettings>) -> Settings {
+    let mut zone = ZoneSettings::new(ZONE, Vec::new());
+    zone.name = "pay.example".into();
+    zone.zone_level = false;
+    let mut settings = Settings::for_demo(sim.base_url(), Secret::new(sim.token()), vec![zone]);
+    settings.cloudflare.verify_token = false;
+    settings.state.dir = state_dir.to_path_buf();
+    settings.alerts.sinks = sinks;
+    settings.alerts.repeat_interval = REPEAT_INTERVAL;
+    settings
+}
+
+fn time_out_the_certificate(sim: &Simulator) {
+    assert!(sim.set_certificate_status(ZONE, CERT, Status::DeploymentTimedOut));
+}
+
+/// The value of one series in the exporter's `/metrics` text.
+fn metric(exporter: &Exporter, series: &str) -> Option<String> {
+    let text = exporter.metrics.render(&exporter.snapshot.load());
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(str::to_owned)
+}
+
+fn notifications(exporter: &Exporter, sink: &str, outcome: &str) -> u64 {
+    metric(
+        exporter,
+        &format!(r#"cloudflare_aop_notifications_total{{outcome="{outcome}",sink="{sink}"}}"#),
+    )
+    .unwrap_or_else(|| panic!("no notifications_total series for {sink}/{outcome}"))
+    .parse()
+    .unwrap()
+}
+
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Lets a worker that wrongly had more to send send it, before counting.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(400)).await;
+}
+
+fn hmac_hex(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(HMAC_SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn closed_port_url(path: &str) -> Url {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    Url::parse(&format!("http://{addr}{path}")).unwrap()
+}
+
+/// Slack: Block Kit blocks plus a text fallback naming what, where and how to fix it.
+fn assert_slack_firing_message(request: &Recorded) {
+    let message = request.json();
+    let text = message["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(&format!(
+            "[FIRING] AOP deployment timed out: certificate {CERT} (pay.example)"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("is deployment_timed_out since"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "POST \"https://api.cloudflare.com/client/v4/zones/{ZONE}/origin_tls_client_auth/hostnames/certificates\""
+        )),
+        "{text}"
+    );
+    let blocks = message["blocks"].as_array().unwrap();
+    assert_eq!(blocks[0]["type"], "header");
+    assert!(
+        blocks
+            .iter()
+            .any(|block| block.to_string().contains("*Remediation*"))
+    );
+}
+
+/// Webhook: Alertmanager v4 shape, signed over the exact body bytes. Returns the alert's
+/// fingerprint and the document.
+fn assert_signed_firing_webhook(request: &Recorded) -> (String, serde_json::Value) {
+    let signature = request.headers["x-signature-256"].to_str().unwrap();
+    assert_eq!(signature, format!("sha256={}", hmac_hex(&request.body)));
+    let mut verifier = Hmac::<Sha256>::new_from_slice(HMAC_SECRET.as_bytes()).unwrap();
+    verifier.update(&request.body);
+    verifier
+        .verify_slice(&hex::decode(signature.trim_start_matches("sha256=")).unwrap())
+        .expect("the HMAC verifies");
+    let document = request.json();
+    assert_eq!(document["version"], "4");
+    assert_eq!(document["status"], "firing");
+    assert_eq!(document["receiver"], "ops-hook");
+    let alert = &document["alerts"][0];
+    assert_eq!(
+        alert["labels"]["alertname"],
+        "CloudflareAopDeploymentTimedOut"
+    );
+    assert_eq!(alert["labels"]["reason"], "deployment_timed_out");
+    assert_eq!(alert["labels"]["zone"], "pay.example");
+    assert_eq!(alert["labels"]["zone_id"], ZONE);
+    assert_eq!(alert["labels"]["cert_id"], CERT);
+    assert_eq!(alert["annotations"]["status"], "deployment_timed_out");
+    assert_eq!(alert["endsAt"], "0001-01-01T00:00:00Z");
+    let fingerprint = alert["fingerprint"].as_str().unwrap().to_owned();
+    assert_eq!(fingerprint.len(), 16);
+    (fingerprint, document)
+}
+
+/// Every sink sent `sent`, none failed or dropped, nothing is queued, nothing fires.
+fn assert_all_sent_nothing_queued(exporter: &Exporter, sinks: &[&str], sent: u64) {
+    for sink in sinks {
+        assert_eq!(notifications(exporter, sink, "sent"), sent, "{sink}");
+        assert_eq!(notifications(exporter, sink, "failed"), 0, "{sink}");
+        assert_eq!(notifications(exporter, sink, "dropped"), 0, "{sink}");
+        assert_eq!(
+            metric(
+                exporter,
+                &format!(r#"cloudflare_aop_notification_queue_length{{sink="{sink}"}}"#)
+            )
+            .as_deref(),
+            Some("0")
+        );
+    }
+    assert_eq!(
+        metric(
+            exporter,
+            r#"cloudflare_aop_alerts_firing{reason="deployment_timed_out"}"#
+        )
+        .as_deref(),
+        Some("0")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests.
+
+#[tokio::test]
+async fn a_timeout_notifies_each_sink_once_repeats_after_the_interval_and_resolves_once() {
+    let sim = simulator().await;
+    let receiver = Receiver::start(Vec::new(), Reply::Ok).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut webhook = sink("ops-hook", SinkKind::Webhook, receiver.url("/hook"));
+    webhook.hmac_secret = Some(Sourced::inline(Secret::new(HMAC_SECRET)));
+    let settings = settings(
+        &sim,
+        state_dir.path(),
+        vec![
+            sink("chat", SinkKind::Slack, receiver.url("/slack")),
+            webhook,
+        ],
+    );
+    let exporter = Exporter::with_alerts(&settings, true).unwrap();
+
+    // Pending for a moment is not an alert.
+    exporter.cycle().await;
+    settle().await;
+    assert!(receiver.requests("/slack").is_empty());
+    assert!(receiver.requests("/hook").is_empty());
+
+    time_out_the_certificate(&sim);
+    exporter.cycle().await;
+    let slack = receiver.wait_for("/slack", 1).await;
+    let hook = receiver.wait_for("/hook", 1).await;
+    // A second cycle within repeat_interval: nothing new.
+    exporter.cycle().await;
+    settle().await;
+    assert_eq!(receiver.requests("/slack").len(), 1);
+    assert_eq!(receiver.requests("/hook").len(), 1);
+    assert_eq!(
+        metric(
+            &exporter,
+            r#"cloudflare_aop_alerts_firing{reason="deployment_timed_out"}"#
+        )
+        .as_deref(),
+        Some("1")
+    );
+
+    assert_slack_firing_message(&slack[0]);
+    let (fingerprint, document) = assert_signed_firing_webhook(&hook[0]);
+
+    // After repeat_interval: exactly one more per sink.
+    tokio::time::sleep(REPEAT_INTERVAL + Duration::from_millis(100)).await;
+    exporter.cycle().await;
+    let hook = receiver.wait_for("/hook", 2).await;
+    let slack = receiver.wait_for("/slack", 2).await;
+    assert_eq!(hook.len(), 2);
+    assert_eq!(slack.len(), 2);
+    let repeat = hook[1].json();
+    assert_eq!(repeat["status"], "firing");
+    assert_eq!(repeat["notification"], "repeat");
+    assert_eq!(repeat["alerts"][0]["fingerprint"], fingerprint.as_str());
+    assert_eq!(
+        repeat["alerts"][0]["startsAt"], document["alerts"][0]["startsAt"],
+        "a repeat is the same alert"
+    );
+    assert!(
+        slack[1].json()["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[STILL FIRING]")
+    );
+
+    // The status clears: exactly one resolved message per sink, however many cycles follow.
+    assert!(sim.set_certificate_status(ZONE, CERT, Status::Active));
+    exporter.cycle().await;
+    let hook = receiver.wait_for("/hook", 3).await;
+    let slack = receiver.wait_for("/slack", 3).await;
+    exporter.cycle().await;
+    tokio::time::sleep(REPEAT_INTERVAL + Duration::from_millis(100)).await;
+    exporter.cycle().await;
+    settle().await;
+    assert_eq!(receiver.requests("/hook").len(), 3);
+    assert_eq!(receiver.requests("/slack").len(), 3);
+    let resolved = hook[2].json();
+    assert_eq!(resolved["status"], "resolved");
+    assert_eq!(resolved["alerts"][0]["status"], "resolved");
+    assert_eq!(resolved["alerts"][0]["fingerprint"], fingerprint.as_str());
+    assert_ne!(resolved["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+    let resolved_text = slack[2].json()["text"].as_str().unwrap().to_owned();
+    assert!(resolved_text.starts_with("[RESOLVED] "), "{resolved_text}");
+    assert!(
+        resolved_text.contains("is no longer deployment_timed_out"),
+        "{resolved_text}"
+    );
+
+    assert_all_sent_nothing_queued(&exporter, &["chat", "ops-hook"], 3);
+    let rendered = exporter.metrics.render(&exporter.snapshot.load());
+    assert!(!rendered.contains("/slack") && !rendered.contains("/hook"));
+    assert!(!rendered.contains(HMAC_SECRET));
+    // The outbox names sinks, never their URLs or secrets.
+    let persisted = std::fs::read_to_string(state_dir.path().join("alerts.json")).unwrap();
+    assert!(!persisted.contains("127.0.0.1"), "{persisted}");
+    assert!(!persisted.contains(HMAC_SECRET));
+}
+
+#[tokio::test]
+async fn without_send_resolved_chat_sinks_hear_nothing_of_the_resolve() {
+    let sim = simulator().await;
+    let receiver = Receiver::start(Vec::new(), Reply::Ok).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(
+        &sim,
+        state_dir.path(),
+        vec![sink("chat", SinkKind::Slack, receiver.url("/slack"))],
+    );
+    settings.alerts.send_resolved = false;
+    let exporter = Exporter::with_alerts(&settings, true).unwrap();
+    time_out_the_certificate(&sim);
+    exporter.cycle().await;
+    receiver.wait_for("/slack", 1).await;
+    assert!(sim.set_certificate_status(ZONE, CERT, Status::Active));
+    exporter.cycle().await;
+    settle().await;
+    assert_eq!(receiver.requests("/slack").len(), 1);
+    assert!(
+        exporter
+            .alerter
+            .as_ref()
+            .unwrap()
+            .firing()
+            .firing
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_failing_with_500_then_429_still_gets_exactly_one_delivery() {
+    let sim = simulator().await;
+    let receiver =
+        Receiver::start(vec![Reply::Status(500), Reply::RateLimited(1)], Reply::Ok).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let settings = settings(
+        &sim,
+        state_dir.path(),
+        vec![sink("ops-hook", SinkKind::Webhook, receiver.url("/hook"))],
+    );
+    let exporter = Exporter::with_alerts(&settings, true).unwrap();
+    time_out_the_certificate(&sim);
+    let started = Instant::now();
+    exporter.cycle().await;
+    let requests = receiver.wait_for("/hook", 3).await;
+    let took = started.elapsed();
+    settle().await;
+
+    let answers: Vec<u16> = receiver
+        .requests("/hook")
+        .iter()
+        .map(|request| request.answered)
+        .collect();
+    assert_eq!(answers, vec![500, 429, 200]);
+    assert_eq!(receiver.delivered("/hook").len(), 1);
+    assert!(
+        took >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured ({took:?})"
+    );
+    assert_eq!(
+        requests[0].body, requests[2].body,
+        "a retry resends the same notification"
+    );
+    assert!(
+        !requests[0].headers.contains_key("x-signature-256"),
+        "no secret, no signature"
+    );
+    assert_eq!(notifications(&exporter, "ops-hook", "sent"), 1);
+    assert_eq!(notifications(&exporter, "ops-hook", "failed"), 2);
+    assert_eq!(notifications(&exporter, "ops-hook", "dropped"), 0);
+    assert_eq!(exporter.alerter.as_ref().unwrap().queued("ops-hook"), 0);
+}
+
+#[tokio::test]
+async fn a_400_is_not_retried_and_counts_as_failed() {
+    let sim = simulator().await;
+    let receiver = Receiver::start(Vec::new(), Reply::Status(400)).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let settings = settings(
+        &sim,
+        state_dir.path(),
+        vec![sink("chat", SinkKind::Slack, receiver.url("/slack"))],
+    );
+    let exporter = Exporter::with_alerts(&settings, true).unwrap();
+    time_out_the_certificate(&sim);
+    exporter.cycle().await;
+    receiver.wait_for("/slack", 1).await;
+    // Longer than the first backoff delays: a retry would have happened by now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.requests("/slack").len(), 1);
+    assert_eq!(notifications(&exporter, "chat", "failed"), 1);
+    assert_eq!(notifications(&exporter, "chat", "dropped"), 1);
+    assert_eq!(notifications(&exporter, "chat", "sent"), 0);
+    assert_eq!(exporter.alerter.as_ref().unwrap().queued("chat"), 0);
+    assert_eq!(
+        metric(
+            &exporter,
+            r#"cloudflare_aop_notification_queue_length{sink="chat"}"#
+        )
+        .as_deref(),
+        Some("0")
+    );
+}
+
+#[tokio::test]
+async fn a_notification_older_than_max_age_is_dropped_and_counted() {
+    let sim = simulator().await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut unreachable = sink("chat", SinkKind::Slack, closed_port_url("/slack"));
+    unreachable.max_age = Duration::from_millis(600);
+    let settings = settings(&sim, state_dir.path(), vec![unreachable]);
+    let exporter = Exporter::with_alerts(&settings, true).unwrap();
+    time_out_the_certificate(&sim);
+    exporter.cycle().await;
+    wait_until("the notification to be dropped", || {
+        notifications(&exporter, "chat", "dropped") == 1
+    })
+    .await;
+    assert!(notifications(&exporter, "chat", "failed") >= 1);
+    assert_eq!(notifications(&exporter, "chat", "sent"), 0);
+    assert_eq!(exporter.alerter.as_ref().unwrap().queued("chat"), 0);
+    // Still firing: dropping a message does not forget the alert.
+    assert_eq!(exporter.alerter.as_ref().unwrap().firing().firing.len(), 1);
+}
+
+#[tokio::test]
+async fn a_restart_delivers_what_was_queued_and_does_not_announce_the_alert_again() {
+    let sim = simulator().await;
+    let state_dir = tempfile::tempdir().unwrap();
+
+    // First run: the receiver is down (connection refused); the notification stays queued.
+    let down = settings(
+        &sim,
+        state_dir.path(),
+        vec![sink("chat", SinkKind::Slack, closed_port_url("/slack"))],
+    );
+    let first = Exporter::with_alerts(&down, true).unwrap();
+    time_out_the_certificate(&sim);
+    first.cycle().await;
+    wait_until("a failed attempt", || {
+        notifications(&first, "chat", "failed") >= 1
+    })
+    .await;
+    let alerter = first.alerter.clone().unwrap();
+    let started_at = alerter.firing().firing.values().next().unwrap().started_at;
+    assert_eq!(alerter.queued("chat"), 1);
+    alerter.shutdown().await;
+    drop(alerter);
+    drop(first);
+    let persisted = std::fs::read_to_string(state_dir.path().join("alerts.json")).unwrap();
+    assert!(persisted.contains("\"chat\""), "{persisted}");
+    assert!(
+        !persisted.contains("127.0.0.1"),
+        "no sink URL in the state file: {persisted}"
+    );
+
+    // Second run, same state dir, the receiver is up (the sink keeps its name).
+    let receiver = Receiver::start(Vec::new(), Reply::Ok).await;
+    let mut up = settings(
+        &sim,
+        state_dir.path(),
+        vec![sink("chat", SinkKind::Slack, receiver.url("/slack"))],
+    );
+    // Only a re-announcement could add a message, not a due repeat.
+    up.alerts.repeat_interval = Duration::from_secs(3600);
+    let second = Exporter::with_alerts(&up, true).unwrap();
+    let carried = second.alerter.as_ref().unwrap().firing();
+    assert_eq!(carried.firing.len(), 1, "the firing alert is remembered");
+    assert_eq!(
+        metric(
+            &second,
+            r#"cloudflare_aop_alerts_firing{reason="deployment_timed_out"}"#
+        )
+        .as_deref(),
+        Some("1"),
+        "visible before the first cycle"
+    );
+    let delivered = receiver.wait_for("/slack", 1).await;
+    assert_eq!(delivered.len(), 1, "the queued notification is delivered");
+    assert!(
+        delivered[0].json()["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[FIRING]")
+    );
+
+    // Polls that still see the timeout do not announce it again.
+    second.cycle().await;
+    second.cycle().await;
+    settle().await;
+    assert_eq!(receiver.requests("/slack").len(), 1);
+    let alert = second
+        .alerter
+        .as_ref()
+        .unwrap()
+        .firing()
+        .firing
+        .into_values()
+        .next()
+        .unwrap();
+    assert_eq!(
+        alert.started_at, started_at,
+        "the same alert, not a new one"
+    );
+    assert_eq!(notifications(&second, "chat", "sent"), 1);
+}
+
+#[tokio::test]
+async fn a_corrupt_alert_state_file_is_moved_aside_not_fatal() {
+    let sim = simulator().await;
+    let receiver = Receiver::start(Vec::new(), Reply::Ok).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        state_dir.path().join("alerts.json"),
+        b"{\"version\":1,\"fir",
+    )
+    .unwrap();
+    let settings = settings(
+        &sim,
+        state_dir.path(),
+        vec![sink("chat", SinkKind::Slack, receiver.url("/slack"))],
+    );
+    let exporter = Exporter::with_alerts(&settings, true).unwrap();
+    time_out_the_certificate(&sim);
+    exporter.cycle().await;
+    assert_eq!(receiver.wait_for("/slack", 1).await.len(), 1);
+    let names: Vec<String> = std::fs::read_dir(state_dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|name| name.starts_with("alerts.json.corrupt-")),
+        "{names:?}"
+    );
+    assert!(names.contains(&"alerts.json".to_owned()), "{names:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary: secrets never logged, the demo shows its alert.
+
+/// Kills the child on drop, so a failing assertion never leaks a daemon.
+struct ChildGuard(Option<std::process::Child>);
+
+impl ChildGuard {
+    /// SIGTERM (a clean shutdown), then the captured stderr.
+    fn terminate_and_collect(mut self) -> String {
+        let mut child = self.0.take().unwrap();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+// Distinctive secrets: none may appear in any log line.
+const LOG_TOKEN: &str = "cftoken-8d1f4a2bSECRET";
+const SLACK_PATH: &str = "/services/T00/B00/slackpathSECRET";
+const HOOK_PASSWORD: &str = "userinfoSECRETpw";
+const HOOK_PATH: &str = "/hook/webhookpathSECRET";
+const DOWN_PATH: &str = "/down/downpathSECRET";
+const HMAC_KEY: &str = "hmackeySECRET-0b9e";
+
+/// A daemon config polling every second, with a Slack sink, a signed webhook with basic auth
+/// in its URL, and a sink nobody listens on.
+fn write_daemon_config(
+    dir: &Path,
+    base: &Url,
+    slack: &Url,
+    hook_url: &str,
+    down: &Url,
+) -> std::path::PathBuf {
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[cloudflare]
+api_base_url = "{base}"
+api_token = "{LOG_TOKEN}"
+max_retries = 0
+
+[schedule]
+cron = "* * * * * *"
+jitter = "0s"
+
+[[zones]]
+id = "{ZONE}"
+name = "pay.example"
+hostnames = ["missing.pay.example"]
+zone_level = false
+
+[server]
+listen = "127.0.0.1:0"
+
+[alerts]
+repeat_interval = "1s"
+
+[[alerts.sinks]]
+type = "slack"
+url = "{slack}"
+
+[[alerts.sinks]]
+type = "webhook"
+url = "{hook_url}"
+hmac_secret = "{HMAC_KEY}"
+
+[[alerts.sinks]]
+type = "webhook"
+name = "down"
+url = "{down}"
+timeout = "1s"
+
+[state]
+dir = "{state}"
+"#,
+            state = dir.join("state").display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[tokio::test]
+async fn no_secret_appears_in_trace_logs_through_alerts_and_failures() {
+    let scenario = SCENARIO.replace("alerts-test-token", LOG_TOKEN);
+    let sim = Simulator::start(Scenario::from_toml_str(&scenario, None).unwrap())
+        .await
+        .unwrap();
+    time_out_the_certificate(&sim);
+    // Slack fails first (5xx, then 429) and then accepts; the webhook rejects (400).
+    let receiver =
+        Receiver::start(vec![Reply::Status(503), Reply::RateLimited(1)], Reply::Ok).await;
+    let rejecting = Receiver::start(Vec::new(), Reply::Status(400)).await;
+    let hook_url = format!("http://aop:{HOOK_PASSWORD}@{}{HOOK_PATH}", rejecting.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_daemon_config(
+        dir.path(),
+        &sim.base_url(),
+        &receiver.url(SLACK_PATH),
+        &hook_url,
+        &closed_port_url(DOWN_PATH),
+    );
+
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cloudflare-aop-exporter"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "trace")
+        .env_remove("CLOUDFLARE_API_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = ChildGuard(Some(child));
+    // Long enough for: a poll, a firing alert, Slack's 503 → 429 (1 s) → 200, the 400, the
+    // refused connections, and a repeat.
+    let slack_answers: Vec<u16> = receiver
+        .wait_for(SLACK_PATH, 3)
+        .await
+        .iter()
+        .map(|request| request.answered)
+        .take(3)
+        .collect();
+    assert_eq!(
+        slack_answers,
+        vec![503, 429, 200],
+        "then repeats, each second"
+    );
+    rejecting.wait_for(HOOK_PATH, 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let log = guard.terminate_and_collect();
+
+    // It did go through every path we mean to check.
+    for expected in [
+        "alert firing",
+        "notification delivery failed; will retry",
+        "notification rejected by the sink",
+        "notification sent",
+        "poll cycle finished",
+    ] {
+        assert!(log.contains(expected), "the log lacks {expected:?}");
+    }
+    // The secrets were in play: the webhook was signed and sent basic auth from its URL.
+    let hook_request = &rejecting.requests(HOOK_PATH)[0];
+    assert!(hook_request.headers.contains_key("x-signature-256"));
+    assert!(hook_request.headers.contains_key("authorization"));
+    for secret in [
+        LOG_TOKEN,
+        "slackpathSECRET",
+        HOOK_PASSWORD,
+        "webhookpathSECRET",
+        "downpathSECRET",
+        HMAC_KEY,
+    ] {
+        if let Some(line) = log.lines().find(|line| line.contains(secret)) {
+            panic!("secret {secret:?} in the log: {line}");
+        }
+    }
+    let persisted = std::fs::read_to_string(dir.path().join("state/alerts.json")).unwrap();
+    for secret in ["SECRET", HMAC_KEY] {
+        assert!(!persisted.contains(secret), "{secret} in the state file");
+    }
+}
+
+#[tokio::test]
+async fn the_demo_logs_its_firing_alert_at_warn_without_any_sink() {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cloudflare-aop-exporter"))
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = ChildGuard(Some(child));
+    let stderr = guard.0.as_mut().unwrap().stderr.take().unwrap();
+    // Read lines on a thread until the alert shows; killing the child ends a silent read.
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = tokio::task::spawn_blocking({
+        let seen = seen.clone();
+        move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return false };
+                let hit = line.contains("WARN")
+                    && line.contains("deployment_timed_out")
+                    && (line.contains("alert firing") || line.contains("alert still firing"));
+                seen.lock().unwrap().push(line);
+                if hit {
+                    return true;
+                }
+            }
+            false
+        }
+    });
+    let found = tokio::time::timeout(Duration::from_secs(20), reader).await;
+    drop(guard);
+    assert!(
+        matches!(found, Ok(Ok(true))),
+        "no warn-level firing alert in the demo's log:\n{}",
+        seen.lock().unwrap().join("\n")
+    );
+}
