@@ -16,9 +16,10 @@ use crate::config::{Settings, ZoneSettings};
 use crate::metrics::Metrics;
 use crate::poller::{Poller, PollerOptions};
 use crate::secret::Secret;
-use crate::server::{self, AppState};
+use crate::server::{self, AppState, ServeOptions};
 use crate::simulator::{Scenario, Simulator, SimulatorError};
 use crate::state::SharedSnapshot;
+use crate::web_config::WebConfigError;
 
 /// The daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,10 @@ pub enum DaemonError {
     },
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
+    /// `server.web_config_file` does not check out (a configuration error: exit 2). The
+    /// cause is in the message, not chained, so `{:#}` does not print it twice.
+    #[error("server.web_config_file: {0}")]
+    WebConfig(WebConfigError),
     #[error("schedule.cron: cannot schedule poll cycles: {0}")]
     Scheduler(#[source] JobSchedulerError),
     #[error("cannot set up the metrics registry: {0}")]
@@ -146,11 +151,19 @@ pub async fn run_on(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
+    // First: a bad web config is a config error, reported before anything starts.
+    let serve_options =
+        ServeOptions::from_settings(&settings.server).map_err(DaemonError::WebConfig)?;
     let exporter = Arc::new(Exporter::with_alerts(&settings, true)?);
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(listener, exporter.router(), async {
-        let _ = server_stopped.await;
-    }));
+    let server = tokio::spawn(server::serve(
+        listener,
+        exporter.router(),
+        serve_options,
+        async {
+            let _ = server_stopped.await;
+        },
+    ));
 
     let mut scheduler = JobScheduler::new().await.map_err(DaemonError::Scheduler)?;
     let jitter = settings.schedule.jitter;

@@ -15,4 +15,5 @@ pub mod secret;
 pub mod server;
 pub mod simulator;
 pub mod state;
+pub mod web_config;
 pub mod x509;

@@ -63,6 +63,21 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         scenario: Option<PathBuf>,
     },
+    /// Probe a running exporter's /healthz (for container health checks: no shell needed);
+    /// exit 0 if it answers 2xx within 3 s, 1 otherwise.
+    Healthcheck {
+        /// The URL to probe.
+        #[arg(
+            long,
+            value_name = "URL",
+            default_value = "http://127.0.0.1:9793/healthz"
+        )]
+        url: String,
+        /// Accept any server certificate (an https URL to a loopback TLS listener whose
+        /// certificate does not name 127.0.0.1).
+        #[arg(long)]
+        insecure: bool,
+    },
     /// Parse and validate a config file; print the effective config with secrets redacted.
     ValidateConfig {
         /// The config file (TOML, or YAML by extension).
@@ -137,7 +152,13 @@ fn is_usage_error(error: &anyhow::Error) -> bool {
                 | SimulatorError::ReadPem { .. }
         )
     });
-    config_error || scenario_error || error.downcast_ref::<UsageError>().is_some()
+    let web_config_error = error
+        .downcast_ref::<daemon::DaemonError>()
+        .is_some_and(|error| matches!(error, daemon::DaemonError::WebConfig(_)));
+    config_error
+        || scenario_error
+        || web_config_error
+        || error.downcast_ref::<UsageError>().is_some()
 }
 
 async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -199,6 +220,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("simulator failed")?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Healthcheck { url, insecure } => Ok(healthcheck(&url, insecure).await),
         Command::ValidateConfig { file } => {
             let settings = config::load(&file)?;
             init_tracing(&logging, Some(&settings))?;
@@ -208,6 +230,33 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
                 file.display()
             );
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `healthcheck`: GET `url` with a short timeout; success is any 2xx. One line on stderr when not.
+async fn healthcheck(url: &str, insecure: bool) -> ExitCode {
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .danger_accept_invalid_certs(insecure)
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("healthcheck: cannot build an HTTP client: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.get(url).send().await {
+        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("healthcheck: {url} answered {}", response.status());
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            // `{:#}` of the chain says why (refused, timed out, …); reqwest names the URL.
+            eprintln!("healthcheck: {:#}", anyhow::Error::from(error));
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The HTTP server: `/metrics`, `/healthz`, `/readyz`, `/api/v1/snapshot` and a status page.
 //!
 //! Reads the shared snapshot and the metrics; never calls the Cloudflare API, so a scrape
-//! costs the same whether Cloudflare is up or down.
+//! costs the same whether Cloudflare is up or down. TLS and basic auth come from the
+//! exporter-toolkit web config ([`crate::web_config`]).
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -17,8 +18,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 
+use crate::config::ServerSettings;
 use crate::metrics::{Metrics, RENDER_CHUNK_LEN};
 use crate::state::{SharedSnapshot, Snapshot};
+use crate::web_config::{self, TlsListener, WebConfig, WebConfigError};
 use crate::x509::Check;
 
 /// What the handlers share.
@@ -67,15 +70,64 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight finish.
+/// How [`serve`] protects the endpoints (`[server]` settings); the default is plain HTTP
+/// without authentication.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// The loaded `server.web_config_file`: TLS, client certificates, basic auth.
+    pub web_config: Option<WebConfig>,
+    /// Let `/healthz` through without basic auth (`server.healthz_without_auth`).
+    pub healthz_without_auth: bool,
+}
+
+impl ServeOptions {
+    /// Loads and checks the web config the settings name, if any.
+    pub fn from_settings(server: &ServerSettings) -> Result<ServeOptions, WebConfigError> {
+        Ok(ServeOptions {
+            web_config: server
+                .web_config_file
+                .as_deref()
+                .map(WebConfig::load)
+                .transpose()?,
+            healthz_without_auth: server.healthz_without_auth,
+        })
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight
+/// finish. With a web config: TLS when it has `tls_server_config`, basic auth when it has
+/// `basic_auth_users`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let web_config = options.web_config.as_ref();
+    let basic_auth = web_config.and_then(WebConfig::basic_auth);
+    let tls = web_config.and_then(WebConfig::tls_server_config);
+    tracing::info!(
+        address = %listener.local_addr()?,
+        tls = tls.is_some(),
+        basic_auth = basic_auth.is_some(),
+        "HTTP server listening"
+    );
+    let router = match basic_auth {
+        Some(auth) => web_config::require_basic_auth(router, auth, options.healthz_without_auth),
+        None => router,
+    };
+    match tls {
+        Some(config) => {
+            axum::serve(TlsListener::new(listener, config)?, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -272,9 +272,13 @@ pub struct ServerSettings {
     /// Address the HTTP server binds, `IP:port`.
     #[serde(with = "raw::socket_addr")]
     pub listen: SocketAddr,
-    /// Optional exporter-toolkit web config (TLS, client CA, basic auth); must be a readable file.
+    /// Optional exporter-toolkit web config (TLS, client CA, basic auth); must be a readable file
+    /// whose content checks out (see [`crate::web_config`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub web_config_file: Option<PathBuf>,
+    /// Serve `/healthz` without basic auth even when `basic_auth_users` is set (liveness
+    /// probes rarely carry credentials). TLS client-certificate requirements still apply.
+    pub healthz_without_auth: bool,
 }
 
 impl Default for ServerSettings {
@@ -282,6 +286,7 @@ impl Default for ServerSettings {
         ServerSettings {
             listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, DEFAULT_PORT)),
             web_config_file: None,
+            healthz_without_auth: true,
         }
     }
 }

@@ -465,6 +465,9 @@ fn normalize_hostname(raw: &str) -> Result<String, String> {
 fn validate_server(server: ServerSettings) -> Result<ServerSettings, KeyError> {
     if let Some(path) = &server.web_config_file {
         check_readable_file("server.web_config_file", path)?;
+        // Its content too, so `validate-config` and start-up catch a bad web config.
+        crate::web_config::WebConfig::load(path)
+            .map_err(|error| key_error("server.web_config_file", error.to_string()))?;
     }
     Ok(server)
 }
