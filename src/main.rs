@@ -234,6 +234,19 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `url` without its user name and password: basic-auth credentials in it are secrets.
+fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            // Only fails for URLs that cannot have credentials, so none to remove.
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => "the URL".to_owned(),
+    }
+}
+
 /// `healthcheck`: GET `url` with a short timeout; success is any 2xx. One line on stderr when not.
 async fn healthcheck(url: &str, insecure: bool) -> ExitCode {
     let client = match reqwest::Client::builder()
@@ -250,7 +263,11 @@ async fn healthcheck(url: &str, insecure: bool) -> ExitCode {
     match client.get(url).send().await {
         Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
         Ok(response) => {
-            eprintln!("healthcheck: {url} answered {}", response.status());
+            eprintln!(
+                "healthcheck: {} answered {}",
+                without_credentials(url),
+                response.status()
+            );
             ExitCode::FAILURE
         }
         Err(error) => {
