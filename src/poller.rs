@@ -123,9 +123,16 @@ impl Poller {
     async fn cycle(&self) -> CycleReport {
         let started = Instant::now();
         let token_valid = self.verify_token_if_due().await;
-        let fetches = join_all(self.options.zones.iter().map(|zone| async move {
-            let result = self.fetch_zone(zone).await;
-            (zone, result)
+        // Each zone is turned into its snapshot as soon as its answers are in, so the raw
+        // API answers of all zones are never held at once (megabytes at 1,000 zones).
+        let results = join_all(self.options.zones.iter().map(|zone| async move {
+            let fetched = self.fetch_zone(zone).await;
+            let now = Utc::now();
+            let built = fetched.map(|fetch| {
+                let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+                build_zone_snapshot(zone, fetch, &mut history, now)
+            });
+            (zone, built)
         }))
         .await;
         let now = Utc::now();
@@ -139,38 +146,36 @@ impl Poller {
         };
         let mut zone_errors = Vec::new();
         let mut error_reasons = Vec::new();
-        {
-            let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
-            for (zone, result) in fetches {
-                let zone_snapshot = match result {
-                    Ok(fetch) => build_zone_snapshot(zone, fetch, &mut history, now),
-                    Err(error) => {
-                        tracing::warn!(
-                            zone_id = %zone.id,
-                            zone = %zone.name,
-                            reason = %error.reason(),
-                            error = %error,
-                            "zone poll failed; keeping its last good data"
-                        );
-                        zone_errors.push((zone.id.clone(), error.to_string()));
-                        error_reasons.push(error.reason());
-                        let mut kept = previous
-                            .zones
-                            .get(&zone.id)
-                            .cloned()
-                            .unwrap_or_else(|| ZoneSnapshot::new(&zone.id, &zone.name));
-                        kept.poll_success = false;
-                        kept.last_attempt = Some(now);
-                        kept.last_error = Some(error.to_string());
-                        kept
-                    }
-                };
-                next.zones.insert(zone.id.clone(), zone_snapshot);
-            }
-            if let Some(dir) = &self.options.state_dir {
-                if let Err(error) = history.save(dir) {
-                    tracing::warn!(error = %error, "cannot persist the status history");
+        for (zone, result) in results {
+            let zone_snapshot = match result {
+                Ok(built) => built,
+                Err(error) => {
+                    tracing::warn!(
+                        zone_id = %zone.id,
+                        zone = %zone.name,
+                        reason = %error.reason(),
+                        error = %error,
+                        "zone poll failed; keeping its last good data"
+                    );
+                    zone_errors.push((zone.id.clone(), error.to_string()));
+                    error_reasons.push(error.reason());
+                    let mut kept = previous
+                        .zones
+                        .get(&zone.id)
+                        .cloned()
+                        .unwrap_or_else(|| ZoneSnapshot::new(&zone.id, &zone.name));
+                    kept.poll_success = false;
+                    kept.last_attempt = Some(now);
+                    kept.last_error = Some(error.to_string());
+                    kept
                 }
+            };
+            next.zones.insert(zone.id.clone(), zone_snapshot);
+        }
+        if let Some(dir) = &self.options.state_dir {
+            let history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Err(error) = history.save(dir) {
+                tracing::warn!(error = %error, "cannot persist the status history");
             }
         }
         self.snapshot.store(next);
