@@ -6,6 +6,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::alerts::Reason;
+use crate::alerts::evaluate::reason_of;
 use crate::config::Settings;
 use crate::daemon::{DaemonError, Exporter};
 use crate::state::{AssociationState, CertificateState, HostnameState, Snapshot, Status};
@@ -181,7 +183,8 @@ struct Limits {
     pending_timeout: chrono::Duration,
 }
 
-/// A timed-out status, or a pending one older than the pending timeout.
+/// A timed-out status, or a pending one older than the pending timeout: the same rule the
+/// daemon's own alerts use ([`reason_of`]).
 fn status_problem(
     status: Option<Status>,
     since: Option<DateTime<Utc>>,
@@ -189,22 +192,17 @@ fn status_problem(
     limits: &Limits,
 ) -> Option<Problem> {
     let status = status?;
-    if status.is_timed_out() {
-        Some((
-            Severity::Critical,
-            status.as_str().to_owned(),
-            format!("{what} status is {status}"),
-        ))
-    } else if status.is_pending()
-        && since.is_some_and(|since| limits.now - since > limits.pending_timeout)
-    {
-        Some((
+    match reason_of(status, since, limits.now, limits.pending_timeout)? {
+        Reason::StuckPending => Some((
             Severity::Warning,
-            "stuck_pending".to_owned(),
+            Reason::StuckPending.as_str().to_owned(),
             format!("{what} status {status} since {}", fmt_time(since)),
-        ))
-    } else {
-        None
+        )),
+        reason => Some((
+            Severity::Critical,
+            reason.as_str().to_owned(),
+            format!("{what} status is {status}"),
+        )),
     }
 }
 

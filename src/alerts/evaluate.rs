@@ -113,7 +113,7 @@ struct Condition {
 }
 
 /// The reason a status fires (given since when it holds), if any.
-fn reason_of(
+pub fn reason_of(
     status: Status,
     since: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
