@@ -20,6 +20,7 @@ use cloudflare_aop_exporter::config::{Settings, ZoneSettings};
 use cloudflare_aop_exporter::daemon::Exporter;
 use cloudflare_aop_exporter::metrics::testing::synthetic_snapshot;
 use cloudflare_aop_exporter::metrics::{Metrics, PollOutcome, RENDER_CHUNK_LEN};
+use cloudflare_aop_exporter::poller::TickScope;
 use cloudflare_aop_exporter::secret::Secret;
 use cloudflare_aop_exporter::simulator::{AssociationState, Scenario, Simulator};
 use cloudflare_aop_exporter::state::Snapshot;
@@ -257,7 +258,7 @@ async fn run_cycle_case(case: &CycleCase) -> CycleResult {
         let started = Instant::now();
         let report = exporter
             .poller
-            .try_cycle()
+            .try_tick(TickScope::Everything)
             .await
             .expect("no other cycle is running");
         wall.push(started.elapsed());

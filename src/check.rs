@@ -10,6 +10,7 @@ use crate::alerts::Reason;
 use crate::alerts::evaluate::reason_of;
 use crate::config::Settings;
 use crate::daemon::{DaemonError, Exporter};
+use crate::poller::TickScope;
 use crate::state::{AssociationState, CertificateState, HostnameState, Snapshot, Status};
 
 /// Expiry closer than this is a finding when `alerts.expiry_warning` is not set.
@@ -81,7 +82,7 @@ pub struct ZoneResult {
 /// Runs one cycle with `settings` (status history in memory only) and reports.
 pub async fn run_check(settings: &Settings) -> Result<CheckReport, DaemonError> {
     let exporter = Exporter::new(settings, false)?;
-    exporter.cycle().await;
+    exporter.tick(TickScope::Everything).await;
     let snapshot = exporter.snapshot.load();
     let expiry_warning = settings
         .alerts

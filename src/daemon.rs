@@ -14,7 +14,7 @@ use crate::alerts::{AlertError, Alerter};
 use crate::cloudflare::{Client, ClientBuildError};
 use crate::config::{Settings, ZoneSettings};
 use crate::metrics::Metrics;
-use crate::poller::{Poller, PollerOptions};
+use crate::poller::{Poller, PollerOptions, TickScope};
 use crate::secret::Secret;
 use crate::server::{self, AppState, ServeOptions};
 use crate::simulator::{Scenario, Simulator, SimulatorError};
@@ -73,6 +73,7 @@ impl Exporter {
                 .cloudflare
                 .verify_token
                 .then_some(settings.cloudflare.token_verify_interval),
+            schedule: settings.schedule.clone(),
         };
         let poller = Arc::new(Poller::new(client, options, snapshot.clone()));
         Ok(Exporter {
@@ -92,10 +93,15 @@ impl Exporter {
         Ok(exporter)
     }
 
-    /// Runs one cycle now (unless one is running), records it in the metrics and, with alerting,
-    /// evaluates the alerts on its snapshot.
+    /// Runs one refresh tick now (unless one is running), records it in the metrics and, with
+    /// alerting, evaluates the alerts on its snapshot.
     pub async fn cycle(&self) {
-        match self.poller.try_cycle().await {
+        self.tick(TickScope::Budgeted).await;
+    }
+
+    /// Runs one tick of `scope` now (unless one is running), as [`Exporter::cycle`] does.
+    pub async fn tick(&self, scope: TickScope) {
+        match self.poller.try_tick(scope).await {
             Some(report) => {
                 self.metrics.observe_poll(report.outcome, report.duration);
                 if let Some(alerter) = &self.alerter {

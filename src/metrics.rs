@@ -15,11 +15,11 @@ pub mod testing;
 mod tests;
 
 use std::sync::Once;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::cloudflare::{Attempt, Endpoint, ErrorReason, RequestObserver};
@@ -127,12 +127,63 @@ pub struct Metrics {
     api_requests: IntCounterVec,
     api_request_duration: HistogramVec,
     api_errors: IntCounterVec,
-    /// Registered on the first reading only, so an unknown budget is absent rather than 0.
-    rate_limit_remaining: IntGauge,
-    rate_limit_registered: Once,
+    rate_limit: RateLimitMetrics,
     alerts_firing: IntGaugeVec,
     notifications: IntCounterVec,
     notification_queue_length: IntGaugeVec,
+}
+
+/// What Cloudflare's rate-limit headers and 429s say of the credential.
+#[derive(Debug)]
+struct RateLimitMetrics {
+    /// Registered on the first reading only, so an unknown budget is absent rather than 0.
+    remaining: IntGauge,
+    remaining_registered: Once,
+    /// Registered on the first reading only, like `remaining`.
+    quota: IntGauge,
+    quota_registered: Once,
+    pauses: IntCounter,
+    paused_until: IntGauge,
+}
+
+impl RateLimitMetrics {
+    fn new(registrar: &Registrar<'_>) -> Result<RateLimitMetrics, MetricsError> {
+        let unregistered = |name: &'static str, help: &str| {
+            IntGauge::new(name, help).map_err(|source| MetricsError {
+                family: name,
+                source,
+            })
+        };
+        Ok(RateLimitMetrics {
+            remaining: unregistered(
+                "cloudflare_aop_rate_limit_remaining",
+                "Requests left in Cloudflare's rate-limit window, from the last response that \
+                 reported it.",
+            )?,
+            remaining_registered: Once::new(),
+            quota: unregistered(
+                "cloudflare_aop_rate_limit_quota",
+                "The credential's request quota per rate-limit window, as Cloudflare last \
+                 reported it (Ratelimit-Policy).",
+            )?,
+            quota_registered: Once::new(),
+            pauses: registrar.register(
+                "cloudflare_aop_rate_limit_pauses_total",
+                IntCounter::new(
+                    "cloudflare_aop_rate_limit_pauses_total",
+                    "Times Cloudflare answered 429 and every request of the credential was paused.",
+                ),
+            )?,
+            paused_until: registrar.register(
+                "cloudflare_aop_rate_limit_paused_until_timestamp_seconds",
+                IntGauge::new(
+                    "cloudflare_aop_rate_limit_paused_until_timestamp_seconds",
+                    "Until when requests are paused after the last 429, as a Unix timestamp (0: \
+                     never paused; paused while it is later than time()).",
+                ),
+            )?,
+        })
+    }
 }
 
 /// Creates collectors and registers them in one registry, naming the family in any error.
@@ -224,15 +275,7 @@ impl Metrics {
             "Failed Cloudflare API requests, retries included, by endpoint and reason.",
             &["endpoint", "reason"],
         )?;
-        let rate_limit_remaining = IntGauge::new(
-            "cloudflare_aop_rate_limit_remaining",
-            "Requests left in Cloudflare's rate-limit window, from the last response that \
-             reported it.",
-        )
-        .map_err(|source| MetricsError {
-            family: "cloudflare_aop_rate_limit_remaining",
-            source,
-        })?;
+        let rate_limit = RateLimitMetrics::new(&registrar)?;
         let alerts_firing = registrar.gauge_vec(
             "cloudflare_aop_alerts_firing",
             "The exporter's own alerts now firing, by reason.",
@@ -276,8 +319,7 @@ impl Metrics {
             api_requests,
             api_request_duration,
             api_errors,
-            rate_limit_remaining,
-            rate_limit_registered: Once::new(),
+            rate_limit,
             alerts_firing,
             notifications,
             notification_queue_length,
@@ -381,17 +423,36 @@ impl RequestObserver for Metrics {
     }
 
     fn rate_limit_remaining(&self, remaining: u64) {
-        self.rate_limit_remaining
+        let metrics = &self.rate_limit;
+        metrics
+            .remaining
             .set(i64::try_from(remaining).unwrap_or(i64::MAX));
-        self.rate_limit_registered.call_once(|| {
-            if let Err(error) = self
-                .registry
-                .register(Box::new(self.rate_limit_remaining.clone()))
-            {
-                tracing::warn!(
-                    error = %error,
-                    "registering cloudflare_aop_rate_limit_remaining failed"
-                );
+        self.register_once(&metrics.remaining_registered, &metrics.remaining);
+    }
+
+    fn rate_limit_quota(&self, quota: u64) {
+        let metrics = &self.rate_limit;
+        metrics.quota.set(i64::try_from(quota).unwrap_or(i64::MAX));
+        self.register_once(&metrics.quota_registered, &metrics.quota);
+    }
+
+    fn rate_limit_paused(&self, until: SystemTime) {
+        self.rate_limit.pauses.inc();
+        let seconds = until
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        self.rate_limit
+            .paused_until
+            .set(i64::try_from(seconds).unwrap_or(i64::MAX));
+    }
+}
+
+impl Metrics {
+    /// Registers a gauge that has no value until its first reading (unknown is no series).
+    fn register_once(&self, once: &Once, gauge: &IntGauge) {
+        once.call_once(|| {
+            if let Err(error) = self.registry.register(Box::new(gauge.clone())) {
+                tracing::warn!(error = %error, "registering a rate-limit gauge failed");
             }
         });
     }

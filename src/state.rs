@@ -8,6 +8,7 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -94,12 +95,15 @@ impl fmt::Display for AssociationState {
 /// Everything known, per zone id.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Snapshot {
-    /// Keyed by zone id.
-    pub zones: BTreeMap<String, ZoneSnapshot>,
+    /// Keyed by zone id. Shared, so publishing one refreshed object copies one zone, not all.
+    pub zones: BTreeMap<String, Arc<ZoneSnapshot>>,
     /// From `/user/tokens/verify`; `None` until checked (or when checking is off).
     pub token_valid: Option<bool>,
-    /// Poll cycles completed since start.
+    /// Refresh ticks completed since start.
     pub completed_cycles: u64,
+    /// The estimated time for every object to be refreshed once at this request budget
+    /// (at least one tick); `None` until the first tick has planned.
+    pub sweep_seconds: Option<f64>,
     /// Changes whenever the snapshot does (for render caches).
     pub generation: u64,
 }
@@ -126,13 +130,22 @@ impl SharedSnapshot {
     }
 
     /// Replaces the snapshot, bumping its generation.
-    pub fn store(&self, mut snapshot: Snapshot) {
+    pub fn store(&self, snapshot: Snapshot) {
+        self.update(|current| *current = snapshot);
+    }
+
+    /// Changes the snapshot in place of every other writer (readers keep the `Arc` they hold),
+    /// bumping its generation.
+    pub fn update<R>(&self, change: impl FnOnce(&mut Snapshot) -> R) -> R {
         let mut current = self
             .0
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        snapshot.generation = current.generation.wrapping_add(1);
-        *current = std::sync::Arc::new(snapshot);
+        let mut next = Snapshot::clone(&current);
+        let result = change(&mut next);
+        next.generation = current.generation.wrapping_add(1);
+        *current = std::sync::Arc::new(next);
+        result
     }
 }
 
@@ -152,6 +165,9 @@ pub struct ZoneSnapshot {
     pub last_error: Option<String>,
     /// Zone-level AOP setting, when polled.
     pub zone_enabled: Option<bool>,
+    /// The last refresh of the zone's least recently refreshed object; `None` while some
+    /// object has never been fetched.
+    pub oldest_refresh: Option<DateTime<Utc>>,
     /// Keyed by (scope, certificate id); serialized as a list (JSON keys must be strings).
     #[serde(serialize_with = "serialize_values")]
     pub certificates: BTreeMap<(Scope, String), CertificateState>,
@@ -243,6 +259,13 @@ pub struct HostnameState {
     pub cert_status_since: Option<DateTime<Utc>>,
     /// Expiry of the certificate serving the hostname.
     pub cert_expires_on: Option<DateTime<Utc>>,
+    /// The association's own `expires_on` (the certificate's expiry is the fallback).
+    #[serde(skip)]
+    pub association_expires_on: Option<DateTime<Utc>>,
+    /// When this association was last fetched successfully.
+    pub refreshed_at: Option<DateTime<Utc>>,
+    /// The last fetch failed: the data is from `refreshed_at`.
+    pub stale: bool,
 }
 
 /// What a status-history entry is about.

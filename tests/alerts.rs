@@ -829,7 +829,7 @@ async fn no_secret_appears_in_trace_logs_through_alerts_and_failures() {
         "notification delivery failed; will retry",
         "notification rejected by the sink",
         "notification sent",
-        "poll cycle finished",
+        "refresh tick finished",
     ] {
         assert!(log.contains(expected), "the log lacks {expected:?}");
     }

@@ -578,7 +578,7 @@ async fn rate_limit_headers_are_exposed() {
     let remaining = recorder.remaining.lock().unwrap().clone();
     assert_eq!(remaining.len(), 2, "{remaining:?}");
     assert!(remaining[1] < remaining[0], "{remaining:?}");
-    assert_eq!(client.rate_limit_remaining(), Some(remaining[1]));
+    assert_eq!(client.credential_remaining(), Some(remaining[1]));
 }
 
 #[tokio::test]

@@ -752,8 +752,9 @@ async fn the_daemon(
 
     let stderr = daemon.stderr_text();
     assert!(
-        stderr.matches("TRACE").count() > 100,
-        "RUST_LOG=trace took effect: {}",
+        stderr.matches("TRACE").count() >= 10,
+        "{} TRACE lines; RUST_LOG=trace took effect: {}",
+        stderr.matches("TRACE").count(),
         tail(&stderr)
     );
     let code = daemon.terminate(artifacts).await;

@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use croner::parser::{CronParser, Seconds};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -268,21 +267,7 @@ fn since_text(alert: &super::Alert) -> String {
 /// or two slow or failed cycles do not resolve it, but a dead daemon's alerts lapse. Between
 /// one minute and one hour per interval.
 fn alertmanager_ends_after(schedule: &ScheduleSettings) -> TimeDelta {
-    const FALLBACK: Duration = Duration::from_secs(300);
-    let parser = CronParser::builder()
-        .seconds(Seconds::Required)
-        .dom_and_dow(true)
-        .build();
-    let now = Utc::now();
-    let interval = parser
-        .parse(&schedule.cron)
-        .ok()
-        .and_then(|cron| {
-            let next = cron.find_next_occurrence(&now, false).ok()?;
-            let after = cron.find_next_occurrence(&next, false).ok()?;
-            (after - next).to_std().ok()
-        })
-        .unwrap_or(FALLBACK);
+    let interval = schedule.tick_period(Utc::now());
     let window =
         (interval + schedule.jitter).clamp(Duration::from_secs(60), Duration::from_secs(3600));
     TimeDelta::from_std(window * 3).unwrap_or(TimeDelta::hours(3))
@@ -297,6 +282,7 @@ mod tests {
         let every = |cron: &str, jitter: u64| ScheduleSettings {
             cron: cron.to_owned(),
             jitter: Duration::from_secs(jitter),
+            ..ScheduleSettings::default()
         };
         assert_eq!(
             alertmanager_ends_after(&every("0 */5 * * * *", 10)),

@@ -306,6 +306,9 @@ mod tests {
             cert_status: Some(cert_status),
             cert_status_since: Some(at(0)),
             cert_expires_on: None,
+            association_expires_on: None,
+            refreshed_at: None,
+            stale: false,
         }
     }
 
@@ -324,7 +327,9 @@ mod tests {
             zone.hostnames.insert(hostname.hostname.clone(), hostname);
         }
         let mut snapshot = Snapshot::default();
-        snapshot.zones.insert(ZONE.into(), zone);
+        snapshot
+            .zones
+            .insert(ZONE.into(), std::sync::Arc::new(zone));
         snapshot
     }
 

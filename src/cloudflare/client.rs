@@ -2,15 +2,21 @@
 //!
 //! Every HTTP attempt (first tries and retries alike) takes a token from one budget shared by
 //! all requests, holds one of `max_concurrency` permits while in flight, and is reported to a
-//! [`RequestObserver`] (the API metrics). Retryable failures (429, 5xx, timeouts, network
-//! errors) back off exponentially with jitter; a `Retry-After` replaces the backoff and also
-//! holds back every other request until it has passed, so the client never hammers the API.
+//! [`RequestObserver`] (the API metrics). Retryable failures (5xx, timeouts, network errors)
+//! back off exponentially with jitter. Every answer's rate-limit headers update the
+//! credential's [`CredentialLimit`]: when the shared counter (which includes the credential's
+//! other users) is down to the reserve, requests wait for the window to free up; a 429 pauses
+//! every request for its `Retry-After` (missing or `0`: `rate_limit_block`, Cloudflare's
+//! 5-minute block), so the client never hammers the API or its users' other tools.
+//!
+//! A caller may bound a request's retries and waits with [`with_deadline`]: nothing that could
+//! not finish by then is started, so a hanging API fails within one refresh tick.
 
 use std::fmt;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -21,6 +27,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use super::Endpoint;
+use super::ratelimit::{CredentialLimit, Hold, RateLimitReading};
 use super::types::{
     ApiMessage, DnsRecord, Envelope, HostnameAssociation, HostnameCertificate, ResultInfo,
     TokenVerification, ZoneCertificate, ZoneSettings,
@@ -71,6 +78,11 @@ pub struct ClientOptions {
     pub max_retry_after: Duration,
     /// Bodies larger than this are refused.
     pub max_response_bytes: usize,
+    /// Share of the credential's quota (percent) left to its other users: when Cloudflare
+    /// reports fewer requests remaining, the client waits for the window to free up.
+    pub rate_limit_reserve_percent: u8,
+    /// How long a 429 without a usable `Retry-After` pauses every request.
+    pub rate_limit_block: Duration,
 }
 
 impl ClientOptions {
@@ -88,8 +100,30 @@ impl ClientOptions {
             retry_max_backoff: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(60),
             max_response_bytes: 8 * 1024 * 1024,
+            rate_limit_reserve_percent: 20,
+            rate_limit_block: CLOUDFLARE_BLOCK,
         }
     }
+}
+
+/// Cloudflare's rate-limit window and block, and its documented quota per user.
+pub const CLOUDFLARE_BLOCK: Duration = Duration::from_secs(300);
+/// Cloudflare's documented request quota per credential and window, until an answer says otherwise.
+pub const CLOUDFLARE_QUOTA: u64 = 1200;
+
+tokio::task_local! {
+    /// Set by [`with_deadline`]: retries and waits that could not finish by then are not started.
+    static DEADLINE: Instant;
+}
+
+/// Runs `future` (requests of this client) so that no retry or rate-limit wait is started
+/// that could not end by `deadline`: the request fails (or is not sent) instead.
+pub async fn with_deadline<F: Future>(deadline: Instant, future: F) -> F::Output {
+    DEADLINE.scope(deadline, future).await
+}
+
+fn deadline() -> Option<Instant> {
+    DEADLINE.try_with(|deadline| *deadline).ok()
 }
 
 /// Low-cardinality failure class: the `reason` label of `api_errors_total`.
@@ -167,8 +201,13 @@ pub enum ApiError {
         status: u16,
         retry_after: Option<Duration>,
     },
-    #[error("{endpoint}: still inside Cloudflare's rate-limit block for {}", humantime::format_duration(*.remaining))]
+    #[error("{endpoint}: not sent: requests are paused for {} after Cloudflare's 429", humantime::format_duration(*.remaining))]
     RateLimitBlocked {
+        endpoint: Endpoint,
+        remaining: Duration,
+    },
+    #[error("{endpoint}: not sent: the credential's remaining requests are down to the reserve kept for its other users for {}", humantime::format_duration(*.remaining))]
+    ReserveReached {
         endpoint: Endpoint,
         remaining: Duration,
     },
@@ -224,9 +263,9 @@ impl ApiError {
     /// The `reason` label of `api_errors_total`.
     pub fn reason(&self) -> ErrorReason {
         match self {
-            ApiError::RateLimited { .. } | ApiError::RateLimitBlocked { .. } => {
-                ErrorReason::RateLimited
-            }
+            ApiError::RateLimited { .. }
+            | ApiError::RateLimitBlocked { .. }
+            | ApiError::ReserveReached { .. } => ErrorReason::RateLimited,
             ApiError::Unauthorized { .. } => ErrorReason::Unauthorized,
             ApiError::Forbidden { .. } => ErrorReason::Forbidden,
             ApiError::ServerError { .. } => ErrorReason::ServerError,
@@ -242,6 +281,7 @@ impl ApiError {
         match self {
             ApiError::RateLimited { endpoint, .. }
             | ApiError::RateLimitBlocked { endpoint, .. }
+            | ApiError::ReserveReached { endpoint, .. }
             | ApiError::Unauthorized { endpoint, .. }
             | ApiError::Forbidden { endpoint, .. }
             | ApiError::ServerError { endpoint, .. }
@@ -276,12 +316,13 @@ impl ApiError {
         )
     }
 
-    /// The server asked to wait this long before the next request.
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
-            ApiError::RateLimited { retry_after, .. } => *retry_after,
-            _ => None,
-        }
+    /// The request never left: the credential is paused or at its reserve. Nothing was
+    /// learned about the object, so its last good data stays as it was.
+    pub fn is_not_sent(&self) -> bool {
+        matches!(
+            self,
+            ApiError::RateLimitBlocked { .. } | ApiError::ReserveReached { .. }
+        )
     }
 }
 
@@ -302,6 +343,10 @@ pub trait RequestObserver: Send + Sync {
     fn attempt_finished(&self, attempt: &Attempt);
     /// Called whenever a response carries a remaining-requests header.
     fn rate_limit_remaining(&self, remaining: u64);
+    /// Called whenever a response carries the credential's quota (`Ratelimit-Policy`).
+    fn rate_limit_quota(&self, _quota: u64) {}
+    /// Called when a 429 pauses every request of the credential until `until`.
+    fn rate_limit_paused(&self, _until: SystemTime) {}
 }
 
 /// An observer that records nothing.
@@ -329,13 +374,16 @@ pub struct Client {
     http: reqwest::Client,
     base_url: Url,
     options: ClientOptions,
-    budget: DefaultDirectRateLimiter,
+    /// This instance's own pace (GCRA); replaced when a learned quota lowers it.
+    budget: RwLock<Arc<DefaultDirectRateLimiter>>,
+    /// Requests per `budget_window` the `budget` allows now.
+    budget_requests: AtomicU32,
     in_flight: Semaphore,
+    /// Requests sent and not yet answered (they are not in the latest reading yet).
+    sent_unanswered: AtomicU64,
     observer: Arc<dyn RequestObserver>,
-    /// `u64::MAX` until a response has carried the header.
-    rate_limit_remaining: AtomicU64,
-    /// Set by a 429 with `Retry-After`: no request leaves before this instant.
-    blocked_until: Mutex<Option<Instant>>,
+    /// What Cloudflare's headers say of the credential's shared counter, and any 429 pause.
+    limit: Mutex<CredentialLimit>,
 }
 
 impl fmt::Debug for Client {
@@ -391,29 +439,89 @@ impl Client {
         Ok(Client {
             http,
             base_url: options.base_url.clone(),
-            budget: RateLimiter::direct(budget_quota(
+            budget: RwLock::new(Arc::new(RateLimiter::direct(budget_quota(
                 options.requests_per_5m,
                 options.budget_window,
-            )),
+            )))),
+            budget_requests: AtomicU32::new(options.requests_per_5m.max(1)),
             in_flight: Semaphore::new(options.max_concurrency.max(1)),
+            sent_unanswered: AtomicU64::new(0),
             observer,
-            rate_limit_remaining: AtomicU64::new(u64::MAX),
-            blocked_until: Mutex::new(None),
+            limit: Mutex::new(CredentialLimit::default()),
             options,
         })
+    }
+
+    /// Requests per `budget_window` this client spends at most: `requests_per_5m`, lowered
+    /// when the quota Cloudflare reports leaves less than that after the reserve.
+    pub fn budget_requests(&self) -> u32 {
+        self.budget_requests.load(Ordering::Relaxed)
+    }
+
+    /// The requests kept for the credential's other users: the reserve share of the quota.
+    pub fn reserve(&self) -> u64 {
+        let quota = self.learned_quota_per_window().unwrap_or(CLOUDFLARE_QUOTA);
+        quota * u64::from(self.options.rate_limit_reserve_percent.min(100)) / 100
+    }
+
+    /// The quota Cloudflare reported, scaled to this client's `budget_window`.
+    fn learned_quota_per_window(&self) -> Option<u64> {
+        let (quota, window) = self.lock_limit().quota()?;
+        let window = window.as_secs_f64().max(1.0);
+        // Truncation is the safe side for a budget.
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        Some((quota as f64 * self.options.budget_window.as_secs_f64() / window) as u64)
+    }
+
+    /// Until when a 429 pauses every request, if it does now.
+    pub fn paused_until(&self) -> Option<Instant> {
+        self.lock_limit().paused_until(Instant::now())
+    }
+
+    /// The credential's remaining requests, from an answer whose reading is still current.
+    pub fn credential_remaining(&self) -> Option<u64> {
+        self.lock_limit().remaining(Instant::now())
+    }
+
+    fn lock_limit(&self) -> std::sync::MutexGuard<'_, CredentialLimit> {
+        self.limit.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn current_budget(&self) -> Arc<DefaultDirectRateLimiter> {
+        self.budget
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Lowers this client's pace when the learned quota leaves less than `requests_per_5m`
+    /// after the reserve (an account-owned token or a plan with a smaller quota).
+    fn adapt_budget(&self) {
+        let Some(quota) = self.learned_quota_per_window() else {
+            return;
+        };
+        let allowed = u32::try_from(quota.saturating_sub(self.reserve()))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.options.requests_per_5m.max(1));
+        if self.budget_requests.swap(allowed, Ordering::Relaxed) != allowed {
+            tracing::info!(
+                quota,
+                budget = allowed,
+                "adapting the request budget to the quota Cloudflare reports"
+            );
+            *self.budget.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(
+                RateLimiter::direct(budget_quota(allowed, self.options.budget_window)),
+            );
+        }
     }
 
     /// The options the client was built with.
     pub fn options(&self) -> &ClientOptions {
         &self.options
-    }
-
-    /// The last remaining-requests figure Cloudflare sent, if any.
-    pub fn rate_limit_remaining(&self) -> Option<u64> {
-        match self.rate_limit_remaining.load(Ordering::Relaxed) {
-            u64::MAX => None,
-            remaining => Some(remaining),
-        }
     }
 
     /// GET `/zones/{zone_id}/origin_tls_client_auth/hostnames/certificates`, every page.
@@ -604,13 +712,24 @@ impl Client {
             let Some(backoff_delay) = backoff.next() else {
                 return Err(error);
             };
-            let delay = match error.retry_after() {
-                Some(retry_after) if retry_after > self.options.max_retry_after => {
+            // After a 429 the pause it set is the wait (the next attempt waits it out); one
+            // longer than `max_retry_after` fails the request now, as rate limited.
+            let delay = if matches!(error, ApiError::RateLimited { .. }) {
+                let pause = self.paused_until().map_or(Duration::ZERO, |until| {
+                    until.saturating_duration_since(Instant::now())
+                });
+                if pause > self.options.max_retry_after {
                     return Err(error);
                 }
-                Some(retry_after) => retry_after,
-                None => backoff_delay,
+                pause
+            } else {
+                backoff_delay
             };
+            if deadline().is_some_and(|deadline| {
+                Instant::now() + delay + self.options.request_timeout > deadline
+            }) {
+                return Err(error);
+            }
             tracing::debug!(
                 endpoint = %endpoint,
                 error = %error,
@@ -621,30 +740,32 @@ impl Client {
         }
     }
 
-    /// One HTTP attempt: wait out any rate-limit block, take a budget token and a permit,
-    /// send, classify, report.
+    /// One HTTP attempt: wait for clearance (no pause, above the reserve), take a budget
+    /// token and a permit, send, classify, report.
     async fn attempt<T: DeserializeOwned>(
         &self,
         endpoint: Endpoint,
         url: &Url,
         not_found: NotFound,
     ) -> Result<Option<Envelope<T>>, ApiError> {
-        self.wait_out_block(endpoint).await?;
-        self.budget.until_ready().await;
+        self.wait_for_clearance(endpoint).await?;
+        self.current_budget().until_ready().await;
+        // Closed never happens: the semaphore lives as long as the client.
+        let permit = self.in_flight.acquire().await.ok();
+        // The wait for a permit may have outlived the clearance.
+        self.wait_for_clearance(endpoint).await?;
         let started = Instant::now();
         let response = {
-            // Closed never happens: the semaphore lives as long as the client.
-            let _permit = self.in_flight.acquire().await.ok();
-            self.send(endpoint, url).await
+            let _permit = permit;
+            self.sent_unanswered.fetch_add(1, Ordering::Relaxed);
+            let response = self.send(endpoint, url).await;
+            self.sent_unanswered.fetch_sub(1, Ordering::Relaxed);
+            response
         };
         let status = response.as_ref().ok().map(|raw| raw.status.as_u16());
         let result = response.and_then(|raw| Self::classify::<T>(endpoint, &raw, not_found));
-        if let Err(ApiError::RateLimited {
-            retry_after: Some(retry_after),
-            ..
-        }) = &result
-        {
-            self.block_for(*retry_after);
+        if let Err(ApiError::RateLimited { retry_after, .. }) = &result {
+            self.pause(*retry_after);
         }
         self.observer.attempt_finished(&Attempt {
             endpoint,
@@ -655,35 +776,56 @@ impl Client {
         result
     }
 
-    async fn wait_out_block(&self, endpoint: Endpoint) -> Result<(), ApiError> {
-        let until = *self
-            .blocked_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let Some(until) = until else { return Ok(()) };
-        let remaining = until.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Ok(());
+    /// Waits while the credential is paused or at its reserve; fails unsent when the wait
+    /// would be longer than `max_retry_after` or end after the caller's deadline.
+    async fn wait_for_clearance(&self, endpoint: Endpoint) -> Result<(), ApiError> {
+        loop {
+            let now = Instant::now();
+            let in_flight = self.sent_unanswered.load(Ordering::Relaxed);
+            let reserve = self.reserve();
+            let Some(hold) = self.lock_limit().hold(now, in_flight, reserve) else {
+                return Ok(());
+            };
+            let until = hold.until();
+            let remaining = until.saturating_duration_since(now);
+            let too_long = remaining > self.options.max_retry_after
+                || deadline().is_some_and(|deadline| until > deadline);
+            if too_long {
+                return Err(match hold {
+                    Hold::Paused { .. } => ApiError::RateLimitBlocked {
+                        endpoint,
+                        remaining,
+                    },
+                    Hold::Reserve { .. } => ApiError::ReserveReached {
+                        endpoint,
+                        remaining,
+                    },
+                });
+            }
+            if matches!(hold, Hold::Reserve { .. }) {
+                tracing::debug!(
+                    endpoint = %endpoint,
+                    wait_ms = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX),
+                    "credential at its reserve; waiting for Cloudflare's window to free requests"
+                );
+            }
+            tokio::time::sleep(remaining).await;
         }
-        if remaining > self.options.max_retry_after {
-            return Err(ApiError::RateLimitBlocked {
-                endpoint,
-                remaining,
-            });
-        }
-        tokio::time::sleep(remaining).await;
-        Ok(())
     }
 
-    fn block_for(&self, retry_after: Duration) {
-        let until = Instant::now() + retry_after;
-        let mut blocked = self
-            .blocked_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if blocked.is_none_or(|current| current < until) {
-            *blocked = Some(until);
-        }
+    /// A 429: nothing of this credential goes out for `Retry-After`, or for `rate_limit_block`
+    /// when it is missing or `0` (Cloudflare's block lasts five minutes whatever it says).
+    fn pause(&self, retry_after: Option<Duration>) {
+        let pause = retry_after
+            .filter(|delay| !delay.is_zero())
+            .unwrap_or(self.options.rate_limit_block);
+        let until = self.lock_limit().pause(pause, Instant::now());
+        tracing::warn!(
+            pause_s = pause.as_secs(),
+            "Cloudflare answered 429: pausing every request of this credential"
+        );
+        let wall = SystemTime::now() + until.saturating_duration_since(Instant::now());
+        self.observer.rate_limit_paused(wall);
     }
 
     /// Sends the GET and reads the body up to the size cap.
@@ -729,10 +871,17 @@ impl Client {
     }
 
     fn record_rate_limit(&self, headers: &HeaderMap) {
-        if let Some(remaining) = rate_limit_remaining(headers) {
-            self.rate_limit_remaining
-                .store(remaining.min(u64::MAX - 1), Ordering::Relaxed);
+        let reading = RateLimitReading::from_headers(headers);
+        if reading.is_empty() {
+            return;
+        }
+        self.lock_limit().observe(&reading, Instant::now());
+        if let Some(remaining) = reading.remaining {
             self.observer.rate_limit_remaining(remaining);
+        }
+        if let Some(quota) = reading.quota {
+            self.observer.rate_limit_quota(quota);
+            self.adapt_budget();
         }
     }
 
@@ -900,27 +1049,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-/// Remaining requests from `Ratelimit: "default";r=<remaining>;t=<secs>` or `x-ratelimit-remaining`.
-pub fn rate_limit_remaining(headers: &HeaderMap) -> Option<u64> {
-    let structured = headers
-        .get("ratelimit")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            value.split(';').find_map(|parameter| {
-                parameter
-                    .trim()
-                    .strip_prefix("r=")
-                    .and_then(|remaining| remaining.trim().parse::<u64>().ok())
-            })
-        });
-    structured.or_else(|| {
-        headers
-            .get("x-ratelimit-remaining")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -931,30 +1059,6 @@ mod tests {
             map.insert(*name, HeaderValue::from_str(value).unwrap());
         }
         map
-    }
-
-    #[test]
-    fn parses_both_rate_limit_header_forms() {
-        assert_eq!(
-            rate_limit_remaining(&headers(&[("ratelimit", "\"default\";r=42;t=30")])),
-            Some(42)
-        );
-        assert_eq!(
-            rate_limit_remaining(&headers(&[("x-ratelimit-remaining", " 7 ")])),
-            Some(7)
-        );
-        assert_eq!(
-            rate_limit_remaining(&headers(&[
-                ("ratelimit", "\"default\";r=5;t=1"),
-                ("x-ratelimit-remaining", "9")
-            ])),
-            Some(5)
-        );
-        assert_eq!(
-            rate_limit_remaining(&headers(&[("ratelimit", "garbage")])),
-            None
-        );
-        assert_eq!(rate_limit_remaining(&HeaderMap::new()), None);
     }
 
     #[test]

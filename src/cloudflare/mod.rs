@@ -1,11 +1,12 @@
 //! The Cloudflare API: DTOs ([`types`]) and the HTTP client ([`client`]).
 
 pub mod client;
+pub mod ratelimit;
 pub mod types;
 
 pub use client::{
     ApiError, Attempt, Auth, Client, ClientBuildError, ClientOptions, ErrorReason, NoopObserver,
-    RequestObserver,
+    RequestObserver, with_deadline,
 };
 
 /// The API endpoints this product reads; the `endpoint` label of the API metrics.

@@ -76,6 +76,14 @@ pub enum Status {
 }
 
 impl Status {
+    /// Whether the status is where an object rests (`active`, `deleted`, or a value this
+    /// version does not know). Every other status is on its way somewhere or stuck there
+    /// (`initializing`, `pending_*`, `*_timed_out`): the refresher re-checks such objects
+    /// every tick.
+    pub fn is_steady(self) -> bool {
+        matches!(self, Status::Active | Status::Deleted | Status::Unknown)
+    }
+
     /// Every value, in the order metrics expose them (`unknown` last).
     pub const ALL: [Status; 8] = [
         Status::Initializing,

@@ -132,6 +132,10 @@ pub struct CloudflareSettings {
     pub max_concurrency: usize,
     /// This instance's request budget per 5 minutes (at least 1).
     pub requests_per_5m: u32,
+    /// Percent of the credential's quota left to its other users (0..=90).
+    pub rate_limit_reserve_percent: u8,
+    /// How long a 429 without a usable `Retry-After` pauses every request.
+    pub rate_limit_block: Duration,
     /// Whether to call `/user/tokens/verify` at start-up and every `token_verify_interval`.
     pub verify_token: bool,
     /// How often the token is re-verified.
@@ -159,6 +163,8 @@ impl CloudflareSettings {
             request_timeout: defaults.request_timeout,
             max_concurrency: defaults.max_concurrency,
             requests_per_5m: defaults.requests_per_5m,
+            rate_limit_reserve_percent: defaults.rate_limit_reserve_percent,
+            rate_limit_block: defaults.rate_limit_block,
             verify_token: defaults.verify_token,
             token_verify_interval: defaults.token_verify_interval,
             max_retries: defaults.max_retries,
@@ -220,11 +226,17 @@ pub enum ValueSource {
 #[serde(default, deny_unknown_fields)]
 pub struct ScheduleSettings {
     /// 6-field cron expression, seconds first (tokio-cron-scheduler syntax); validated with
-    /// the parser tokio-cron-scheduler uses, so it can be handed to it as is.
+    /// the parser tokio-cron-scheduler uses, so it can be handed to it as is. Each tick
+    /// refreshes what the request budget allows until the next one.
     pub cron: String,
-    /// Random delay before each cycle (spreads replicas and zones over time).
+    /// Random delay before each tick (spreads replicas over time).
     #[serde(with = "raw::duration")]
     pub jitter: Duration,
+    /// How often the zone-level certificate list and setting, and the DNS records of hostname
+    /// discovery, are refreshed: they change rarely (default `1h`; `0s`: every tick). A
+    /// zone-level certificate in a non-steady state is re-checked every tick regardless.
+    #[serde(with = "raw::duration")]
+    pub zone_level_interval: Duration,
 }
 
 impl Default for ScheduleSettings {
@@ -232,8 +244,31 @@ impl Default for ScheduleSettings {
         ScheduleSettings {
             cron: DEFAULT_CRON.to_owned(),
             jitter: Duration::from_secs(10),
+            zone_level_interval: Duration::from_secs(3600),
         }
     }
+}
+
+impl ScheduleSettings {
+    /// The time between two ticks after `now` (cron expressions need not be regular; the
+    /// next interval is what the budget of the coming tick is sized by).
+    pub fn tick_period(&self, now: chrono::DateTime<chrono::Utc>) -> Duration {
+        let period = parse_cron(&self.cron).ok().and_then(|cron| {
+            let first = cron.find_next_occurrence(&now, false).ok()?;
+            let second = cron.find_next_occurrence(&first, false).ok()?;
+            (second - first).to_std().ok()
+        });
+        period.unwrap_or(BUDGET_WINDOW)
+    }
+}
+
+/// Parses a cron expression with the options tokio-cron-scheduler 0.15 uses (`Job::new_async`).
+fn parse_cron(expression: &str) -> Result<croner::Cron, croner::errors::CronError> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expression)
 }
 
 /// One validated `[[zones]]` entry.
@@ -519,6 +554,8 @@ impl Settings {
         options.request_timeout = cloudflare.request_timeout;
         options.max_concurrency = cloudflare.max_concurrency;
         options.requests_per_5m = cloudflare.requests_per_5m;
+        options.rate_limit_reserve_percent = cloudflare.rate_limit_reserve_percent;
+        options.rate_limit_block = cloudflare.rate_limit_block;
         options.budget_window = BUDGET_WINDOW;
         options.max_retries = cloudflare.max_retries;
         options.retry_initial_backoff = cloudflare.retry_initial_backoff;

@@ -85,9 +85,17 @@ pub struct RawCloudflare {
     pub request_timeout: Duration,
     /// Requests in flight at once, 1..=256 (default 8).
     pub max_concurrency: usize,
-    /// This instance's request budget per 5 minutes, at least 1 (default 1000; Cloudflare
-    /// allows 1200 per user, shared by all of the user's tokens).
+    /// This instance's request budget per 5 minutes, at least 1 (default 600: half of the
+    /// 1200 Cloudflare allows per credential, which the user's Terraform, external-dns and CI
+    /// share; a quota reported by Cloudflare lowers it further when it must).
     pub requests_per_5m: u32,
+    /// Percent of the credential's quota left to its other users, 0..=90 (default 20): when
+    /// Cloudflare reports fewer requests remaining than that, requests wait for the window.
+    pub rate_limit_reserve_percent: u8,
+    /// How long a 429 without a usable `Retry-After` pauses every request (default `5m`,
+    /// the length of Cloudflare's block).
+    #[serde(with = "duration")]
+    pub rate_limit_block: Duration,
     /// Call `/user/tokens/verify` at start-up and every `token_verify_interval` (default true).
     pub verify_token: bool,
     /// How often the token is re-verified (default `6h`).
@@ -123,7 +131,9 @@ impl Default for RawCloudflare {
             api_key_env: None,
             request_timeout: Duration::from_secs(10),
             max_concurrency: 8,
-            requests_per_5m: 1000,
+            requests_per_5m: 600,
+            rate_limit_reserve_percent: 20,
+            rate_limit_block: Duration::from_secs(300),
             verify_token: true,
             token_verify_interval: Duration::from_secs(6 * 3600),
             max_retries: 3,
@@ -445,6 +455,8 @@ pub(super) fn effective(settings: &Settings) -> RawSettings {
         request_timeout: cloudflare.request_timeout,
         max_concurrency: cloudflare.max_concurrency,
         requests_per_5m: cloudflare.requests_per_5m,
+        rate_limit_reserve_percent: cloudflare.rate_limit_reserve_percent,
+        rate_limit_block: cloudflare.rate_limit_block,
         verify_token: cloudflare.verify_token,
         token_verify_interval: cloudflare.token_verify_interval,
         max_retries: cloudflare.max_retries,

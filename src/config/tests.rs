@@ -106,7 +106,7 @@ fn example_toml_parses_with_its_documented_values() {
     assert_eq!(token_of(&settings).value.expose(), "tok-from-file");
     assert_eq!(token_of(&settings).source, ValueSource::File(token_file));
     assert_eq!(settings.cloudflare.max_concurrency, 8);
-    assert_eq!(settings.cloudflare.requests_per_5m, 1000);
+    assert_eq!(settings.cloudflare.requests_per_5m, 600);
     assert_eq!(settings.schedule.cron, "0 */5 * * * *");
     assert_eq!(settings.zones.len(), 2);
     assert_eq!(settings.zones[0].id, "023e105f4ecef8ad9ca31a8372d0c353");
@@ -175,6 +175,7 @@ fn example_toml_documents_every_key() {
         "zone_level",
         "discover_hostnames",
         "jitter",
+        "zone_level_interval",
         "dir",
         "format",
     ] {
@@ -194,7 +195,13 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(token_of(&settings).source, ValueSource::Inline);
     assert_eq!(cloudflare.request_timeout, Duration::from_secs(10));
     assert_eq!(cloudflare.max_concurrency, 8);
-    assert_eq!(cloudflare.requests_per_5m, 1000);
+    assert_eq!(cloudflare.requests_per_5m, 600);
+    assert_eq!(cloudflare.rate_limit_reserve_percent, 20);
+    assert_eq!(cloudflare.rate_limit_block, Duration::from_secs(300));
+    assert_eq!(
+        settings.schedule.zone_level_interval,
+        Duration::from_secs(3600)
+    );
     assert!(cloudflare.verify_token);
     assert_eq!(
         cloudflare.token_verify_interval,
@@ -271,7 +278,7 @@ fn env_overrides_keys_and_ignores_other_variables() {
         settings.alerts.expiry_warning,
         Some(Duration::from_secs(7 * 86_400))
     );
-    assert_eq!(settings.cloudflare.requests_per_5m, 1000);
+    assert_eq!(settings.cloudflare.requests_per_5m, 600);
 }
 
 #[test]

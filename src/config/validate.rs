@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use croner::parser::{CronParser, Seconds};
 use url::Url;
 
 use super::raw::{RawAlerts, RawCloudflare, RawSettings, RawSink, RawZone};
@@ -93,6 +92,16 @@ fn validate_cloudflare(
             "must be at least 1 (Cloudflare allows 1200 per user)",
         ));
     }
+    if raw.rate_limit_reserve_percent > MAX_RESERVE_PERCENT {
+        return Err(key_error(
+            "cloudflare.rate_limit_reserve_percent",
+            format!(
+                "must be between 0 and {MAX_RESERVE_PERCENT}, got {}",
+                raw.rate_limit_reserve_percent
+            ),
+        ));
+    }
+    require_non_zero("cloudflare.rate_limit_block", raw.rate_limit_block)?;
     require_non_zero(
         "cloudflare.token_verify_interval",
         raw.token_verify_interval,
@@ -122,6 +131,8 @@ fn validate_cloudflare(
         request_timeout: raw.request_timeout,
         max_concurrency: raw.max_concurrency,
         requests_per_5m: raw.requests_per_5m,
+        rate_limit_reserve_percent: raw.rate_limit_reserve_percent,
+        rate_limit_block: raw.rate_limit_block,
         verify_token: raw.verify_token,
         token_verify_interval: raw.token_verify_interval,
         max_retries: raw.max_retries,
@@ -308,14 +319,13 @@ fn require_non_zero(key: &str, value: Duration) -> Result<(), KeyError> {
     Ok(())
 }
 
+/// The most of the credential's quota that can be left to other users (the exporter needs some).
+const MAX_RESERVE_PERCENT: u8 = 90;
+
 /// Checks the expression with the parser and options tokio-cron-scheduler 0.15 uses
 /// (`Job::new_async`), so the scheduler cannot reject it later.
 fn validate_schedule(schedule: ScheduleSettings) -> Result<ScheduleSettings, KeyError> {
-    let parser = CronParser::builder()
-        .seconds(Seconds::Required)
-        .dom_and_dow(true)
-        .build();
-    let cron = parser.parse(&schedule.cron).map_err(|error| {
+    let cron = super::parse_cron(&schedule.cron).map_err(|error| {
         key_error(
             "schedule.cron",
             format!(

@@ -115,6 +115,20 @@ const ZONE_LAST_SUCCESS: Family = Family {
     name: "cloudflare_aop_zone_last_success_timestamp_seconds",
     help: refreshed!("When the zone was last polled successfully, as a Unix timestamp"),
 };
+const ZONE_OLDEST_REFRESH: Family = Family {
+    name: "cloudflare_aop_zone_oldest_refresh_timestamp_seconds",
+    help: refreshed!(
+        "When the zone's least recently refreshed object was last fetched successfully, as a \
+         Unix timestamp (no series while an object was never fetched)"
+    ),
+};
+const REFRESH_SWEEP: Family = Family {
+    name: "cloudflare_aop_refresh_sweep_seconds",
+    help: refreshed!(
+        "Estimated time for every watched object to be refreshed once at the request budget \
+         (N/B, at least one tick), in seconds"
+    ),
+};
 const TOKEN_VALID: Family = Family {
     name: "cloudflare_aop_token_valid",
     help: refreshed!("1 if the API token verified as valid at the last check, 0 if not"),
@@ -126,8 +140,8 @@ const LINE_OVERHEAD: usize = 100;
 const LINES_PER_CERTIFICATE: usize = 19;
 /// Series per hostname: 4 association states, enabled, 2 × 8 statuses, 2 timestamps.
 const LINES_PER_HOSTNAME: usize = 23;
-/// Series per zone: enabled, 2 certificate counts, poll success, last success.
-const LINES_PER_ZONE: usize = 5;
+/// Series per zone: enabled, 2 certificate counts, poll success, last success, oldest refresh.
+const LINES_PER_ZONE: usize = 6;
 
 /// Appends every snapshot family of SPEC §6 (`certificate_info` …
 /// `zone_last_success_timestamp_seconds`, then `token_valid`) to `out` in the Prometheus text
@@ -185,6 +199,17 @@ fn render(snapshot: &Snapshot, out: &mut String, chunking: Option<Chunking<'_>>)
     renderer.certificate_families();
     renderer.hostname_families();
     renderer.zone_families();
+    if let Some(sweep) = snapshot.sweep_seconds {
+        renderer.begin_family(&REFRESH_SWEEP);
+        renderer.out.push_str(REFRESH_SWEEP.name);
+        renderer.out.push(' ');
+        // Whole seconds, rounded up: an estimate, never shorter than it is.
+        #[allow(clippy::cast_possible_truncation)] // a sweep is far below i64::MAX seconds
+        let seconds = sweep.ceil() as i64;
+        renderer.out.push_str(IntBuffer::new().format(seconds));
+        renderer.out.push('\n');
+        renderer.end_family();
+    }
     if let Some(valid) = snapshot.token_valid {
         renderer.begin_family(&TOKEN_VALID);
         renderer.out.push_str(TOKEN_VALID.name);
@@ -370,6 +395,11 @@ impl Renderer<'_, '_> {
         self.zones(&ZONE_LAST_SUCCESS, |out, prefix, zone| {
             if let Some(last_success) = zone.last_success {
                 push_sample(out, prefix, last_success.timestamp());
+            }
+        });
+        self.zones(&ZONE_OLDEST_REFRESH, |out, prefix, zone| {
+            if let Some(oldest) = zone.oldest_refresh {
+                push_sample(out, prefix, oldest.timestamp());
             }
         });
     }

@@ -30,7 +30,9 @@ pub fn synthetic_snapshot(
     };
     for zone_index in 0..zones {
         let zone = synthetic_zone(zone_index, hostnames_per_zone, certificates_per_zone);
-        snapshot.zones.insert(zone.zone_id.clone(), zone);
+        snapshot
+            .zones
+            .insert(zone.zone_id.clone(), std::sync::Arc::new(zone));
     }
     snapshot
 }
@@ -90,6 +92,9 @@ fn synthetic_zone(
                 cert_status_since: cert_id.as_ref().map(|_| at(-86_400)),
                 cert_expires_on: cert_id.as_ref().map(|_| at(90 * 86_400)),
                 cert_id,
+                association_expires_on: None,
+                refreshed_at: None,
+                stale: false,
             },
         );
     }

@@ -71,6 +71,9 @@ fn hostname(name: &str, association: AssociationState) -> HostnameState {
         cert_status: None,
         cert_status_since: None,
         cert_expires_on: None,
+        association_expires_on: None,
+        refreshed_at: None,
+        stale: false,
     }
 }
 
@@ -142,7 +145,9 @@ fn small_snapshot() -> Snapshot {
         ..Snapshot::default()
     };
     for zone in [z1, z2, z3] {
-        snapshot.zones.insert(zone.zone_id.clone(), zone);
+        snapshot
+            .zones
+            .insert(zone.zone_id.clone(), std::sync::Arc::new(zone));
     }
     snapshot
 }
@@ -295,7 +300,7 @@ fn vanished_objects_have_no_series() {
     assert!(before.contains(r#"cert_id="c3""#));
     assert!(before.contains(r#"hostname="c.example.com""#));
 
-    let z1 = snapshot.zones.get_mut("z1").unwrap();
+    let z1 = std::sync::Arc::make_mut(snapshot.zones.get_mut("z1").unwrap());
     z1.certificates.remove(&(Scope::Hostname, "c3".to_owned()));
     z1.hostnames.remove("c.example.com");
     let after = rendered_snapshot(&snapshot);
@@ -342,7 +347,9 @@ fn snapshot_chunks_skip_empty_families_like_the_whole_text() {
 
     let mut never_polled = Snapshot::default();
     let zone = ZoneSnapshot::new("z3", "never.example.com");
-    never_polled.zones.insert(zone.zone_id.clone(), zone);
+    never_polled
+        .zones
+        .insert(zone.zone_id.clone(), std::sync::Arc::new(zone));
     let mut chunks = Vec::new();
     render_snapshot_chunks(&never_polled, 1, |chunk| chunks.push(chunk));
     assert!(chunks.is_empty(), "{chunks:?}");
@@ -366,7 +373,9 @@ fn zone_labels_are_escaped() {
     let mut snapshot = Snapshot::default();
     let mut zone = ZoneSnapshot::new("z\"1", "back\\slash\nname");
     zone.last_attempt = Some(at(0));
-    snapshot.zones.insert(zone.zone_id.clone(), zone);
+    snapshot
+        .zones
+        .insert(zone.zone_id.clone(), std::sync::Arc::new(zone));
     assert_eq!(
         sample_lines(&rendered_snapshot(&snapshot)),
         [r#"cloudflare_aop_zone_poll_success{zone_id="z\"1",zone="back\\slash\nname"} 0"#]

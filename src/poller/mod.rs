@@ -1,0 +1,724 @@
+//! The refresher: at each tick a planner picks what to fetch within the requests the tick may
+//! spend ([`plan`]), and the fetches run concurrently (the client's permits bound what is in
+//! flight). Every answer updates the shared snapshot as soon as it is in ([`apply`]), so a
+//! slow zone delays nobody. A failed request keeps that object's last good data, marks it
+//! stale and sets its zone's `poll_success` to false; it never cancels other requests.
+//!
+//! Per zone a full refresh makes the minimum requests: the hostname-certificate list, one GET
+//! per watched hostname, the zone-level list and setting when `zone_level` is on (on their own
+//! slower interval), the proxied DNS records when discovery is on (same interval), and a
+//! certificate GET only for a `cert_id` an association names that the list did not return.
+
+mod apply;
+pub mod plan;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+
+use crate::cloudflare::types::{
+    HostnameAssociation, HostnameCertificate, ZoneCertificate, ZoneSettings as ApiZoneSettings,
+};
+use crate::cloudflare::{ApiError, Auth, Client, ErrorReason, with_deadline};
+use crate::config::{ScheduleSettings, ZoneSettings};
+pub use crate::metrics::PollOutcome;
+use crate::state::{Scope, SharedSnapshot, Snapshot, StatusHistory, ZoneSnapshot};
+use plan::{Budget, Candidate, Plan, Target, ZoneInventory};
+
+/// What one tick did.
+#[derive(Debug, Clone)]
+pub struct CycleReport {
+    pub outcome: PollOutcome,
+    pub duration: Duration,
+    /// Zones that had requests this tick and none failed.
+    pub zones_succeeded: usize,
+    /// Zone id and the error, for each zone with a failed request this tick.
+    pub zone_errors: Vec<(String, String)>,
+    /// Reasons of the failures, for the `check` command's exit code.
+    pub error_reasons: Vec<ErrorReason>,
+    /// Requests the tick planned (follow-ups such as unlisted certificates come on top).
+    pub planned_requests: u32,
+    /// Requests not sent because the credential was paused or at its reserve.
+    pub not_sent: usize,
+    /// The estimated time for every object to be refreshed once at this budget.
+    pub sweep: Duration,
+}
+
+/// How much a tick may spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TickScope {
+    /// What the request budget allows until the next tick (the daemon).
+    Budgeted,
+    /// Everything, however long the budget makes it take (`check`).
+    Everything,
+}
+
+/// Everything the refresher needs besides the client.
+#[derive(Debug, Clone)]
+pub struct PollerOptions {
+    pub zones: Vec<ZoneSettings>,
+    /// Where the status history is kept; `None` keeps it in memory only.
+    pub state_dir: Option<PathBuf>,
+    /// Verify the token at start-up and then this often; `None` never verifies.
+    pub token_verify_interval: Option<Duration>,
+    /// The tick cadence and the zone-level interval.
+    pub schedule: ScheduleSettings,
+}
+
+/// When one object's data was last fetched, and what fetching it costs.
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    refreshed_at: Option<DateTime<Utc>>,
+    cost: u32,
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        Record {
+            refreshed_at: None,
+            cost: 1,
+        }
+    }
+}
+
+/// The refresher's bookkeeping for one zone (the data itself is in the snapshot).
+#[derive(Debug, Clone, Default)]
+struct ZoneRecords {
+    list: Record,
+    zone_level: Record,
+    dns_records: Record,
+    /// Watched hostnames: the configured ones, then the discovered ones.
+    hostnames: BTreeMap<String, Record>,
+    discovered: BTreeSet<String>,
+    /// Certificate ids the latest list carried.
+    listed_ids: BTreeSet<String>,
+    /// Objects whose latest request failed.
+    failing: BTreeSet<Target>,
+}
+
+impl ZoneRecords {
+    fn record_mut(&mut self, target: &Target) -> Option<&mut Record> {
+        match target {
+            Target::CertificateList => Some(&mut self.list),
+            Target::ZoneLevel => Some(&mut self.zone_level),
+            Target::DnsRecords => Some(&mut self.dns_records),
+            Target::Hostname(hostname) => self.hostnames.get_mut(hostname),
+            Target::Certificate(_) => None,
+        }
+    }
+
+    /// The least recent refresh over every watched object; `None` while one was never fetched.
+    fn oldest_refresh(&self, zone: &ZoneSettings) -> Option<DateTime<Utc>> {
+        let mut records = vec![self.list];
+        if zone.zone_level {
+            records.push(self.zone_level);
+        }
+        if zone.discover_hostnames {
+            records.push(self.dns_records);
+        }
+        records.extend(self.hostnames.values().copied());
+        records
+            .iter()
+            .map(|record| record.refreshed_at)
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .min()
+    }
+}
+
+/// What one request brought back.
+enum Fetched {
+    CertificateList(Vec<HostnameCertificate>),
+    ZoneLevel(Vec<ZoneCertificate>, ApiZoneSettings),
+    DnsRecords(BTreeSet<String>),
+    Association(Option<HostnameAssociation>),
+    Certificate(Option<HostnameCertificate>),
+}
+
+/// How one object's refresh ended, for the tick's report.
+enum Outcome {
+    Refreshed,
+    NotSent,
+    Failed(ApiError),
+}
+
+/// Runs refresh ticks and publishes each answer to the shared snapshot.
+pub struct Poller {
+    client: Arc<Client>,
+    options: PollerOptions,
+    snapshot: Arc<SharedSnapshot>,
+    history: Mutex<StatusHistory>,
+    records: Mutex<Vec<ZoneRecords>>,
+    last_token_check: Mutex<Option<Instant>>,
+    running: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Poller {
+    /// A refresher publishing into `snapshot`; loads the status history from the state dir
+    /// (a corrupt file is moved aside with a warning).
+    pub fn new(client: Arc<Client>, options: PollerOptions, snapshot: Arc<SharedSnapshot>) -> Self {
+        let history = match &options.state_dir {
+            Some(dir) => StatusHistory::load_or_recover(dir).unwrap_or_else(|error| {
+                tracing::warn!(error = %error, "cannot read the status history; starting empty");
+                StatusHistory::default()
+            }),
+            None => StatusHistory::default(),
+        };
+        let mut initial = Snapshot::default();
+        for zone in &options.zones {
+            initial.zones.insert(
+                zone.id.clone(),
+                Arc::new(ZoneSnapshot::new(&zone.id, &zone.name)),
+            );
+        }
+        snapshot.store(initial);
+        let records = options
+            .zones
+            .iter()
+            .map(|zone| ZoneRecords {
+                hostnames: zone
+                    .hostnames
+                    .iter()
+                    .map(|hostname| (hostname.clone(), Record::default()))
+                    .collect(),
+                zone_level: Record {
+                    cost: 2,
+                    ..Record::default()
+                },
+                ..ZoneRecords::default()
+            })
+            .collect();
+        Poller {
+            client,
+            options,
+            snapshot,
+            history: Mutex::new(history),
+            records: Mutex::new(records),
+            last_token_check: Mutex::new(None),
+            running: AtomicBool::new(false),
+        }
+    }
+
+    /// The snapshot this refresher publishes.
+    pub fn snapshot(&self) -> &Arc<SharedSnapshot> {
+        &self.snapshot
+    }
+
+    /// The client this refresher uses.
+    pub fn client(&self) -> &Arc<Client> {
+        &self.client
+    }
+
+    /// Runs a tick unless one is running; `None` means this call was skipped.
+    pub async fn try_tick(&self, scope: TickScope) -> Option<CycleReport> {
+        if self
+            .running
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return None;
+        }
+        // Cleared even if the tick's future is dropped half-way (shutdown).
+        let _guard = RunningGuard(&self.running);
+        Some(self.tick(scope).await)
+    }
+
+    /// Whether a tick is running now.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// The requests one tick of `period` may spend: this instance's budget over the period,
+    /// and no more than the credential has left above the reserve (others may be spending it).
+    fn tick_requests(&self, period: Duration) -> u32 {
+        if self.client.paused_until().is_some() {
+            return 0;
+        }
+        let window = self.client.options().budget_window.as_secs_f64().max(1e-3);
+        let per_tick = f64::from(self.client.budget_requests()) * period.as_secs_f64() / window;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped just before
+        let mut requests = per_tick.clamp(1.0, f64::from(u32::MAX)) as u32;
+        if let Some(remaining) = self.client.credential_remaining() {
+            let spare = remaining.saturating_sub(self.client.reserve());
+            requests = requests.min(u32::try_from(spare).unwrap_or(u32::MAX));
+        }
+        requests
+    }
+
+    /// What the planner sees: every watched object's age, cost and whether it is hot.
+    fn inventory(&self) -> Vec<ZoneInventory> {
+        let snapshot = self.snapshot.load();
+        let records = lock(&self.records);
+        self.options
+            .zones
+            .iter()
+            .zip(records.iter())
+            .map(|(zone, records)| {
+                let data = snapshot.zones.get(&zone.id);
+                let unsteady = |scope: Scope| {
+                    data.is_some_and(|data| {
+                        data.certificates.values().any(|certificate| {
+                            certificate.scope == scope
+                                && certificate.status.is_some_and(|status| !status.is_steady())
+                        })
+                    })
+                };
+                let candidate = |record: &Record, hot: bool| Candidate {
+                    refreshed_at: record.refreshed_at,
+                    hot,
+                    cost: record.cost,
+                };
+                ZoneInventory {
+                    list: candidate(&records.list, unsteady(Scope::Hostname)),
+                    zone_level: zone
+                        .zone_level
+                        .then(|| candidate(&records.zone_level, unsteady(Scope::Zone))),
+                    dns_records: zone
+                        .discover_hostnames
+                        .then(|| candidate(&records.dns_records, false)),
+                    hostnames: records
+                        .hostnames
+                        .iter()
+                        .map(|(hostname, record)| {
+                            let hot = data
+                                .and_then(|data| data.hostnames.get(hostname).map(|h| (data, h)))
+                                .is_some_and(|(data, hostname)| {
+                                    let unsteady = |status: Option<crate::state::Status>| {
+                                        status.is_some_and(|status| !status.is_steady())
+                                    };
+                                    // The list shows its certificate in another status than
+                                    // the association last said: the association changes too.
+                                    let listed_status = hostname.cert_id.as_ref().and_then(|id| {
+                                        data.certificates
+                                            .get(&(Scope::Hostname, id.clone()))
+                                            .and_then(|certificate| certificate.status)
+                                    });
+                                    unsteady(hostname.status)
+                                        || unsteady(hostname.cert_status)
+                                        || (listed_status.is_some()
+                                            && hostname.cert_status.is_some()
+                                            && listed_status != hostname.cert_status)
+                                });
+                            (hostname.clone(), candidate(record, hot))
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// Plans what this tick fetches, at the budget of `scope`.
+    pub fn plan(&self, scope: TickScope, now: DateTime<Utc>) -> Plan {
+        let tick = self.options.schedule.tick_period(now);
+        let requests = match scope {
+            TickScope::Budgeted => self.tick_requests(tick),
+            TickScope::Everything => u32::MAX,
+        };
+        let budget = Budget {
+            requests,
+            tick,
+            zone_level_interval: self.options.schedule.zone_level_interval,
+        };
+        let mut plan = plan::plan(&self.inventory(), budget, now);
+        if scope == TickScope::Everything {
+            // The sweep at the real budget, not at the unbounded one this tick uses.
+            let real = Budget {
+                requests: self.tick_requests(tick).max(1),
+                ..budget
+            };
+            plan.sweep = plan::plan(&self.inventory(), real, now).sweep;
+        }
+        plan
+    }
+
+    async fn tick(&self, scope: TickScope) -> CycleReport {
+        let started = Instant::now();
+        let now = Utc::now();
+        let token_valid = self.verify_token_if_due().await;
+        if let Some(until) = self.client.paused_until() {
+            tracing::warn!(
+                remaining_s = until.saturating_duration_since(Instant::now()).as_secs(),
+                "requests are paused after Cloudflare's 429; this tick fetches nothing"
+            );
+        }
+        let plan = self.plan(scope, now);
+        let mut by_zone: BTreeMap<usize, Vec<Target>> = BTreeMap::new();
+        for task in &plan.tasks {
+            by_zone
+                .entry(task.zone)
+                .or_default()
+                .push(task.target.clone());
+        }
+        // Retries and waits end with the tick, so a hanging API shows as failing within it.
+        let deadline = match scope {
+            TickScope::Budgeted => Instant::now() + self.options.schedule.tick_period(now),
+            TickScope::Everything => Instant::now() + Duration::from_secs(365 * 24 * 3600),
+        };
+        let zone_outcomes = join_all(by_zone.into_iter().map(|(zone, targets)| {
+            with_deadline(deadline, async move {
+                (zone, self.refresh_zone(zone, targets).await)
+            })
+        }))
+        .await;
+
+        if let Some(dir) = &self.options.state_dir {
+            if let Err(error) = lock(&self.history).save(dir) {
+                tracing::warn!(error = %error, "cannot persist the status history");
+            }
+        }
+        let sweep = plan.sweep;
+        self.snapshot.update(|snapshot| {
+            snapshot.completed_cycles += 1;
+            snapshot.token_valid = token_valid.or(snapshot.token_valid);
+            snapshot.sweep_seconds = Some(sweep.as_secs_f64());
+        });
+
+        let mut zones_succeeded = 0;
+        let mut zone_errors = Vec::new();
+        let mut error_reasons = Vec::new();
+        let mut not_sent = 0;
+        for (zone, outcomes) in zone_outcomes {
+            let mut failed = false;
+            for outcome in outcomes {
+                match outcome {
+                    Outcome::Refreshed => {}
+                    Outcome::NotSent => not_sent += 1,
+                    Outcome::Failed(error) => {
+                        if !failed {
+                            zone_errors
+                                .push((self.options.zones[zone].id.clone(), error.to_string()));
+                        }
+                        failed = true;
+                        error_reasons.push(error.reason());
+                    }
+                }
+            }
+            if !failed {
+                zones_succeeded += 1;
+            }
+        }
+        let outcome = if zone_errors.is_empty() {
+            PollOutcome::Success
+        } else if zones_succeeded == 0 {
+            PollOutcome::Failure
+        } else {
+            PollOutcome::Partial
+        };
+        let duration = started.elapsed();
+        tracing::info!(
+            outcome = outcome.as_str(),
+            requests_planned = plan.cost,
+            requests_full_refresh = plan.full_cost,
+            sweep_s = sweep.as_secs(),
+            zones_succeeded,
+            zones_failed = zone_errors.len(),
+            not_sent,
+            duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            "refresh tick finished"
+        );
+        CycleReport {
+            outcome,
+            duration,
+            zones_succeeded,
+            zone_errors,
+            error_reasons,
+            planned_requests: plan.cost,
+            not_sent,
+            sweep,
+        }
+    }
+
+    /// Fetches one zone's planned targets concurrently, publishing each answer as it arrives;
+    /// then what those answers call for: newly discovered hostnames, and certificates that
+    /// refreshed associations name but the list lacks.
+    async fn refresh_zone(&self, zone_index: usize, targets: Vec<Target>) -> Vec<Outcome> {
+        let zone = &self.options.zones[zone_index];
+        let refreshed_hostnames: BTreeSet<String> = targets
+            .iter()
+            .filter_map(|target| match target {
+                Target::Hostname(hostname) => Some(hostname.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut outcomes = join_all(
+            targets
+                .into_iter()
+                .map(|target| self.refresh_object(zone_index, zone, target)),
+        )
+        .await;
+
+        let new_hostnames: Vec<String> = lock(&self.records)[zone_index]
+            .hostnames
+            .iter()
+            .filter(|(hostname, record)| {
+                record.refreshed_at.is_none() && !refreshed_hostnames.contains(*hostname)
+            })
+            .map(|(hostname, _)| hostname.clone())
+            .collect();
+        let discovered_now = !new_hostnames.is_empty();
+        outcomes.extend(
+            join_all(new_hostnames.iter().map(|hostname| {
+                self.refresh_object(zone_index, zone, Target::Hostname(hostname.clone()))
+            }))
+            .await,
+        );
+
+        let unlisted: BTreeSet<String> = {
+            let records = lock(&self.records);
+            let snapshot = self.snapshot.load();
+            snapshot
+                .zones
+                .get(&zone.id)
+                .map(|data| {
+                    data.hostnames
+                        .values()
+                        .filter(|hostname| {
+                            refreshed_hostnames.contains(&hostname.hostname)
+                                || (discovered_now && new_hostnames.contains(&hostname.hostname))
+                        })
+                        .filter_map(|hostname| hostname.cert_id.clone())
+                        .filter(|cert_id| !records[zone_index].listed_ids.contains(cert_id))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        outcomes.extend(
+            join_all(unlisted.into_iter().map(|cert_id| {
+                self.refresh_object(zone_index, zone, Target::Certificate(cert_id))
+            }))
+            .await,
+        );
+        outcomes
+    }
+
+    async fn fetch(&self, zone: &ZoneSettings, target: &Target) -> Result<Fetched, ApiError> {
+        let client = &*self.client;
+        let zone_id = zone.id.as_str();
+        match target {
+            Target::Certificate(cert_id) => client
+                .get_hostname_certificate(zone_id, cert_id)
+                .await
+                .map(Fetched::Certificate),
+            Target::CertificateList => client
+                .list_hostname_certificates(zone_id)
+                .await
+                .map(Fetched::CertificateList),
+            Target::ZoneLevel => {
+                // Both run to the end: a request sent is a request counted, whatever the other does.
+                let (certificates, settings) = futures::join!(
+                    client.list_zone_certificates(zone_id),
+                    client.get_zone_settings(zone_id)
+                );
+                Ok(Fetched::ZoneLevel(certificates?, settings?))
+            }
+            Target::DnsRecords => {
+                let names = client
+                    .list_proxied_dns_records(zone_id)
+                    .await?
+                    .into_iter()
+                    .filter(|record| record.proxied != Some(false))
+                    .filter_map(|record| record.name)
+                    .map(|name| name.trim_end_matches('.').to_ascii_lowercase())
+                    // A wildcard record names no single hostname to look up.
+                    .filter(|name| !name.is_empty() && !name.contains('*'))
+                    .collect();
+                Ok(Fetched::DnsRecords(names))
+            }
+            Target::Hostname(hostname) => {
+                let mut association = client.get_hostname_association(zone_id, hostname).await?;
+                // The serving certificate's PEM is read from the certificate itself.
+                if let Some(association) = &mut association {
+                    association.certificate = None;
+                }
+                Ok(Fetched::Association(association))
+            }
+        }
+    }
+
+    async fn refresh_object(
+        &self,
+        zone_index: usize,
+        zone: &ZoneSettings,
+        target: Target,
+    ) -> Outcome {
+        let result = self.fetch(zone, &target).await;
+        let now = Utc::now();
+        let fetched = match result {
+            Ok(fetched) => fetched,
+            Err(error) => return self.publish_failure(zone_index, zone, &target, error, now),
+        };
+        let mut records = lock(&self.records);
+        let zone_records = &mut records[zone_index];
+        let mut history = lock(&self.history);
+        let mut gone = BTreeSet::new();
+        if let Fetched::DnsRecords(names) = &fetched {
+            zone_records.dns_records.cost = u32::try_from(names.len().div_ceil(100))
+                .unwrap_or(u32::MAX)
+                .max(1);
+            let discovered: BTreeSet<String> = names
+                .iter()
+                .filter(|name| !zone.hostnames.contains(name))
+                .cloned()
+                .collect();
+            gone = zone_records
+                .discovered
+                .difference(&discovered)
+                .cloned()
+                .collect();
+            for hostname in &gone {
+                zone_records.hostnames.remove(hostname);
+            }
+            for hostname in &discovered {
+                zone_records.hostnames.entry(hostname.clone()).or_default();
+            }
+            zone_records.discovered = discovered;
+        }
+        if let Some(record) = zone_records.record_mut(&target) {
+            record.refreshed_at = Some(now);
+        }
+        zone_records.failing.remove(&target);
+        let zone_records = &*zone_records;
+        let mut listed_ids = None;
+        self.update_zone(zone, zone_records, now, |data| match fetched {
+            Fetched::CertificateList(listed) => {
+                listed_ids = Some(apply::certificate_list(data, &listed, &mut history, now));
+            }
+            Fetched::ZoneLevel(certificates, settings) => {
+                apply::zone_level(data, &certificates, settings, &mut history, now);
+            }
+            Fetched::DnsRecords(_) => apply::forget_hostnames(data, &gone, &mut history),
+            Fetched::Association(association) => {
+                if let Target::Hostname(hostname) = &target {
+                    apply::association(data, hostname, association, &mut history, now);
+                }
+            }
+            Fetched::Certificate(certificate) => {
+                if let Target::Certificate(cert_id) = &target {
+                    apply::certificate_by_id(
+                        data,
+                        cert_id,
+                        certificate.as_ref(),
+                        &mut history,
+                        now,
+                    );
+                }
+            }
+        });
+        if let Some(listed_ids) = listed_ids {
+            records[zone_index].listed_ids = listed_ids;
+        }
+        Outcome::Refreshed
+    }
+
+    /// Publishes a failed request: the object keeps its last good data, marked stale, and its
+    /// zone's poll is failing until the object is fetched again.
+    fn publish_failure(
+        &self,
+        zone_index: usize,
+        zone: &ZoneSettings,
+        target: &Target,
+        error: ApiError,
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        if error.is_not_sent() {
+            tracing::debug!(zone_id = %zone.id, error = %error, "request not sent");
+            return Outcome::NotSent;
+        }
+        tracing::warn!(
+            zone_id = %zone.id,
+            zone = %zone.name,
+            reason = %error.reason(),
+            error = %error,
+            "request failed; keeping the object's last good data"
+        );
+        let mut records = lock(&self.records);
+        records[zone_index].failing.insert(target.clone());
+        let message = error.to_string();
+        self.update_zone(zone, &records[zone_index], now, |data| {
+            data.last_error = Some(message);
+            if let Target::Hostname(hostname) = target {
+                if let Some(hostname) = data.hostnames.get_mut(hostname) {
+                    hostname.stale = true;
+                }
+            }
+        });
+        Outcome::Failed(error)
+    }
+
+    /// Changes one zone's data and publishes it, with the poll fields that follow from the
+    /// zone's records: failing while any object's latest request failed.
+    fn update_zone(
+        &self,
+        zone: &ZoneSettings,
+        records: &ZoneRecords,
+        now: DateTime<Utc>,
+        change: impl FnOnce(&mut ZoneSnapshot),
+    ) {
+        self.snapshot.update(|snapshot| {
+            let entry = snapshot
+                .zones
+                .entry(zone.id.clone())
+                .or_insert_with(|| Arc::new(ZoneSnapshot::new(&zone.id, &zone.name)));
+            let data = Arc::make_mut(entry);
+            change(data);
+            data.last_attempt = Some(now);
+            data.poll_success = records.failing.is_empty();
+            if data.poll_success {
+                data.last_success = Some(now);
+                data.last_error = None;
+            }
+            data.oldest_refresh = records.oldest_refresh(zone);
+        });
+    }
+
+    /// `Some(valid)` when the token was checked now and the answer is conclusive.
+    async fn verify_token_if_due(&self) -> Option<bool> {
+        let interval = self.options.token_verify_interval?;
+        if !matches!(self.client.options().auth, Auth::Token(_)) {
+            return None;
+        }
+        {
+            let mut last = lock(&self.last_token_check);
+            if last.is_some_and(|at| at.elapsed() < interval) {
+                return None;
+            }
+            *last = Some(Instant::now());
+        }
+        match self.client.verify_token().await {
+            Ok(verification) => {
+                if !verification.is_active() {
+                    tracing::error!(
+                        status = verification.status.as_deref().unwrap_or("none"),
+                        "the Cloudflare API token is not active"
+                    );
+                }
+                Some(verification.is_active())
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "token verification failed");
+                matches!(
+                    error.reason(),
+                    ErrorReason::Unauthorized | ErrorReason::Forbidden
+                )
+                .then_some(false)
+            }
+        }
+    }
+}
+
+struct RunningGuard<'a>(&'a AtomicBool);
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
