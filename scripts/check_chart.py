@@ -1,8 +1,8 @@
 """Offline checks of charts/cloudflare-aop-exporter (run by scripts/check-chart, in its venv).
 
 - `helm lint --strict` and rendering with the Helm SDK (helm-python-sdk: no helm binary, no
-  cluster), with default values and with every tests/chart/values-*.yaml; Helm enforces
-  values.schema.json on each.
+  cluster), with default values and with each tests/chart/values-*.yaml (every one must have
+  its expectations in SCENARIOS); Helm enforces values.schema.json on each.
 - Every rendered core object is validated by kubernetes-validate in strict mode (unknown fields
   are errors) against the oldest and the newest Kubernetes the chart supports; ServiceMonitor and
   PrometheusRule against the prometheus-operator CRDs' openAPIV3Schema (tests/chart/crds,
@@ -308,6 +308,8 @@ def check_storage(objects):
           f"{label}: storage class and size")
     endpoint = only(objects, "ServiceMonitor")["spec"]["endpoints"][0]
     check(endpoint["scheme"] == "https", f"{label}: explicit https scheme")
+    name = yaml.safe_load((CASES / "values-storage.yaml").read_text())["config"]["zones"][0]["name"]
+    check(tomllib.loads(config_of(objects))["zones"][0]["name"] == name, f"{label}: a string with quotes, backslash, unicode survives TOML")
 
 
 SCENARIOS = {
@@ -398,6 +400,9 @@ def main():
     parser.add_argument("--exporter", help="the exporter binary, to run validate-config on each rendered config")
     args = parser.parse_args()
 
+    files = sorted(p.name for p in CASES.glob("values-*.yaml"))
+    check(files == sorted(f"{label}.yaml" for label in SCENARIOS if label != "defaults"),
+          f"tests/chart holds {files}: each values file needs its entry in SCENARIOS")
     validators = crd_validators()
     print(f"check-chart: Helm SDK {helm.helm_sdk_version()}, kubernetes-validate {kubernetes_validate.__version__} "
           f"(Kubernetes {', '.join(KUBE_VERSIONS)}, strict), prometheus-operator CRDs "
