@@ -178,23 +178,26 @@ def source_groups():
 
 def picked_alerts():
     """Alerts of prometheus/alerts.yml to override in values-mtls, chosen by shape, not by name,
-    so that renaming alerts there needs no change here: (threshold alert, its `> N` literal, the
-    doubled literal), an alert with `for:`, one to disable, one to leave alone."""
+    so that renaming alerts there needs no change here: (an alert comparing with a number of two
+    or more digits, that comparison, a changed one), an alert with `for:`, one to disable, one to
+    leave alone."""
     alerts = [r for g in source_groups() for r in g["rules"] if "alert" in r]
-    threshold = next(r for r in alerts if re.search(r"> \d+\s*$", r["expr"]) and "for" not in r)
-    literal = re.search(r"> \d+\s*$", threshold["expr"]).group(0).strip()
-    doubled = f"> {int(literal[2:]) * 2}"
+    comparison = re.compile(r"[<>]=? \d{2,}\b")
+    threshold = next(r for r in alerts if comparison.search(r["expr"]))
+    literal = comparison.search(threshold["expr"]).group(0)
+    operator, number = literal.split(" ")
+    changed = f"{operator} {int(number) * 2 + 1}"
     rest = [r for r in alerts if r is not threshold]
     with_for = next(r for r in rest if "for" in r)
     rest = [r for r in rest if r is not with_for]
-    return threshold["alert"], literal, doubled, with_for["alert"], rest[0]["alert"], rest[-1]["alert"]
+    return threshold["alert"], literal, changed, with_for["alert"], rest[0]["alert"], rest[-1]["alert"]
 
 
 def mtls_values():
     values = yaml.safe_load((CASES / "values-mtls.yaml").read_text())
-    threshold, literal, doubled, with_for, disabled, _ = picked_alerts()
+    threshold, literal, changed, with_for, disabled, _ = picked_alerts()
     values["prometheusRule"]["alerts"] = {
-        threshold: {"for": "5m", "severity": "critical", "exprReplace": [{"from": literal, "to": doubled}]},
+        threshold: {"for": "5m", "severity": "critical", "exprReplace": [{"from": literal, "to": changed}]},
         with_for: {"expr": "vector(1) > 7200", "for": "", "labels": {"page": "true"}},
         disabled: {"enabled": False},
     }
@@ -262,9 +265,9 @@ def check_mtls(objects):
     groups = only(objects, "PrometheusRule")["spec"]["groups"]
     rules = {r["alert"]: r for g in groups for r in g["rules"]}
     source = {r["alert"]: r for g in source_groups() for r in g["rules"]}
-    threshold, literal, doubled, with_for, disabled, untouched_name = picked_alerts()
+    threshold, literal, changed, with_for, disabled, untouched_name = picked_alerts()
     overridden = rules[threshold]
-    check(overridden["for"] == "5m" and overridden["labels"]["severity"] == "critical" and doubled in overridden["expr"]
+    check(overridden["for"] == "5m" and overridden["labels"]["severity"] == "critical" and changed in overridden["expr"]
           and literal not in overridden["expr"], f"{label}: for/severity/threshold override: {overridden}")
     replaced = rules[with_for]
     check("for" not in replaced and replaced["expr"] == "vector(1) > 7200" and replaced["labels"]["page"] == "true",
