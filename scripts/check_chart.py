@@ -341,6 +341,8 @@ REFUSED = [
     ({"config": {"state": {"dir": "/data"}}}, "set by the chart"),
     ({"cloudflare": {"existingSecret": "s"}, "config": {"cloudflare": {"api_token_env": "T"}}}, "conflicts"),
     ({"webConfig": {"enabled": True}}, "webConfig.config"),
+    ({"webConfig": {"enabled": True, "existingSecret": "w", "config": {"basic_auth_users": {"u": "x"}}}}, "both set"),
+    ({"cloudflare": {"existingSecret": "s", "apiToken": "t"}}, "both set"),
 ]
 
 

@@ -53,6 +53,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* The Secret holding the API token: an existing one, the chart's, or none. */}}
 {{- define "cae.tokenSecretName" -}}
+{{- if and .Values.cloudflare.existingSecret .Values.cloudflare.apiToken }}
+{{- fail "cloudflare.apiToken and cloudflare.existingSecret are both set: use one" }}
+{{- end }}
 {{- if .Values.cloudflare.existingSecret }}
 {{- .Values.cloudflare.existingSecret }}
 {{- else if .Values.cloudflare.apiToken }}
@@ -61,6 +64,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{- define "cae.webConfigSecretName" -}}
+{{- if and .Values.webConfig.existingSecret .Values.webConfig.config }}
+{{- fail "webConfig.config and webConfig.existingSecret are both set: use one" }}
+{{- end }}
 {{- if .Values.webConfig.existingSecret }}
 {{- .Values.webConfig.existingSecret }}
 {{- else }}
