@@ -10,7 +10,9 @@ use crate::alerts::Reason;
 use crate::alerts::evaluate::reason_of;
 use crate::config::Settings;
 use crate::daemon::{DaemonError, Exporter};
-use crate::state::{AssociationState, CertificateState, HostnameState, Snapshot, Status};
+use crate::state::{
+    AssociationState, CertificateState, HostnameSource, HostnameState, Snapshot, Status,
+};
 
 /// Expiry closer than this is a finding when `alerts.expiry_warning` is not set.
 pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
@@ -247,6 +249,8 @@ fn hostname_problems(hostname: &HostnameState, limits: &Limits) -> Vec<Problem> 
         AssociationState::Enabled => None,
         AssociationState::Disabled => Some("per-hostname AOP is disabled"),
         AssociationState::Voided => Some("the association was invalidated (enabled: null)"),
+        // A discovered name without an association simply does not use per-hostname AOP.
+        AssociationState::Absent if hostname.source == HostnameSource::Discovered => None,
         AssociationState::Absent => Some("no per-hostname AOP association (404)"),
     };
     association

@@ -22,8 +22,8 @@ use crate::cloudflare::{ApiError, Auth, Client, ErrorReason};
 use crate::config::ZoneSettings;
 pub use crate::metrics::PollOutcome;
 use crate::state::{
-    AssociationState, CertificateState, HostnameState, ObjectKey, Scope, SharedSnapshot, Snapshot,
-    Status, StatusHistory, ZoneSnapshot,
+    AssociationState, CertificateState, HostnameSource, HostnameState, ObjectKey, Scope,
+    SharedSnapshot, Snapshot, Status, StatusHistory, ZoneSnapshot,
 };
 use crate::x509::{CertificateFacts, run_checks};
 
@@ -222,22 +222,13 @@ impl Poller {
             *last = Some(Instant::now());
         }
         match self.client.verify_token().await {
-            Ok(verification) => {
-                if !verification.is_active() {
-                    tracing::error!(
-                        status = verification.status.as_deref().unwrap_or("none"),
-                        "the Cloudflare API token is not active"
-                    );
-                }
-                Some(verification.is_active())
+            Ok(check) => {
+                crate::cloudflare::client::log_token_check(&check);
+                check.token_valid()
             }
             Err(error) => {
                 tracing::warn!(error = %error, "token verification failed");
-                matches!(
-                    error.reason(),
-                    ErrorReason::Unauthorized | ErrorReason::Forbidden
-                )
-                .then_some(false)
+                None
             }
         }
     }
@@ -379,6 +370,7 @@ fn build_zone_snapshot(
     snapshot.last_success = Some(now);
     snapshot.last_attempt = Some(now);
     snapshot.zone_enabled = fetch.zone_settings.and_then(|settings| settings.enabled);
+    snapshot.zone_level_polled = fetch.zone_certificates.is_some();
 
     let hostname_certificates = fetch
         .listed
@@ -403,8 +395,7 @@ fn build_zone_snapshot(
     }
 
     for (hostname, association) in fetch.associations {
-        let hostname_state =
-            hostname_state(&zone.id, &hostname, association, &snapshot, history, now);
+        let hostname_state = hostname_state(zone, &hostname, association, &snapshot, history, now);
         snapshot.hostnames.insert(hostname, hostname_state);
     }
 
@@ -487,13 +478,14 @@ fn certificate_state(
 }
 
 fn hostname_state(
-    zone_id: &str,
+    zone_settings: &ZoneSettings,
     hostname: &str,
     association: Option<HostnameAssociation>,
     zone: &ZoneSnapshot,
     history: &mut StatusHistory,
     now: DateTime<Utc>,
 ) -> HostnameState {
+    let zone_id = zone_settings.id.as_str();
     let state = AssociationState::from_enabled(
         association.is_some(),
         association.as_ref().and_then(|a| a.enabled),
@@ -528,6 +520,7 @@ fn hostname_state(
         .or_else(|| serving.and_then(CertificateState::expires_at));
     HostnameState {
         hostname: hostname.to_owned(),
+        source: HostnameSource::of(&zone_settings.hostnames, hostname),
         association: state,
         status: association.status,
         status_since: association

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use cloudflare_aop_exporter::cloudflare::types::Status;
 use cloudflare_aop_exporter::cloudflare::{
     ApiError, Attempt, Auth, Client, ClientOptions, Endpoint, ErrorReason, RequestObserver,
+    TokenCheck,
 };
 use cloudflare_aop_exporter::secret::Secret;
 use cloudflare_aop_exporter::simulator::{
@@ -280,7 +281,7 @@ async fn zone_level_certificates_settings_token_and_dns() {
         client.get_zone_settings(ZONE).await.unwrap().enabled,
         Some(true)
     );
-    assert!(client.verify_token().await.unwrap().is_active());
+    assert_eq!(client.verify_token().await.unwrap(), TokenCheck::Valid);
     let mut names: Vec<_> = client
         .list_proxied_dns_records(ZONE)
         .await
@@ -627,4 +628,93 @@ async fn the_request_budget_is_never_exceeded() {
     assert_eq!(stats.total, 25);
     assert_eq!(stats.rate_limited, 0, "the simulator never had to refuse");
     assert!(sim.max_requests_in_window(Duration::from_secs(2)) <= 10);
+}
+
+const ACCOUNT: &str = "9a8b7c6d5e4f30211203f4e5d6c7b8a9";
+
+/// A simulator whose token is account-owned (or not), and a client with `account_id` (or not).
+async fn token_setup(account_owned: bool, account_id: Option<&str>) -> (Simulator, Client) {
+    let mut scenario = Scenario::from_toml_str(SCENARIO, None).expect("test scenario parses");
+    scenario.auth.account_owned = account_owned;
+    ACCOUNT.clone_into(&mut scenario.auth.account_id);
+    let sim = Simulator::start(scenario).await.expect("simulator starts");
+    let mut options = fast_options(&sim);
+    options.account_id = account_id.map(str::to_owned);
+    let client = Client::new(options).expect("client builds");
+    (sim, client)
+}
+
+#[tokio::test]
+async fn a_user_token_verifies_at_the_user_endpoint_only() {
+    let (sim, client) = token_setup(false, Some(ACCOUNT)).await;
+    assert_eq!(client.verify_token().await.unwrap(), TokenCheck::Valid);
+    assert_eq!(
+        sim.requests(Endpoint::TokenVerify),
+        1,
+        "no account fallback"
+    );
+}
+
+#[tokio::test]
+async fn an_account_token_verifies_at_the_account_endpoint_when_account_id_is_set() {
+    let (sim, client) = token_setup(true, Some(ACCOUNT)).await;
+    let check = client.verify_token().await.unwrap();
+    assert_eq!(check, TokenCheck::Valid);
+    assert_eq!(check.token_valid(), Some(true));
+    assert_eq!(
+        sim.requests(Endpoint::TokenVerify),
+        2,
+        "user endpoint, then account"
+    );
+    // And it polls like any token.
+    assert!(client.get_zone_settings(ZONE).await.is_ok());
+}
+
+#[tokio::test]
+async fn an_account_token_without_account_id_is_unverifiable_not_invalid() {
+    let (sim, client) = token_setup(true, None).await;
+    let check = client.verify_token().await.unwrap();
+    let TokenCheck::Unverifiable { why } = &check else {
+        panic!("expected Unverifiable, got {check:?}");
+    };
+    assert!(why.contains("cloudflare.account_id"), "{why}");
+    assert!(!why.contains("test-token-5f2c"), "no secret in: {why}");
+    assert_eq!(check.token_valid(), None);
+    assert_eq!(sim.requests(Endpoint::TokenVerify), 1);
+}
+
+#[tokio::test]
+async fn an_account_endpoint_403_is_a_valid_token_lacking_a_permission() {
+    let (_sim, client) = token_setup(true, Some("00000000000000000000000000000000")).await;
+    let check = client.verify_token().await.unwrap();
+    let TokenCheck::LacksPermission { endpoint, errors } = &check else {
+        panic!("expected LacksPermission, got {check:?}");
+    };
+    assert_eq!(
+        endpoint,
+        "/accounts/00000000000000000000000000000000/tokens/verify"
+    );
+    assert!(errors.contains("9109"), "{errors}");
+    assert_eq!(check.token_valid(), Some(true));
+}
+
+#[tokio::test]
+async fn a_disabled_account_token_is_invalid() {
+    let mut scenario = Scenario::from_toml_str(SCENARIO, None).expect("test scenario parses");
+    scenario.auth.account_owned = true;
+    ACCOUNT.clone_into(&mut scenario.auth.account_id);
+    "disabled".clone_into(&mut scenario.auth.token_status);
+    let sim = Simulator::start(scenario).await.expect("simulator starts");
+    let mut options = fast_options(&sim);
+    options.account_id = Some(ACCOUNT.to_owned());
+    let client = Client::new(options).expect("client builds");
+    let check = client.verify_token().await.unwrap();
+    assert_eq!(
+        check,
+        TokenCheck::Invalid {
+            status: Some("disabled".to_owned()),
+            endpoint: format!("/accounts/{ACCOUNT}/tokens/verify"),
+        }
+    );
+    assert_eq!(check.token_valid(), Some(false));
 }

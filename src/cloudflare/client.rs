@@ -71,6 +71,9 @@ pub struct ClientOptions {
     pub max_retry_after: Duration,
     /// Bodies larger than this are refused.
     pub max_response_bytes: usize,
+    /// The account owning an account-owned token: where the token verifies when
+    /// `/user/tokens/verify` answers 401.
+    pub account_id: Option<String>,
 }
 
 impl ClientOptions {
@@ -88,6 +91,7 @@ impl ClientOptions {
             retry_max_backoff: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(60),
             max_response_bytes: 8 * 1024 * 1024,
+            account_id: None,
         }
     }
 }
@@ -281,6 +285,47 @@ impl ApiError {
         match self {
             ApiError::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
+        }
+    }
+}
+
+/// What token verification learned (see [`Client::verify_token`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// Cloudflare says the token is active.
+    Valid,
+    /// Cloudflare verified the token and says it is not usable (`expired`, `disabled`, …),
+    /// or rejects it at every endpoint that could verify it.
+    Invalid {
+        /// The status Cloudflare reported, when it reported one.
+        status: Option<String>,
+        /// Which endpoint said so.
+        endpoint: String,
+    },
+    /// The token authenticated but may not call the verify endpoint (HTTP 403): it is valid,
+    /// it lacks a permission for this one call.
+    LacksPermission {
+        /// The endpoint that refused it.
+        endpoint: String,
+        /// Cloudflare's error messages.
+        errors: String,
+    },
+    /// No verify endpoint could tell (an account-owned token without `cloudflare.account_id`):
+    /// nothing is known, nothing is claimed.
+    Unverifiable {
+        /// Why, in words for the log.
+        why: String,
+    },
+}
+
+impl TokenCheck {
+    /// The `token_valid` value: `Some(true)` for a valid token (even one that may not verify
+    /// itself), `Some(false)` for an invalid one, `None` when unknown.
+    pub fn token_valid(&self) -> Option<bool> {
+        match self {
+            TokenCheck::Valid | TokenCheck::LacksPermission { .. } => Some(true),
+            TokenCheck::Invalid { .. } => Some(false),
+            TokenCheck::Unverifiable { .. } => None,
         }
     }
 }
@@ -496,11 +541,58 @@ impl Client {
             .unwrap_or_default())
     }
 
-    /// GET `/user/tokens/verify`. Legacy key auth has no token to verify: Cloudflare answers
-    /// with an auth error, which is what the caller gets.
-    pub async fn verify_token(&self) -> Result<TokenVerification, ApiError> {
+    /// Verifies the token: `GET /user/tokens/verify`; when that answers 401 (what an
+    /// account-owned token gets there) and `account_id` is set,
+    /// `GET /accounts/{account_id}/tokens/verify` (same answer shape), where a 403 means the
+    /// token is valid but lacks a permission. A 401 without `account_id` is
+    /// [`TokenCheck::Unverifiable`]: the token may well work (polls will tell). Errors that say
+    /// nothing about the token (timeouts, 5xx, rate limits, undecodable bodies) are `Err`.
+    pub async fn verify_token(&self) -> Result<TokenCheck, ApiError> {
+        let user_path = "/user/tokens/verify";
+        let error = match self
+            .verify_token_at(self.url(&["user", "tokens", "verify"]))
+            .await
+        {
+            Ok(verification) => return Ok(checked(&verification, user_path)),
+            Err(error) if http_status(&error) == Some(401) => error,
+            // A 403 (Cloudflare's "Authentication error") is the answer to a wrong token.
+            Err(error) if is_rejection(&error) => {
+                return Ok(TokenCheck::Invalid {
+                    status: None,
+                    endpoint: user_path.to_owned(),
+                });
+            }
+            Err(error) => return Err(error),
+        };
+        let Some(account_id) = self.options.account_id.as_deref() else {
+            return Ok(TokenCheck::Unverifiable {
+                why: format!(
+                    "{user_path} answers {}: an account-owned token verifies only at \
+                     /accounts/{{account_id}}/tokens/verify; set cloudflare.account_id to check it",
+                    error_messages(&error)
+                ),
+            });
+        };
+        let account_path = format!("/accounts/{account_id}/tokens/verify");
+        match self
+            .verify_token_at(self.url(&["accounts", account_id, "tokens", "verify"]))
+            .await
+        {
+            Ok(verification) => Ok(checked(&verification, &account_path)),
+            Err(error) if http_status(&error) == Some(403) => Ok(TokenCheck::LacksPermission {
+                endpoint: account_path,
+                errors: error_messages(&error),
+            }),
+            Err(error) if is_rejection(&error) => Ok(TokenCheck::Invalid {
+                status: None,
+                endpoint: format!("{user_path} and {account_path}"),
+            }),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn verify_token_at(&self, url: Url) -> Result<TokenVerification, ApiError> {
         let endpoint = Endpoint::TokenVerify;
-        let url = self.url(&["user", "tokens", "verify"]);
         let envelope = self
             .get_envelope::<TokenVerification>(endpoint, url, NotFound::Error)
             .await?;
@@ -835,6 +927,71 @@ fn failure(endpoint: Endpoint, status: u16, errors: Vec<ApiMessage>) -> ApiError
             status,
             errors,
         }
+    }
+}
+
+/// One log line for what token verification learned (nothing for a valid token).
+pub fn log_token_check(check: &TokenCheck) {
+    match check {
+        TokenCheck::Valid => {}
+        TokenCheck::Invalid { status, endpoint } => tracing::error!(
+            status = status.as_deref().unwrap_or("rejected"),
+            endpoint = %endpoint,
+            "the Cloudflare API token is not valid"
+        ),
+        TokenCheck::LacksPermission { endpoint, errors } => tracing::warn!(
+            endpoint = %endpoint,
+            errors = %errors,
+            "the Cloudflare API token is valid but may not verify itself at this endpoint; \
+             exporting token_valid 1"
+        ),
+        TokenCheck::Unverifiable { why } => tracing::warn!(
+            why = %why,
+            "cannot verify the Cloudflare API token; exporting no token_valid (polls show whether it works)"
+        ),
+    }
+}
+
+/// A verification's answer: valid when `active`.
+fn checked(verification: &TokenVerification, endpoint: &str) -> TokenCheck {
+    if verification.is_active() {
+        TokenCheck::Valid
+    } else {
+        TokenCheck::Invalid {
+            status: verification.status.clone(),
+            endpoint: endpoint.to_owned(),
+        }
+    }
+}
+
+/// The HTTP status of an error that carries one.
+fn http_status(error: &ApiError) -> Option<u16> {
+    match error {
+        ApiError::RateLimited { status, .. }
+        | ApiError::Unauthorized { status, .. }
+        | ApiError::Forbidden { status, .. }
+        | ApiError::ServerError { status, .. }
+        | ApiError::Decode { status, .. }
+        | ApiError::Api { status, .. } => Some(*status),
+        _ => None,
+    }
+}
+
+/// The credentials were refused (401, or an auth error code).
+fn is_rejection(error: &ApiError) -> bool {
+    matches!(
+        error,
+        ApiError::Unauthorized { .. } | ApiError::Forbidden { .. }
+    )
+}
+
+/// Cloudflare's error messages carried by an error, for a log line.
+fn error_messages(error: &ApiError) -> String {
+    match error {
+        ApiError::Unauthorized { status, errors, .. }
+        | ApiError::Forbidden { status, errors, .. }
+        | ApiError::Api { status, errors, .. } => format!("HTTP {status}: {errors}"),
+        other => other.to_string(),
     }
 }
 

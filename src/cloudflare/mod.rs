@@ -5,7 +5,7 @@ pub mod types;
 
 pub use client::{
     ApiError, Attempt, Auth, Client, ClientBuildError, ClientOptions, ErrorReason, NoopObserver,
-    RequestObserver,
+    RequestObserver, TokenCheck,
 };
 
 /// The API endpoints this product reads; the `endpoint` label of the API metrics.

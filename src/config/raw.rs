@@ -106,6 +106,11 @@ pub struct RawCloudflare {
     pub max_retry_after: Duration,
     /// Response bodies larger than this many bytes are refused (default 8388608, 8 MiB).
     pub max_response_bytes: usize,
+    /// The account that owns an account-owned API token (32 hex digits): such a token
+    /// answers 401 at `/user/tokens/verify` and is verified at
+    /// `/accounts/{account_id}/tokens/verify` instead (default: unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
 }
 
 impl Default for RawCloudflare {
@@ -131,6 +136,7 @@ impl Default for RawCloudflare {
             retry_max_backoff: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(60),
             max_response_bytes: 8 * 1024 * 1024,
+            account_id: None,
         }
     }
 }
@@ -452,6 +458,7 @@ pub(super) fn effective(settings: &Settings) -> RawSettings {
         retry_max_backoff: cloudflare.retry_max_backoff,
         max_retry_after: cloudflare.max_retry_after,
         max_response_bytes: cloudflare.max_response_bytes,
+        account_id: cloudflare.account_id.clone(),
         ..RawCloudflare::default()
     };
     match &cloudflare.credentials {
