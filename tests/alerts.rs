@@ -687,7 +687,11 @@ async fn a_renamed_sink_keeps_its_queue_and_an_added_sink_hears_the_firing_alert
     up.alerts.repeat_interval = Duration::from_secs(3600);
     let second = Exporter::with_alerts(&up, true).unwrap();
     let carried = slack.wait_for("/slack", 1).await;
-    assert_eq!(carried.len(), 1, "the renamed sink's queued notification is delivered");
+    assert_eq!(
+        carried.len(),
+        1,
+        "the renamed sink's queued notification is delivered"
+    );
     assert!(
         carried[0].json()["text"]
             .as_str()
@@ -695,7 +699,11 @@ async fn a_renamed_sink_keeps_its_queue_and_an_added_sink_hears_the_firing_alert
             .starts_with("[FIRING]")
     );
     let announced = hook.wait_for("/hook", 1).await;
-    assert_eq!(announced.len(), 1, "the new sink hears the alert already firing");
+    assert_eq!(
+        announced.len(),
+        1,
+        "the new sink hears the alert already firing"
+    );
     assert_eq!(announced[0].json()["status"], "firing");
     assert_eq!(
         announced[0].json()["alerts"][0]["labels"]["alertname"],
