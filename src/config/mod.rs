@@ -100,6 +100,17 @@ pub fn load_with_env(path: &Path, env: &HashMap<String, String>) -> Result<Setti
     })
 }
 
+/// A fresh temporary directory name for one demo run: process id and start time.
+fn demo_state_dir() -> PathBuf {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    std::env::temp_dir().join(format!(
+        "cloudflare-aop-exporter-demo-{}-{started}",
+        std::process::id()
+    ))
+}
+
 /// Checks that `[state] dir` can hold the durable state: an existing directory the process
 /// can write to, or one it can create (its nearest existing ancestor is writable). Nothing is
 /// created; a probe file is written and removed. Separate from [`load`] because it looks at
@@ -535,8 +546,9 @@ impl<'de> Deserialize<'de> for LogFormat {
 
 impl Settings {
     /// Settings built in code, without a file: the given API root, token and zones, every
-    /// other key at its default, no alert sinks, and state in a temporary directory (the
-    /// `demo` command must not write to `/var/lib`). Adjust the `pub` fields as needed.
+    /// other key at its default, no alert sinks, and state in a temporary directory of its own
+    /// (the `demo` command must not write to `/var/lib`, and one run must not show the previous
+    /// run's alerts as still firing). Adjust the `pub` fields as needed.
     pub fn for_demo(base_url: Url, token: Secret, zones: Vec<ZoneSettings>) -> Settings {
         let credentials = Credentials::Token(Sourced {
             value: token,
@@ -549,7 +561,7 @@ impl Settings {
             server: ServerSettings::default(),
             alerts: AlertSettings::default(),
             state: StateSettings {
-                dir: std::env::temp_dir().join("cloudflare-aop-exporter-demo"),
+                dir: demo_state_dir(),
             },
             log: LogSettings::default(),
         }

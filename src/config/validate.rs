@@ -181,7 +181,7 @@ fn resolve_credentials(
         ("cloudflare.api_key", &key),
     ] {
         if let Some(secret) = secret {
-            reject_control_characters(key_name, secret)?;
+            reject_control_characters(&source_key(key_name, &secret.source), secret)?;
         }
     }
     match (token, email, key) {
@@ -310,7 +310,7 @@ fn read_secret_file(file_key: &str, path: PathBuf) -> Result<Sourced<Secret>, Ke
 }
 
 /// The key that set a value from `source`: `<key>`, `<key>_file` or `<key>_env`.
-/// A credential goes into an HTTP header: a control character (a stray `\r`, a tab, an escape
+/// `key` is the key to name in the error. A credential goes into an HTTP header: a control character (a stray `\r`, a tab, an escape
 /// from a copy-paste) can never authenticate. Surrounding whitespace is trimmed when sent.
 fn reject_control_characters(key: &str, secret: &Sourced<Secret>) -> Result<(), KeyError> {
     if secret.value.expose().trim().chars().any(char::is_control) {
@@ -320,7 +320,7 @@ fn reject_control_characters(key: &str, secret: &Sourced<Secret>) -> Result<(), 
             ValueSource::Inline => String::new(),
         };
         return Err(key_error(
-            source_key(key, &secret.source),
+            key,
             format!(
                 "the value{origin} contains control characters; it cannot be sent in an HTTP \
                  header (the value is not shown)"
