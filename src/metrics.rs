@@ -22,6 +22,7 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::cloudflare::types::SkipReason;
 use crate::cloudflare::{Attempt, Endpoint, ErrorReason, RequestObserver};
 use crate::state::Snapshot;
 
@@ -127,6 +128,7 @@ pub struct Metrics {
     api_requests: IntCounterVec,
     api_request_duration: HistogramVec,
     api_errors: IntCounterVec,
+    api_items_skipped: IntCounterVec,
     /// Registered on the first reading only, so an unknown budget is absent rather than 0.
     rate_limit_remaining: IntGauge,
     rate_limit_registered: Once,
@@ -161,6 +163,26 @@ impl Registrar<'_> {
         labels: &[&str],
     ) -> Result<IntCounterVec, MetricsError> {
         self.register(name, IntCounterVec::new(Opts::new(name, help), labels))
+    }
+
+    /// `api_items_skipped_total`, with a zero series per list endpoint and reason.
+    fn items_skipped(&self) -> Result<IntCounterVec, MetricsError> {
+        let family = self.counter_vec(
+            "cloudflare_aop_api_items_skipped_total",
+            "List items left out of a poll (undecodable, missing_id) or merged (duplicate_id, \
+             the worse status kept), by endpoint and reason.",
+            &["endpoint", "reason"],
+        )?;
+        for endpoint in [
+            Endpoint::HostnameCertificatesList,
+            Endpoint::ZoneCertificatesList,
+            Endpoint::DnsRecordsList,
+        ] {
+            for reason in SkipReason::ALL {
+                family.with_label_values(&[endpoint.as_str(), reason.as_str()]);
+            }
+        }
+        Ok(family)
     }
 
     fn gauge_vec(
@@ -224,6 +246,7 @@ impl Metrics {
             "Failed Cloudflare API requests, retries included, by endpoint and reason.",
             &["endpoint", "reason"],
         )?;
+        let api_items_skipped = registrar.items_skipped()?;
         let rate_limit_remaining = IntGauge::new(
             "cloudflare_aop_rate_limit_remaining",
             "Requests left in Cloudflare's rate-limit window, from the last response that \
@@ -276,6 +299,7 @@ impl Metrics {
             api_requests,
             api_request_duration,
             api_errors,
+            api_items_skipped,
             rate_limit_remaining,
             rate_limit_registered: Once::new(),
             alerts_firing,
@@ -378,6 +402,12 @@ impl RequestObserver for Metrics {
                 .with_label_values(&[endpoint, reason.as_str()])
                 .inc();
         }
+    }
+
+    fn items_skipped(&self, endpoint: Endpoint, reason: SkipReason, count: u64) {
+        self.api_items_skipped
+            .with_label_values(&[endpoint.as_str(), reason.as_str()])
+            .inc_by(count);
     }
 
     fn rate_limit_remaining(&self, remaining: u64) {

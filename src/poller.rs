@@ -167,6 +167,7 @@ impl Poller {
                     kept.poll_success = false;
                     kept.last_attempt = Some(now);
                     kept.last_error = Some(error.to_string());
+                    kept.last_error_reason = Some(error.reason().as_str().to_owned());
                     kept
                 }
             };

@@ -189,6 +189,9 @@ pub struct ZoneSnapshot {
     pub last_attempt: Option<DateTime<Utc>>,
     /// Why the last poll failed (no secrets: API errors name endpoint and status only).
     pub last_error: Option<String>,
+    /// The failure's class, the `reason` label of `api_errors_total` (`decode` when Cloudflare
+    /// answered with something that could not be read, `timeout`, `network`, …).
+    pub last_error_reason: Option<String>,
     /// Zone-level AOP setting, when polled.
     pub zone_enabled: Option<bool>,
     /// The zone-level certificates were polled (`zone_level = true`) by the last successful

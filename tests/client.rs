@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use cloudflare_aop_exporter::cloudflare::types::Status;
 use cloudflare_aop_exporter::cloudflare::{
-    ApiError, Attempt, Auth, Client, ClientOptions, Endpoint, ErrorReason, RequestObserver,
-    TokenCheck,
+    ApiError, Attempt, Auth, Client, ClientOptions, Endpoint, ErrorReason, NoopObserver,
+    RequestObserver, TokenCheck,
 };
 use cloudflare_aop_exporter::secret::Secret;
 use cloudflare_aop_exporter::simulator::{
@@ -717,4 +717,159 @@ async fn a_disabled_account_token_is_invalid() {
         }
     );
     assert_eq!(check.token_valid(), Some(false));
+}
+
+/// The pages a stub list serves; replaceable while it runs.
+type StubPages = Arc<Mutex<Vec<serde_json::Value>>>;
+
+/// A stub API whose hostname-certificate list answers with `pages[page - 1]` (the page from
+/// `?page=`, 1 without it), recording the pages asked for.
+async fn stub_list(
+    pages: Vec<serde_json::Value>,
+) -> (url::Url, Arc<Mutex<Vec<String>>>, StubPages) {
+    use axum::extract::{Query, State};
+    type Shared = (StubPages, Arc<Mutex<Vec<String>>>);
+    async fn list(
+        State((pages, seen)): State<Shared>,
+        Query(query): Query<std::collections::HashMap<String, String>>,
+    ) -> axum::Json<serde_json::Value> {
+        let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+        seen.lock().unwrap().push(format!("page={page}"));
+        let pages = pages.lock().unwrap();
+        axum::Json(pages.get(page - 1).cloned().unwrap_or_else(
+            || serde_json::json!({"success": true, "errors": [], "messages": [], "result": []}),
+        ))
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let pages: StubPages = Arc::new(Mutex::new(pages));
+    let router = axum::Router::new()
+        .route(
+            "/client/v4/zones/{zone}/origin_tls_client_auth/hostnames/certificates",
+            axum::routing::get(list),
+        )
+        .with_state((pages.clone(), seen.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (
+        url::Url::parse(&format!("http://{addr}/client/v4")).unwrap(),
+        seen,
+        pages,
+    )
+}
+
+fn page(ids: &[&str], info: serde_json::Value) -> serde_json::Value {
+    let items: Vec<_> = ids
+        .iter()
+        .map(|id| serde_json::json!({"id": id, "status": "active"}))
+        .collect();
+    serde_json::json!({"success": true, "errors": [], "messages": [], "result": items, "result_info": info})
+}
+
+#[derive(Default)]
+struct SkipRecorder(Mutex<Vec<(Endpoint, String, u64)>>);
+
+impl RequestObserver for SkipRecorder {
+    fn attempt_finished(&self, _attempt: &Attempt) {}
+    fn rate_limit_remaining(&self, _remaining: u64) {}
+    fn items_skipped(
+        &self,
+        endpoint: Endpoint,
+        reason: cloudflare_aop_exporter::cloudflare::types::SkipReason,
+        count: u64,
+    ) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((endpoint, reason.as_str().to_owned(), count));
+    }
+}
+
+fn stub_client(base: url::Url, observer: Arc<dyn RequestObserver>) -> Client {
+    let mut options = ClientOptions::new(base, Auth::Token(Secret::new("t")));
+    options.max_retries = 0;
+    Client::with_observer(options, observer).unwrap()
+}
+
+#[tokio::test]
+async fn paging_without_total_pages_follows_total_count_and_float_counts() {
+    // The schema's result_info: count, page, per_page, total_count, all `number` (floats here).
+    let info = |page: f64| serde_json::json!({"page": page, "per_page": 2.0, "count": 2.0, "total_count": 5.0});
+    let (base, seen, _pages) = stub_list(vec![
+        page(&["a", "b"], info(1.0)),
+        page(&["c", "d"], info(2.0)),
+        page(&["e"], info(3.0)),
+    ])
+    .await;
+    let client = stub_client(base, Arc::new(NoopObserver));
+    let items = client.list_hostname_certificates(ZONE).await.unwrap();
+    let ids: Vec<_> = items.iter().filter_map(|item| item.id.as_deref()).collect();
+    assert_eq!(ids, ["a", "b", "c", "d", "e"]);
+    assert_eq!(*seen.lock().unwrap(), ["page=1", "page=2", "page=3"]);
+}
+
+#[tokio::test]
+async fn paging_without_any_total_continues_while_pages_are_full() {
+    let info = serde_json::json!({"per_page": 2, "count": 2});
+    let (base, seen, _pages) = stub_list(vec![
+        page(&["a", "b"], info.clone()),
+        page(&["c", "d"], info.clone()),
+        page(&["e"], serde_json::json!({"per_page": 2, "count": 1})),
+    ])
+    .await;
+    let client = stub_client(base, Arc::new(NoopObserver));
+    let items = client.list_hostname_certificates(ZONE).await.unwrap();
+    assert_eq!(items.len(), 5);
+    assert_eq!(seen.lock().unwrap().len(), 3, "stops at the short page");
+}
+
+#[tokio::test]
+async fn a_malformed_item_is_skipped_counted_and_keeps_its_last_good_data() {
+    let (base, _seen, pages) = stub_list(vec![page(&["a", "b"], serde_json::json!({}))]).await;
+    let recorder = Arc::new(SkipRecorder::default());
+    let client = stub_client(base, recorder.clone());
+    assert_eq!(
+        client.list_hostname_certificates(ZONE).await.unwrap().len(),
+        2
+    );
+    assert!(recorder.0.lock().unwrap().is_empty());
+
+    // Schema drift: b's date no longer decodes, one item has no id. Neither costs "a", and b
+    // keeps its last good data instead of vanishing (and resolving its alerts).
+    *pages.lock().unwrap() = vec![serde_json::json!({
+        "success": true, "errors": [], "messages": [],
+        "result": [
+            {"id": "a", "status": "active"},
+            {"id": "b", "status": "deployment_timed_out", "expires_on": "yesterday"},
+            {"status": "active"}
+        ]
+    })];
+    let items = client.list_hostname_certificates(ZONE).await.unwrap();
+    let kept: Vec<_> = items
+        .iter()
+        .map(|item| (item.id.as_deref().unwrap(), item.status.unwrap()))
+        .collect();
+    assert_eq!(kept, [("a", Status::Active), ("b", Status::Active)]);
+    assert_eq!(
+        *recorder.0.lock().unwrap(),
+        [
+            (
+                Endpoint::HostnameCertificatesList,
+                "undecodable".to_owned(),
+                1
+            ),
+            (
+                Endpoint::HostnameCertificatesList,
+                "missing_id".to_owned(),
+                1
+            ),
+        ]
+    );
+
+    // Once b is gone from the list, it is gone.
+    *pages.lock().unwrap() = vec![page(&["a"], serde_json::json!({}))];
+    assert_eq!(
+        client.list_hostname_certificates(ZONE).await.unwrap().len(),
+        1
+    );
 }

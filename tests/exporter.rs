@@ -821,6 +821,10 @@ async fn check_exit_codes_healthy_findings_unreachable() {
     let (code, out) = run_check(&base, &sim.token(), &healthy, &[]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("No findings."), "{out}");
+    // The zone's 32-character id has a column of its own, aligned under its header.
+    let header = out.lines().find(|line| line.starts_with("ZONE ")).unwrap();
+    let row = out.lines().find(|line| line.contains(PAY)).unwrap();
+    assert_eq!(header.find("POLL"), row.find("ok"), "{out}");
 
     let findings = format!(
         "[[zones]]\nid = \"{SHOP}\"\nname = \"shop.example\"\nhostnames = [\"www.shop.example\", \"old.shop.example\"]\n"
@@ -846,6 +850,21 @@ async fn check_exit_codes_healthy_findings_unreachable() {
     };
     let (code, out) = run_check(&format!("http://{closed}/client/v4"), "t", &healthy, &[]).await;
     assert_eq!(code, 3, "{out}");
+    assert!(out.contains("Cloudflare API unreachable"), "{out}");
+
+    // Cloudflare answers 200, but with a body that cannot be read: still exit 3, but said so.
+    sim.add_fault(FaultRule::always(Fault::MalformedJson).on(Endpoint::HostnameCertificatesList));
+    let (code, out) = run_check(&base, &sim.token(), &healthy, &["--format", "json"]).await;
+    assert_eq!(code, 3, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["status"], "undecodable", "{out}");
+    assert_eq!(report["zones"][0]["error_reason"], "decode", "{out}");
+    let (code, out) = run_check(&base, &sim.token(), &healthy, &[]).await;
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("Cloudflare answered, but some answers could not be decoded"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -1042,4 +1061,54 @@ async fn discovered_hostnames_without_an_association_raise_nothing() {
         .map(|finding| finding.object.as_str())
         .collect();
     assert_eq!(objects, vec!["hostname shop.blog.example"]);
+    // The inventory: every certificate and hostname, with where each hostname came from.
+    let json = serde_json::to_value(&report).unwrap();
+    let certificate = &json["certificates"][0];
+    assert_eq!(certificate["id"], "30000000-0000-4000-8000-000000000001");
+    assert_eq!(certificate["scope"], "hostname");
+    assert_eq!(certificate["status"], "active");
+    assert_eq!(
+        certificate["hostnames"],
+        serde_json::json!(["www.blog.example"])
+    );
+    assert_eq!(certificate["checks"]["pem_parses"], true);
+    assert!(
+        certificate["days_left"].as_i64().unwrap() >= 98,
+        "{certificate}"
+    );
+    let hostnames: Vec<(&str, &str, &str)> = json["hostnames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["hostname"].as_str().unwrap(),
+                row["source"].as_str().unwrap(),
+                row["association"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        hostnames,
+        vec![
+            ("news.blog.example", "discovered", "absent"),
+            ("shop.blog.example", "configured", "absent"),
+            ("www.blog.example", "configured", "enabled"),
+        ]
+    );
+    assert_eq!(
+        json["hostnames"][2]["cert_id"],
+        "30000000-0000-4000-8000-000000000001"
+    );
+    let table = cloudflare_aop_exporter::check::render_table(&report);
+    let header = table
+        .lines()
+        .find(|line| line.starts_with("ZONE") && line.contains("HOSTNAME "))
+        .unwrap();
+    let row = table
+        .lines()
+        .find(|line| line.contains("news.blog.example"))
+        .unwrap();
+    // Aligned: the SOURCE column starts at the same offset in the header and the row.
+    assert_eq!(header.find("SOURCE"), row.find("discovered"), "\n{table}");
 }

@@ -6,6 +6,7 @@
 //! errors) back off exponentially with jitter; a `Retry-After` replaces the backoff and also
 //! holds back every other request until it has passed, so the client never hammers the API.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,14 +17,16 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
+use serde::Serialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use tokio::sync::Semaphore;
 use url::Url;
 
 use super::Endpoint;
 use super::types::{
-    ApiMessage, DnsRecord, Envelope, HostnameAssociation, HostnameCertificate, ResultInfo,
-    TokenVerification, ZoneCertificate, ZoneSettings,
+    ApiMessage, DecodedList, DnsRecord, Envelope, HostnameAssociation, HostnameCertificate,
+    ListItem, ResultInfo, SkipReason, SkippedItem, TokenVerification, ZoneCertificate,
+    ZoneSettings, decode_items,
 };
 use crate::secret::Secret;
 
@@ -347,6 +350,8 @@ pub trait RequestObserver: Send + Sync {
     fn attempt_finished(&self, attempt: &Attempt);
     /// Called whenever a response carries a remaining-requests header.
     fn rate_limit_remaining(&self, remaining: u64);
+    /// Called when a list left out (or merged) `count` items for `reason`.
+    fn items_skipped(&self, _endpoint: Endpoint, _reason: SkipReason, _count: u64) {}
 }
 
 /// An observer that records nothing.
@@ -381,6 +386,8 @@ pub struct Client {
     rate_limit_remaining: AtomicU64,
     /// Set by a 429 with `Retry-After`: no request leaves before this instant.
     blocked_until: Mutex<Option<Instant>>,
+    /// Certificate lists' last good items (by list path, then id), as JSON.
+    last_good_items: Mutex<HashMap<String, HashMap<String, serde_json::Value>>>,
 }
 
 impl fmt::Debug for Client {
@@ -444,6 +451,7 @@ impl Client {
             observer,
             rate_limit_remaining: AtomicU64::new(u64::MAX),
             blocked_until: Mutex::new(None),
+            last_good_items: Mutex::new(HashMap::new()),
             options,
         })
     }
@@ -624,9 +632,15 @@ impl Client {
         url
     }
 
-    /// Fetches page 1 (with `per_page` when given), then pages 2 to `total_pages` if the
-    /// response's `result_info` announces more.
-    async fn get_all_pages<T: DeserializeOwned>(
+    /// Fetches every page of a list and decodes it item by item (see [`decode_items`]).
+    ///
+    /// Page 1 (with `per_page` when given), then more pages: up to `total_pages`, else up to
+    /// `ceil(total_count / per_page)`, else while pages come back full (`per_page` items), as
+    /// Cloudflare's schema gives some lists only `count`, `page`, `per_page`, `total_count`.
+    /// A page that answers for another page number than asked, or comes back empty, ends it.
+    /// For certificate lists, an item that no longer decodes but whose id is readable keeps
+    /// its last good data, so schema drift never reads as "the certificate is gone".
+    async fn get_all_pages<T: DeserializeOwned + Serialize + ListItem>(
         &self,
         endpoint: Endpoint,
         url: Url,
@@ -644,32 +658,128 @@ impl Client {
             url
         };
         let first = self
-            .get_envelope::<Vec<T>>(endpoint, page_url(1, per_page), NotFound::Error)
+            .get_envelope::<Vec<serde_json::Value>>(
+                endpoint,
+                page_url(1, per_page),
+                NotFound::Error,
+            )
             .await?
             .unwrap_or_else(empty_envelope);
         let info = first.result_info.unwrap_or_default();
-        let mut items = first.result.unwrap_or_default();
-        let total_pages = info.total_pages.unwrap_or(1);
-        if total_pages > MAX_PAGES {
+        let mut raw = first.result.unwrap_or_default();
+        let per_page = per_page.or(info.per_page).filter(|size| *size > 0);
+        let announced = info.total_pages.or_else(|| {
+            let total = info.total_count?;
+            let pages = total.div_ceil(u64::from(per_page?));
+            Some(u32::try_from(pages).unwrap_or(u32::MAX))
+        });
+        if let Some(total_pages) = announced.filter(|pages| *pages > MAX_PAGES) {
             return Err(ApiError::Decode {
                 endpoint,
                 status: 200,
-                message: format!("result_info.total_pages is {total_pages}, over {MAX_PAGES}"),
+                message: format!("result_info announces {total_pages} pages, over {MAX_PAGES}"),
             });
         }
-        let per_page = per_page.or(info.per_page);
-        for page in 2..=total_pages {
-            let next = self
-                .get_envelope::<Vec<T>>(endpoint, page_url(page, per_page), NotFound::Error)
-                .await?
-                .unwrap_or_else(empty_envelope);
-            let page_items = next.result.unwrap_or_default();
-            if page_items.is_empty() {
+        let mut last_page_len = raw.len();
+        for page in 2..=announced.unwrap_or(MAX_PAGES) {
+            // Without totals, only a full page says there may be more.
+            if announced.is_none() && per_page.is_none_or(|size| last_page_len < size as usize) {
                 break;
             }
-            items.extend(page_items);
+            let next = self
+                .get_envelope::<Vec<serde_json::Value>>(
+                    endpoint,
+                    page_url(page, per_page),
+                    NotFound::Error,
+                )
+                .await?
+                .unwrap_or_else(empty_envelope);
+            let answered_page = next.result_info.and_then(|info| info.page);
+            let page_items = next.result.unwrap_or_default();
+            if page_items.is_empty() || answered_page.is_some_and(|answered| answered != page) {
+                break;
+            }
+            last_page_len = page_items.len();
+            raw.extend(page_items);
         }
-        Ok(items)
+        let mut decoded = decode_items::<T>(raw);
+        if matches!(
+            endpoint,
+            Endpoint::HostnameCertificatesList | Endpoint::ZoneCertificatesList
+        ) {
+            self.keep_last_good(endpoint, &url, &mut decoded);
+        }
+        self.report_skipped(endpoint, &decoded.skipped);
+        Ok(decoded.items)
+    }
+
+    /// Puts back the last good copy of every undecodable item whose id is known, then
+    /// remembers this list's good items for next time.
+    fn keep_last_good<T: DeserializeOwned + Serialize + ListItem>(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        decoded: &mut DecodedList<T>,
+    ) {
+        let key = url.path().to_owned();
+        let mut last_good = self
+            .last_good_items
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let previous = last_good.remove(&key).unwrap_or_default();
+        for skipped in &decoded.skipped {
+            if skipped.reason != SkipReason::Undecodable {
+                continue;
+            }
+            let Some(id) = skipped.id.as_deref() else {
+                continue;
+            };
+            if decoded.items.iter().any(|item| item.item_id() == Some(id)) {
+                continue;
+            }
+            if let Some(item) = previous
+                .get(id)
+                .and_then(|value| T::deserialize(value.clone()).ok())
+            {
+                tracing::warn!(
+                    endpoint = %endpoint,
+                    id,
+                    "list item undecodable; keeping its last good data"
+                );
+                decoded.items.push(item);
+            }
+        }
+        let current = decoded
+            .items
+            .iter()
+            .filter_map(|item| {
+                let id = item.item_id()?.to_owned();
+                Some((id, serde_json::to_value(item).ok()?))
+            })
+            .collect();
+        last_good.insert(key, current);
+    }
+
+    /// One log line per reason, and the skip counters.
+    fn report_skipped(&self, endpoint: Endpoint, skipped: &[SkippedItem]) {
+        for reason in SkipReason::ALL {
+            let mut of_reason = skipped.iter().filter(|item| item.reason == reason);
+            let Some(first) = of_reason.next() else {
+                continue;
+            };
+            let count = 1 + of_reason.count();
+            tracing::warn!(
+                endpoint = %endpoint,
+                reason = %reason,
+                count,
+                first_index = first.index,
+                first_id = first.id.as_deref().unwrap_or("unknown"),
+                detail = %first.detail,
+                "list items skipped or merged"
+            );
+            self.observer
+                .items_skipped(endpoint, reason, u64::try_from(count).unwrap_or(u64::MAX));
+        }
     }
 
     /// One logical GET with retries. `Ok(None)` only for a 404 when `not_found` is `Absent`.

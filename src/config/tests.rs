@@ -120,7 +120,7 @@ fn example_toml_sinks_parse_once_uncommented() {
     let text = std::fs::read_to_string(example_path()).unwrap();
     let sinks_at = text.find("# Notification sinks").unwrap();
     let (before, sinks) = text.split_at(sinks_at);
-    let uncommented: String = sinks
+    let uncommented: Vec<&str> = sinks
         .lines()
         .map(|line| {
             let key_line = line.strip_prefix("# ").filter(|rest| {
@@ -129,9 +129,10 @@ fn example_toml_sinks_parse_once_uncommented() {
                         !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
                     })
             });
-            format!("{}\n", key_line.unwrap_or(line))
+            key_line.unwrap_or(line)
         })
         .collect();
+    let uncommented = uncommented.join("\n");
     let fixture = Fixture::new();
     let path = fixture.write("example-with-sinks.toml", &format!("{before}{uncommented}"));
     let env = env_map(&[
