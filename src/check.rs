@@ -436,6 +436,26 @@ fn days_text(days: Option<i64>) -> String {
 /// The report as aligned text tables: zones, certificates, hostnames, findings.
 pub fn render_table(report: &CheckReport) -> String {
     let mut out = String::new();
+    render_zones(&mut out, report);
+    render_certificates(&mut out, report);
+    render_hostnames(&mut out, report);
+    render_findings(&mut out, report);
+    let _ = writeln!(
+        out,
+        "\nResult: {} (exit {})",
+        match report.status {
+            CheckStatus::Healthy => "healthy",
+            CheckStatus::Findings => "findings",
+            CheckStatus::Unreachable => "Cloudflare API unreachable for some zones",
+            CheckStatus::Undecodable =>
+                "Cloudflare answered, but some answers could not be decoded (see the errors above)",
+        },
+        report.status.exit_code()
+    );
+    out
+}
+
+fn render_zones(out: &mut String, report: &CheckReport) {
     let zones: Vec<Vec<String>> = report
         .zones
         .iter()
@@ -451,10 +471,13 @@ pub fn render_table(report: &CheckReport) -> String {
         })
         .collect();
     aligned(
-        &mut out,
+        out,
         &["ZONE", "ZONE ID", "POLL", "CERTS", "HOSTNAMES", "ERROR"],
         &zones,
     );
+}
+
+fn render_certificates(out: &mut String, report: &CheckReport) {
     if !report.certificates.is_empty() {
         out.push('\n');
         let rows: Vec<Vec<String>> = report
@@ -485,7 +508,7 @@ pub fn render_table(report: &CheckReport) -> String {
             })
             .collect();
         aligned(
-            &mut out,
+            out,
             &[
                 "ZONE",
                 "SCOPE",
@@ -500,6 +523,9 @@ pub fn render_table(report: &CheckReport) -> String {
             &rows,
         );
     }
+}
+
+fn render_hostnames(out: &mut String, report: &CheckReport) {
     if !report.hostnames.is_empty() {
         out.push('\n');
         let rows: Vec<Vec<String>> = report
@@ -519,7 +545,7 @@ pub fn render_table(report: &CheckReport) -> String {
             })
             .collect();
         aligned(
-            &mut out,
+            out,
             &[
                 "ZONE",
                 "HOSTNAME",
@@ -533,6 +559,9 @@ pub fn render_table(report: &CheckReport) -> String {
             &rows,
         );
     }
+}
+
+fn render_findings(out: &mut String, report: &CheckReport) {
     out.push('\n');
     if report.findings.is_empty() {
         out.push_str("No findings.\n");
@@ -555,24 +584,11 @@ pub fn render_table(report: &CheckReport) -> String {
             })
             .collect();
         aligned(
-            &mut out,
+            out,
             &["SEVERITY", "ZONE", "OBJECT", "KIND", "DETAIL"],
             &rows,
         );
     }
-    let _ = writeln!(
-        out,
-        "\nResult: {} (exit {})",
-        match report.status {
-            CheckStatus::Healthy => "healthy",
-            CheckStatus::Findings => "findings",
-            CheckStatus::Unreachable => "Cloudflare API unreachable for some zones",
-            CheckStatus::Undecodable =>
-                "Cloudflare answered, but some answers could not be decoded (see the errors above)",
-        },
-        report.status.exit_code()
-    );
-    out
 }
 
 #[cfg(test)]

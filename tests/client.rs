@@ -758,7 +758,7 @@ async fn stub_list(
     )
 }
 
-fn page(ids: &[&str], info: serde_json::Value) -> serde_json::Value {
+fn page(ids: &[&str], info: &serde_json::Value) -> serde_json::Value {
     let items: Vec<_> = ids
         .iter()
         .map(|id| serde_json::json!({"id": id, "status": "active"}))
@@ -796,9 +796,9 @@ async fn paging_without_total_pages_follows_total_count_and_float_counts() {
     // The schema's result_info: count, page, per_page, total_count, all `number` (floats here).
     let info = |page: f64| serde_json::json!({"page": page, "per_page": 2.0, "count": 2.0, "total_count": 5.0});
     let (base, seen, _pages) = stub_list(vec![
-        page(&["a", "b"], info(1.0)),
-        page(&["c", "d"], info(2.0)),
-        page(&["e"], info(3.0)),
+        page(&["a", "b"], &info(1.0)),
+        page(&["c", "d"], &info(2.0)),
+        page(&["e"], &info(3.0)),
     ])
     .await;
     let client = stub_client(base, Arc::new(NoopObserver));
@@ -812,9 +812,9 @@ async fn paging_without_total_pages_follows_total_count_and_float_counts() {
 async fn paging_without_any_total_continues_while_pages_are_full() {
     let info = serde_json::json!({"per_page": 2, "count": 2});
     let (base, seen, _pages) = stub_list(vec![
-        page(&["a", "b"], info.clone()),
-        page(&["c", "d"], info.clone()),
-        page(&["e"], serde_json::json!({"per_page": 2, "count": 1})),
+        page(&["a", "b"], &info),
+        page(&["c", "d"], &info),
+        page(&["e"], &serde_json::json!({"per_page": 2, "count": 1})),
     ])
     .await;
     let client = stub_client(base, Arc::new(NoopObserver));
@@ -825,7 +825,7 @@ async fn paging_without_any_total_continues_while_pages_are_full() {
 
 #[tokio::test]
 async fn a_malformed_item_is_skipped_counted_and_keeps_its_last_good_data() {
-    let (base, _seen, pages) = stub_list(vec![page(&["a", "b"], serde_json::json!({}))]).await;
+    let (base, _seen, pages) = stub_list(vec![page(&["a", "b"], &serde_json::json!({}))]).await;
     let recorder = Arc::new(SkipRecorder::default());
     let client = stub_client(base, recorder.clone());
     assert_eq!(
@@ -867,7 +867,7 @@ async fn a_malformed_item_is_skipped_counted_and_keeps_its_last_good_data() {
     );
 
     // Once b is gone from the list, it is gone.
-    *pages.lock().unwrap() = vec![page(&["a"], serde_json::json!({}))];
+    *pages.lock().unwrap() = vec![page(&["a"], &serde_json::json!({}))];
     assert_eq!(
         client.list_hostname_certificates(ZONE).await.unwrap().len(),
         1
