@@ -386,7 +386,7 @@ pub struct Client {
     rate_limit_remaining: AtomicU64,
     /// Set by a 429 with `Retry-After`: no request leaves before this instant.
     blocked_until: Mutex<Option<Instant>>,
-    /// Certificate lists' last good items (by list path, then id), as JSON.
+    /// Certificate lists' last good items (by list path, then id), as JSON without the PEM.
     last_good_items: Mutex<HashMap<String, HashMap<String, serde_json::Value>>>,
 }
 
@@ -639,7 +639,8 @@ impl Client {
     /// Cloudflare's schema gives some lists only `count`, `page`, `per_page`, `total_count`.
     /// A page that answers for another page number than asked, or comes back empty, ends it.
     /// For certificate lists, an item that no longer decodes but whose id is readable keeps
-    /// its last good data, so schema drift never reads as "the certificate is gone".
+    /// its last good data (all but the PEM body), so schema drift never reads as "the
+    /// certificate is gone".
     async fn get_all_pages<T: DeserializeOwned + Serialize + ListItem>(
         &self,
         endpoint: Endpoint,
@@ -754,7 +755,13 @@ impl Client {
             .iter()
             .filter_map(|item| {
                 let id = item.item_id()?.to_owned();
-                Some((id, serde_json::to_value(item).ok()?))
+                let mut value = serde_json::to_value(item).ok()?;
+                // Status, dates and names are what alerts need; the PEM would make this cache
+                // as large as every certificate body of every zone.
+                if let Some(fields) = value.as_object_mut() {
+                    fields.remove("certificate");
+                }
+                Some((id, value))
             })
             .collect();
         last_good.insert(key, current);
