@@ -34,8 +34,10 @@ pub fn payload(notification: &Notification) -> Value {
     if !resolved {
         let _ = write!(
             text,
-            "\nRemediation: {}\n{}",
-            remediation.advice, remediation.api_call
+            "\nRemediation: {}\n{}\nRunbook: {}",
+            remediation.advice,
+            remediation.api_call,
+            alert.reason.runbook_url()
         );
     }
 
@@ -113,10 +115,11 @@ pub fn payload(notification: &Notification) -> Value {
     blocks.push(json!({
         "type": "context",
         "elements": [{"type": "mrkdwn", "text": format!(
-            "cloudflare-aop-exporter · reason `{}` · fingerprint `{}` · started {}",
+            "cloudflare-aop-exporter · reason `{}` · fingerprint `{}` · started {} · <{}|runbook>",
             alert.reason,
             alert.fingerprint,
-            timestamp(alert.started_at)
+            timestamp(alert.started_at),
+            alert.reason.runbook_url()
         )}],
     }));
 
@@ -212,6 +215,10 @@ mod tests {
         );
         assert!(text.contains("since 2027-01-15T06:00:00Z"), "{text}");
         assert!(
+            text.ends_with("/docs/runbook.md#cloudflareaopdeploymenttimedout"),
+            "{text}"
+        );
+        assert!(
             text.contains("/zones/z1/origin_tls_client_auth/hostnames"),
             "{text}"
         );
@@ -231,6 +238,7 @@ mod tests {
             "*Expires*",
             "*Remediation*",
             r#"{\"config\":[{\"cert_id\":\"c1\",\"enabled\":true,\"hostname\":\"eu.pay.example\"}]}"#,
+            "docs/runbook.md#cloudflareaopdeploymenttimedout|runbook>",
         ] {
             assert!(all.contains(expected), "missing {expected} in {all}");
         }
