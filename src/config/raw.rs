@@ -88,7 +88,9 @@ pub struct RawCloudflare {
     /// This instance's request budget per 5 minutes, at least 1 (default 1000; Cloudflare
     /// allows 1200 per user, shared by all of the user's tokens).
     pub requests_per_5m: u32,
-    /// Call `/user/tokens/verify` at start-up and every `token_verify_interval` (default true).
+    /// Verify the token (`/user/tokens/verify`, for account-owned tokens
+    /// `/accounts/{account_id}/tokens/verify`) at start-up and every `token_verify_interval`
+    /// (default true).
     pub verify_token: bool,
     /// How often the token is re-verified (default `6h`).
     #[serde(with = "duration")]
