@@ -112,16 +112,7 @@ pub fn payload(notification: &Notification) -> Value {
             )},
         }));
     }
-    blocks.push(json!({
-        "type": "context",
-        "elements": [{"type": "mrkdwn", "text": format!(
-            "cloudflare-aop-exporter · reason `{}` · fingerprint `{}` · started {} · <{}|runbook>",
-            alert.reason,
-            alert.fingerprint,
-            timestamp(alert.started_at),
-            alert.reason.runbook_url()
-        )}],
-    }));
+    blocks.push(context_block(alert));
 
     json!({"text": text, "blocks": blocks})
 }
@@ -131,6 +122,20 @@ fn field(name: &str, value: &str) -> Value {
 }
 
 /// Slack's date token: shown in the reader's time zone, with the UTC time as fallback.
+/// The footer: where it comes from, its identity, and the runbook link.
+fn context_block(alert: &super::Alert) -> Value {
+    json!({
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": format!(
+            "cloudflare-aop-exporter · reason `{}` · fingerprint `{}` · started {} · <{}|runbook>",
+            alert.reason,
+            alert.fingerprint,
+            timestamp(alert.started_at),
+            alert.reason.runbook_url()
+        )}],
+    })
+}
+
 fn slack_date(at: chrono::DateTime<chrono::Utc>) -> String {
     format!(
         "<!date^{}^{{date_short_pretty}} {{time}}|{}>",
