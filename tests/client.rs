@@ -873,3 +873,15 @@ async fn a_malformed_item_is_skipped_counted_and_keeps_its_last_good_data() {
         1
     );
 }
+
+#[tokio::test]
+async fn an_endpoint_ignoring_page_is_not_paged_forever() {
+    // Full pages, no totals, no page number: only the repetition shows the endpoint ignores
+    // `page`. One extra request, not a thousand.
+    let full = page(&["a", "b"], &serde_json::json!({"per_page": 2}));
+    let (base, seen, _pages) = stub_list(vec![full.clone(), full]).await;
+    let client = stub_client(base, Arc::new(NoopObserver));
+    let items = client.list_hostname_certificates(ZONE).await.unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}

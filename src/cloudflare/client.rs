@@ -26,7 +26,7 @@ use super::Endpoint;
 use super::types::{
     ApiMessage, DecodedList, DnsRecord, Envelope, HostnameAssociation, HostnameCertificate,
     ListItem, ResultInfo, SkipReason, SkippedItem, TokenVerification, ZoneCertificate,
-    ZoneSettings, decode_items,
+    ZoneSettings, decode_items, raw_item_id,
 };
 use crate::secret::Secret;
 
@@ -637,7 +637,8 @@ impl Client {
     /// Page 1 (with `per_page` when given), then more pages: up to `total_pages`, else up to
     /// `ceil(total_count / per_page)`, else while pages come back full (`per_page` items), as
     /// Cloudflare's schema gives some lists only `count`, `page`, `per_page`, `total_count`.
-    /// A page that answers for another page number than asked, or comes back empty, ends it.
+    /// A page that answers for another page number than asked, repeats the previous page, or
+    /// comes back empty, ends it.
     /// For certificate lists, an item that no longer decodes but whose id is readable keeps
     /// its last good data (all but the PEM body), so schema drift never reads as "the
     /// certificate is gone".
@@ -682,6 +683,7 @@ impl Client {
             });
         }
         let mut last_page_len = raw.len();
+        let mut last_page_first_id = raw.first().and_then(raw_item_id).map(str::to_owned);
         for page in 2..=announced.unwrap_or(MAX_PAGES) {
             // Without totals, only a full page says there may be more.
             if announced.is_none() && per_page.is_none_or(|size| last_page_len < size as usize) {
@@ -697,10 +699,17 @@ impl Client {
                 .unwrap_or_else(empty_envelope);
             let answered_page = next.result_info.and_then(|info| info.page);
             let page_items = next.result.unwrap_or_default();
-            if page_items.is_empty() || answered_page.is_some_and(|answered| answered != page) {
+            let first_id = page_items.first().and_then(raw_item_id).map(str::to_owned);
+            // An endpoint that ignores `page` answers page 1 again: stop rather than loop.
+            let repeated = first_id.is_some() && first_id == last_page_first_id;
+            if page_items.is_empty()
+                || repeated
+                || answered_page.is_some_and(|answered| answered != page)
+            {
                 break;
             }
             last_page_len = page_items.len();
+            last_page_first_id = first_id;
             raw.extend(page_items);
         }
         let mut decoded = decode_items::<T>(raw);
