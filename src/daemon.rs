@@ -269,7 +269,10 @@ pub async fn demo(
         scenario.token()
     );
     println!("Press Ctrl-C to stop.");
+    let state_dir = settings.state.dir.clone();
     let result = run_on(settings, listener, shutdown).await;
     simulator.shutdown().await;
+    // The run's own state: the next demo starts clean.
+    let _ = std::fs::remove_dir_all(state_dir);
     result
 }

@@ -1,6 +1,7 @@
 //! The `cloudflare-aop-exporter` binary: command line, logging set-up, and calls into the
 //! library. Exit codes: 0 success, 1 findings/runtime failure, 2 usage or config error.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -180,6 +181,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => {
             // Config errors come first: they must exit 2 with their one line before anything else.
             let settings = config::load(&args.config)?;
+            config::check_state_dir(&args.config, &settings.state)?;
             init_tracing(&logging, Some(&settings))?;
             tracing::info!(
                 config = %args.config.display(),
@@ -223,6 +225,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Healthcheck { url, insecure } => Ok(healthcheck(&url, insecure).await),
         Command::ValidateConfig { file } => {
             let settings = config::load(&file)?;
+            config::check_state_dir(&file, &settings.state)?;
             init_tracing(&logging, Some(&settings))?;
             let effective = settings.effective_toml()?;
             println!(
@@ -278,6 +281,12 @@ async fn healthcheck(url: &str, insecure: bool) -> ExitCode {
     }
 }
 
+/// Colour (ANSI escapes) only on a terminal, and not when `NO_COLOR` is set to anything
+/// non-empty (<https://no-color.org>): journald, Docker and `kubectl logs` get plain text.
+fn colour_logs(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
+}
+
 /// What the command line says about logging.
 struct LoggingArgs {
     level: Option<String>,
@@ -313,10 +322,28 @@ fn init_tracing(args: &LoggingArgs, settings: Option<&Settings>) -> anyhow::Resu
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_logs(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .with_writer(std::io::stderr);
     let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
     installed.map_err(|error| anyhow::anyhow!("cannot set up logging: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour_logs;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour_logs(true, None));
+        assert!(colour_logs(true, Some(OsStr::new(""))));
+        assert!(!colour_logs(true, Some(OsStr::new("1"))));
+        assert!(!colour_logs(false, None));
+    }
 }

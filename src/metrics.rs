@@ -22,6 +22,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::cloudflare::types::SkipReason;
 use crate::cloudflare::{Attempt, Endpoint, ErrorReason, RequestObserver};
 use crate::state::Snapshot;
 
@@ -128,6 +129,7 @@ pub struct Metrics {
     api_request_duration: HistogramVec,
     api_errors: IntCounterVec,
     rate_limit: RateLimitMetrics,
+    api_items_skipped: IntCounterVec,
     alerts_firing: IntGaugeVec,
     notifications: IntCounterVec,
     notification_queue_length: IntGaugeVec,
@@ -214,6 +216,26 @@ impl Registrar<'_> {
         self.register(name, IntCounterVec::new(Opts::new(name, help), labels))
     }
 
+    /// `api_items_skipped_total`, with a zero series per list endpoint and reason.
+    fn items_skipped(&self) -> Result<IntCounterVec, MetricsError> {
+        let family = self.counter_vec(
+            "cloudflare_aop_api_items_skipped_total",
+            "List items left out of a poll (undecodable, missing_id) or merged (duplicate_id, \
+             the worse status kept), by endpoint and reason.",
+            &["endpoint", "reason"],
+        )?;
+        for endpoint in [
+            Endpoint::HostnameCertificatesList,
+            Endpoint::ZoneCertificatesList,
+            Endpoint::DnsRecordsList,
+        ] {
+            for reason in SkipReason::ALL {
+                family.with_label_values(&[endpoint.as_str(), reason.as_str()]);
+            }
+        }
+        Ok(family)
+    }
+
     fn gauge_vec(
         &self,
         name: &'static str,
@@ -276,6 +298,7 @@ impl Metrics {
             &["endpoint", "reason"],
         )?;
         let rate_limit = RateLimitMetrics::new(&registrar)?;
+        let api_items_skipped = registrar.items_skipped()?;
         let alerts_firing = registrar.gauge_vec(
             "cloudflare_aop_alerts_firing",
             "The exporter's own alerts now firing, by reason.",
@@ -320,6 +343,7 @@ impl Metrics {
             api_request_duration,
             api_errors,
             rate_limit,
+            api_items_skipped,
             alerts_firing,
             notifications,
             notification_queue_length,
@@ -420,6 +444,12 @@ impl RequestObserver for Metrics {
                 .with_label_values(&[endpoint, reason.as_str()])
                 .inc();
         }
+    }
+
+    fn items_skipped(&self, endpoint: Endpoint, reason: SkipReason, count: u64) {
+        self.api_items_skipped
+            .with_label_values(&[endpoint.as_str(), reason.as_str()])
+            .inc_by(count);
     }
 
     fn rate_limit_remaining(&self, remaining: u64) {

@@ -365,20 +365,26 @@ fn render_hostnames(page: &mut String, snapshot: &Snapshot, now: DateTime<Utc>) 
         .collect();
     hostnames.sort_by_key(|(_, hostname)| hostname.cert_expires_on);
     page.push_str(
-        "<h2>Hostnames</h2><table><tr><th>zone</th><th>hostname</th><th>association</th>\
-         <th>status</th><th>certificate id</th><th>certificate status</th><th>days left</th></tr>",
+        "<h2>Hostnames</h2><table><tr><th>zone</th><th>hostname</th><th>source</th>\
+         <th>association</th><th>status</th><th>certificate id</th><th>certificate status</th>\
+         <th>days left</th></tr>",
     );
     for (zone, hostname) in hostnames {
-        let association_class = match hostname.association {
-            crate::state::AssociationState::Enabled => "ok",
+        // A discovered hostname without an association simply does not use AOP: not a warning.
+        let association_class = match (hostname.association, hostname.source) {
+            (crate::state::AssociationState::Enabled, _)
+            | (crate::state::AssociationState::Absent, crate::state::HostnameSource::Discovered) => {
+                "ok"
+            }
             _ => "warn",
         };
         let _ = write!(
             page,
-            "<tr><td>{}</td><td>{}</td><td class=\"{association_class}\">{}</td><td>{}</td>\
-             <td><code>{}</code></td><td>{}</td>{}</tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{association_class}\">{}</td>\
+             <td>{}</td><td><code>{}</code></td><td>{}</td>{}</tr>",
             escape(&zone.zone_name),
             escape(&hostname.hostname),
+            hostname.source,
             hostname.association,
             status_text(hostname.status),
             escape(hostname.cert_id.as_deref().unwrap_or("–")),

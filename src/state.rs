@@ -92,6 +92,45 @@ impl fmt::Display for AssociationState {
     }
 }
 
+/// Where a watched hostname comes from: the `source` label of `hostname_info`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum HostnameSource {
+    /// Named in the zone's `hostnames`: a missing or disabled association is a finding.
+    #[default]
+    Configured,
+    /// A proxied DNS record found by `discover_hostnames`: watched, but without an association
+    /// it is simply not using per-hostname AOP, which raises nothing.
+    Discovered,
+}
+
+impl HostnameSource {
+    /// The `source` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostnameSource::Configured => "configured",
+            HostnameSource::Discovered => "discovered",
+        }
+    }
+
+    /// `Configured` when `hostname` is among the zone's configured `hostnames`.
+    pub fn of(configured: &[String], hostname: &str) -> Self {
+        if configured.iter().any(|name| name == hostname) {
+            HostnameSource::Configured
+        } else {
+            HostnameSource::Discovered
+        }
+    }
+}
+
+impl fmt::Display for HostnameSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Everything known, per zone id.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Snapshot {
@@ -163,11 +202,17 @@ pub struct ZoneSnapshot {
     pub last_attempt: Option<DateTime<Utc>>,
     /// Why the last poll failed (no secrets: API errors name endpoint and status only).
     pub last_error: Option<String>,
+    /// The failure's class, the `reason` label of `api_errors_total` (`decode` when Cloudflare
+    /// answered with something that could not be read, `timeout`, `network`, …).
+    pub last_error_reason: Option<String>,
     /// Zone-level AOP setting, when polled.
     pub zone_enabled: Option<bool>,
     /// The last refresh of the zone's least recently refreshed object; `None` while some
     /// object has never been fetched.
     pub oldest_refresh: Option<DateTime<Utc>>,
+    /// The zone-level certificates were polled (`zone_level = true`) by the last successful
+    /// poll: without it their count is unknown, not zero.
+    pub zone_level_polled: bool,
     /// Keyed by (scope, certificate id); serialized as a list (JSON keys must be strings).
     #[serde(serialize_with = "serialize_values")]
     pub certificates: BTreeMap<(Scope, String), CertificateState>,
@@ -247,6 +292,8 @@ impl CertificateState {
 #[derive(Debug, Clone, Serialize)]
 pub struct HostnameState {
     pub hostname: String,
+    /// Configured, or found by `discover_hostnames`.
+    pub source: HostnameSource,
     pub association: AssociationState,
     /// The association's `status`.
     pub status: Option<Status>,

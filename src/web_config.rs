@@ -198,6 +198,9 @@ const UNSUPPORTED_TLS_KEYS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The highest bcrypt cost accepted in `basic_auth_users`: about 5 s per check at cost 16 on
+/// one slow core; above that a login cannot finish within a scrape timeout.
+const MAX_BCRYPT_COST: u32 = 16;
 const TOP_KEYS: &str = "tls_server_config, basic_auth_users";
 const TLS_KEYS: &str = "cert_file, key_file, client_auth_type, client_ca_file, min_version, \
                         max_version, prefer_server_cipher_suites";
@@ -507,10 +510,23 @@ impl Parser<'_> {
             let Yaml::String(hash) = value else {
                 return Err(self.key_error(key, "must be a bcrypt hash string"));
             };
-            if hash.parse::<bcrypt::HashParts>().is_err() {
+            let Ok(parts) = hash.parse::<bcrypt::HashParts>() else {
                 return Err(self.key_error(
                     key,
                     "is not a bcrypt hash (expected $2a$/$2b$/$2y$…, e.g. from `htpasswd -nbBC 10 user password`)",
+                ));
+            };
+            // Each step doubles the work: cost 17 already takes seconds per login on a small
+            // machine, and cost 31 days, so no scrape could ever authenticate.
+            if parts.get_cost() > MAX_BCRYPT_COST {
+                return Err(self.key_error(
+                    key,
+                    format!(
+                        "bcrypt cost {} is too high: a login would take far longer than a scrape \
+                         timeout (at most {MAX_BCRYPT_COST}; 10 to 12 is usual, e.g. \
+                         `htpasswd -nbBC 10 user password`)",
+                        parts.get_cost()
+                    ),
                 ));
             }
             users.insert(user.to_owned(), hash.clone());
@@ -659,6 +675,12 @@ mod tests {
                 "basic_auth_users:\n  alice: hunter2\n",
                 "basic_auth_users.alice",
                 "not a bcrypt hash",
+            ),
+            (
+                // A real hash of "example", with its cost field set to 31.
+                "basic_auth_users:\n  alice: $2y$31$PrloTg7aX68ALl7xGUO2T.HV2Rkh89WJcyBeBsjDZB2LiPf7Rg7Qu\n",
+                "basic_auth_users.alice",
+                "bcrypt cost 31 is too high",
             ),
             (
                 "basic_auth_users:\n  alice: 12\n",

@@ -210,7 +210,7 @@ async fn a_real_alertmanager_routes_the_firing_alert_and_its_resolve() {
     assert_eq!(alert["status"], "firing");
     assert_eq!(
         alert["labels"]["alertname"],
-        "CloudflareAopDeploymentTimedOut"
+        "CloudflareAOPDeploymentTimedOut"
     );
     assert_eq!(alert["labels"]["reason"], "deployment_timed_out");
     assert_eq!(alert["labels"]["zone_id"], ZONE);

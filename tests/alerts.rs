@@ -119,6 +119,10 @@ async fn record(
 
 impl Receiver {
     async fn start(script: Vec<Reply>, otherwise: Reply) -> Receiver {
+        Receiver::start_on("127.0.0.1:0", script, otherwise).await
+    }
+
+    async fn start_on(addr: &str, script: Vec<Reply>, otherwise: Reply) -> Receiver {
         let state = ReceiverState {
             requests: Arc::default(),
             script: Arc::new(Mutex::new(script.into())),
@@ -127,7 +131,7 @@ impl Receiver {
         let router = axum::Router::new()
             .fallback(record)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await });
         Receiver { addr, state }
@@ -294,7 +298,7 @@ fn assert_signed_firing_webhook(request: &Recorded) -> (String, serde_json::Valu
     let alert = &document["alerts"][0];
     assert_eq!(
         alert["labels"]["alertname"],
-        "CloudflareAopDeploymentTimedOut"
+        "CloudflareAOPDeploymentTimedOut"
     );
     assert_eq!(alert["labels"]["reason"], "deployment_timed_out");
     assert_eq!(alert["labels"]["zone"], "pay.example");
@@ -640,6 +644,81 @@ async fn a_restart_delivers_what_was_queued_and_does_not_announce_the_alert_agai
         "the same alert, not a new one"
     );
     assert_eq!(notifications(&second, "chat", "sent"), 1);
+}
+
+#[tokio::test]
+async fn a_renamed_sink_keeps_its_queue_and_an_added_sink_hears_the_firing_alert_at_start() {
+    let sim = simulator().await;
+    let state_dir = tempfile::tempdir().unwrap();
+
+    // First run: the Slack receiver is down; one firing notification stays queued for "chat".
+    let slack_url = closed_port_url("/slack");
+    let down = settings(
+        &sim,
+        state_dir.path(),
+        vec![sink("chat", SinkKind::Slack, slack_url.clone())],
+    );
+    let first = Exporter::with_alerts(&down, true).unwrap();
+    time_out_the_certificate(&sim);
+    first.cycle().await;
+    let alerter = first.alerter.clone().unwrap();
+    assert_eq!(alerter.queued("chat"), 1);
+    alerter.shutdown().await;
+    drop(alerter);
+    drop(first);
+
+    // Second run: "chat" is renamed "oncall" (same type and URL, now answering), and a webhook
+    // sink is added. No cycle runs: what arrives comes from the start-up alone.
+    let slack = Receiver::start_on(
+        &format!("127.0.0.1:{}", slack_url.port().unwrap()),
+        Vec::new(),
+        Reply::Ok,
+    )
+    .await;
+    let hook = Receiver::start(Vec::new(), Reply::Ok).await;
+    let mut up = settings(
+        &sim,
+        state_dir.path(),
+        vec![
+            sink("oncall", SinkKind::Slack, slack_url),
+            sink("hook", SinkKind::Webhook, hook.url("/hook")),
+        ],
+    );
+    up.alerts.repeat_interval = Duration::from_secs(3600);
+    let second = Exporter::with_alerts(&up, true).unwrap();
+    let carried = slack.wait_for("/slack", 1).await;
+    assert_eq!(
+        carried.len(),
+        1,
+        "the renamed sink's queued notification is delivered"
+    );
+    assert!(
+        carried[0].json()["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[FIRING]")
+    );
+    let announced = hook.wait_for("/hook", 1).await;
+    assert_eq!(
+        announced.len(),
+        1,
+        "the new sink hears the alert already firing"
+    );
+    assert_eq!(announced[0].json()["status"], "firing");
+    assert_eq!(
+        announced[0].json()["alerts"][0]["labels"]["alertname"],
+        "CloudflareAOPDeploymentTimedOut"
+    );
+
+    // Later cycles announce nothing again to either.
+    second.cycle().await;
+    settle().await;
+    assert_eq!(slack.requests("/slack").len(), 1);
+    assert_eq!(hook.requests("/hook").len(), 1);
+    let persisted = std::fs::read_to_string(state_dir.path().join("alerts.json")).unwrap();
+    assert!(persisted.contains("\"oncall\""), "{persisted}");
+    assert!(!persisted.contains("\"chat\""), "{persisted}");
+    assert!(!persisted.contains("127.0.0.1"), "{persisted}");
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use cloudflare_aop_exporter::cloudflare::types::Status;
 use cloudflare_aop_exporter::cloudflare::{
-    ApiError, Attempt, Auth, Client, ClientOptions, Endpoint, ErrorReason, RequestObserver,
+    ApiError, Attempt, Auth, Client, ClientOptions, Endpoint, ErrorReason, NoopObserver,
+    RequestObserver, TokenCheck,
 };
 use cloudflare_aop_exporter::secret::Secret;
 use cloudflare_aop_exporter::simulator::{
@@ -280,7 +281,7 @@ async fn zone_level_certificates_settings_token_and_dns() {
         client.get_zone_settings(ZONE).await.unwrap().enabled,
         Some(true)
     );
-    assert!(client.verify_token().await.unwrap().is_active());
+    assert_eq!(client.verify_token().await.unwrap(), TokenCheck::Valid);
     let mut names: Vec<_> = client
         .list_proxied_dns_records(ZONE)
         .await
@@ -627,4 +628,260 @@ async fn the_request_budget_is_never_exceeded() {
     assert_eq!(stats.total, 25);
     assert_eq!(stats.rate_limited, 0, "the simulator never had to refuse");
     assert!(sim.max_requests_in_window(Duration::from_secs(2)) <= 10);
+}
+
+const ACCOUNT: &str = "9a8b7c6d5e4f30211203f4e5d6c7b8a9";
+
+/// A simulator whose token is account-owned (or not), and a client with `account_id` (or not).
+async fn token_setup(account_owned: bool, account_id: Option<&str>) -> (Simulator, Client) {
+    let mut scenario = Scenario::from_toml_str(SCENARIO, None).expect("test scenario parses");
+    scenario.auth.account_owned = account_owned;
+    ACCOUNT.clone_into(&mut scenario.auth.account_id);
+    let sim = Simulator::start(scenario).await.expect("simulator starts");
+    let mut options = fast_options(&sim);
+    options.account_id = account_id.map(str::to_owned);
+    let client = Client::new(options).expect("client builds");
+    (sim, client)
+}
+
+#[tokio::test]
+async fn a_user_token_verifies_at_the_user_endpoint_only() {
+    let (sim, client) = token_setup(false, Some(ACCOUNT)).await;
+    assert_eq!(client.verify_token().await.unwrap(), TokenCheck::Valid);
+    assert_eq!(
+        sim.requests(Endpoint::TokenVerify),
+        1,
+        "no account fallback"
+    );
+}
+
+#[tokio::test]
+async fn an_account_token_verifies_at_the_account_endpoint_when_account_id_is_set() {
+    let (sim, client) = token_setup(true, Some(ACCOUNT)).await;
+    let check = client.verify_token().await.unwrap();
+    assert_eq!(check, TokenCheck::Valid);
+    assert_eq!(check.token_valid(), Some(true));
+    assert_eq!(
+        sim.requests(Endpoint::TokenVerify),
+        2,
+        "user endpoint, then account"
+    );
+    // And it polls like any token.
+    assert!(client.get_zone_settings(ZONE).await.is_ok());
+}
+
+#[tokio::test]
+async fn an_account_token_without_account_id_is_unverifiable_not_invalid() {
+    let (sim, client) = token_setup(true, None).await;
+    let check = client.verify_token().await.unwrap();
+    let TokenCheck::Unverifiable { why } = &check else {
+        panic!("expected Unverifiable, got {check:?}");
+    };
+    assert!(why.contains("cloudflare.account_id"), "{why}");
+    assert!(!why.contains("test-token-5f2c"), "no secret in: {why}");
+    assert_eq!(check.token_valid(), None);
+    assert_eq!(sim.requests(Endpoint::TokenVerify), 1);
+}
+
+#[tokio::test]
+async fn an_account_endpoint_403_is_a_valid_token_lacking_a_permission() {
+    let (_sim, client) = token_setup(true, Some("00000000000000000000000000000000")).await;
+    let check = client.verify_token().await.unwrap();
+    let TokenCheck::LacksPermission { endpoint, errors } = &check else {
+        panic!("expected LacksPermission, got {check:?}");
+    };
+    assert_eq!(
+        endpoint,
+        "/accounts/00000000000000000000000000000000/tokens/verify"
+    );
+    assert!(errors.contains("9109"), "{errors}");
+    assert_eq!(check.token_valid(), Some(true));
+}
+
+#[tokio::test]
+async fn a_disabled_account_token_is_invalid() {
+    let mut scenario = Scenario::from_toml_str(SCENARIO, None).expect("test scenario parses");
+    scenario.auth.account_owned = true;
+    ACCOUNT.clone_into(&mut scenario.auth.account_id);
+    "disabled".clone_into(&mut scenario.auth.token_status);
+    let sim = Simulator::start(scenario).await.expect("simulator starts");
+    let mut options = fast_options(&sim);
+    options.account_id = Some(ACCOUNT.to_owned());
+    let client = Client::new(options).expect("client builds");
+    let check = client.verify_token().await.unwrap();
+    assert_eq!(
+        check,
+        TokenCheck::Invalid {
+            status: Some("disabled".to_owned()),
+            endpoint: format!("/accounts/{ACCOUNT}/tokens/verify"),
+        }
+    );
+    assert_eq!(check.token_valid(), Some(false));
+}
+
+/// The pages a stub list serves; replaceable while it runs.
+type StubPages = Arc<Mutex<Vec<serde_json::Value>>>;
+
+/// A stub API whose hostname-certificate list answers with `pages[page - 1]` (the page from
+/// `?page=`, 1 without it), recording the pages asked for.
+async fn stub_list(
+    pages: Vec<serde_json::Value>,
+) -> (url::Url, Arc<Mutex<Vec<String>>>, StubPages) {
+    use axum::extract::{Query, State};
+    type Shared = (StubPages, Arc<Mutex<Vec<String>>>);
+    async fn list(
+        State((pages, seen)): State<Shared>,
+        Query(query): Query<std::collections::HashMap<String, String>>,
+    ) -> axum::Json<serde_json::Value> {
+        let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+        seen.lock().unwrap().push(format!("page={page}"));
+        let pages = pages.lock().unwrap();
+        axum::Json(pages.get(page - 1).cloned().unwrap_or_else(
+            || serde_json::json!({"success": true, "errors": [], "messages": [], "result": []}),
+        ))
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let pages: StubPages = Arc::new(Mutex::new(pages));
+    let router = axum::Router::new()
+        .route(
+            "/client/v4/zones/{zone}/origin_tls_client_auth/hostnames/certificates",
+            axum::routing::get(list),
+        )
+        .with_state((pages.clone(), seen.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (
+        url::Url::parse(&format!("http://{addr}/client/v4")).unwrap(),
+        seen,
+        pages,
+    )
+}
+
+fn page(ids: &[&str], info: &serde_json::Value) -> serde_json::Value {
+    let items: Vec<_> = ids
+        .iter()
+        .map(|id| serde_json::json!({"id": id, "status": "active"}))
+        .collect();
+    serde_json::json!({"success": true, "errors": [], "messages": [], "result": items, "result_info": info})
+}
+
+#[derive(Default)]
+struct SkipRecorder(Mutex<Vec<(Endpoint, String, u64)>>);
+
+impl RequestObserver for SkipRecorder {
+    fn attempt_finished(&self, _attempt: &Attempt) {}
+    fn rate_limit_remaining(&self, _remaining: u64) {}
+    fn items_skipped(
+        &self,
+        endpoint: Endpoint,
+        reason: cloudflare_aop_exporter::cloudflare::types::SkipReason,
+        count: u64,
+    ) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((endpoint, reason.as_str().to_owned(), count));
+    }
+}
+
+fn stub_client(base: url::Url, observer: Arc<dyn RequestObserver>) -> Client {
+    let mut options = ClientOptions::new(base, Auth::Token(Secret::new("t")));
+    options.max_retries = 0;
+    Client::with_observer(options, observer).unwrap()
+}
+
+#[tokio::test]
+async fn paging_without_total_pages_follows_total_count_and_float_counts() {
+    // The schema's result_info: count, page, per_page, total_count, all `number` (floats here).
+    let info = |page: f64| serde_json::json!({"page": page, "per_page": 2.0, "count": 2.0, "total_count": 5.0});
+    let (base, seen, _pages) = stub_list(vec![
+        page(&["a", "b"], &info(1.0)),
+        page(&["c", "d"], &info(2.0)),
+        page(&["e"], &info(3.0)),
+    ])
+    .await;
+    let client = stub_client(base, Arc::new(NoopObserver));
+    let items = client.list_hostname_certificates(ZONE).await.unwrap();
+    let ids: Vec<_> = items.iter().filter_map(|item| item.id.as_deref()).collect();
+    assert_eq!(ids, ["a", "b", "c", "d", "e"]);
+    assert_eq!(*seen.lock().unwrap(), ["page=1", "page=2", "page=3"]);
+}
+
+#[tokio::test]
+async fn paging_without_any_total_continues_while_pages_are_full() {
+    let info = serde_json::json!({"per_page": 2, "count": 2});
+    let (base, seen, _pages) = stub_list(vec![
+        page(&["a", "b"], &info),
+        page(&["c", "d"], &info),
+        page(&["e"], &serde_json::json!({"per_page": 2, "count": 1})),
+    ])
+    .await;
+    let client = stub_client(base, Arc::new(NoopObserver));
+    let items = client.list_hostname_certificates(ZONE).await.unwrap();
+    assert_eq!(items.len(), 5);
+    assert_eq!(seen.lock().unwrap().len(), 3, "stops at the short page");
+}
+
+#[tokio::test]
+async fn a_malformed_item_is_skipped_counted_and_keeps_its_last_good_data() {
+    let (base, _seen, pages) = stub_list(vec![page(&["a", "b"], &serde_json::json!({}))]).await;
+    let recorder = Arc::new(SkipRecorder::default());
+    let client = stub_client(base, recorder.clone());
+    assert_eq!(
+        client.list_hostname_certificates(ZONE).await.unwrap().len(),
+        2
+    );
+    assert!(recorder.0.lock().unwrap().is_empty());
+
+    // Schema drift: b's date no longer decodes, one item has no id. Neither costs "a", and b
+    // keeps its last good data instead of vanishing (and resolving its alerts).
+    *pages.lock().unwrap() = vec![serde_json::json!({
+        "success": true, "errors": [], "messages": [],
+        "result": [
+            {"id": "a", "status": "active"},
+            {"id": "b", "status": "deployment_timed_out", "expires_on": "yesterday"},
+            {"status": "active"}
+        ]
+    })];
+    let items = client.list_hostname_certificates(ZONE).await.unwrap();
+    let kept: Vec<_> = items
+        .iter()
+        .map(|item| (item.id.as_deref().unwrap(), item.status.unwrap()))
+        .collect();
+    assert_eq!(kept, [("a", Status::Active), ("b", Status::Active)]);
+    assert_eq!(
+        *recorder.0.lock().unwrap(),
+        [
+            (
+                Endpoint::HostnameCertificatesList,
+                "undecodable".to_owned(),
+                1
+            ),
+            (
+                Endpoint::HostnameCertificatesList,
+                "missing_id".to_owned(),
+                1
+            ),
+        ]
+    );
+
+    // Once b is gone from the list, it is gone.
+    *pages.lock().unwrap() = vec![page(&["a"], &serde_json::json!({}))];
+    assert_eq!(
+        client.list_hostname_certificates(ZONE).await.unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_ignoring_page_is_not_paged_forever() {
+    // Full pages, no totals, no page number: only the repetition shows the endpoint ignores
+    // `page`. One extra request, not a thousand.
+    let full = page(&["a", "b"], &serde_json::json!({"per_page": 2}));
+    let (base, seen, _pages) = stub_list(vec![full.clone(), full]).await;
+    let client = stub_client(base, Arc::new(NoopObserver));
+    let items = client.list_hostname_certificates(ZONE).await.unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(seen.lock().unwrap().len(), 2);
 }

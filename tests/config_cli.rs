@@ -145,10 +145,6 @@ fn validate_config_accepts_the_shipped_example() {
         .arg("validate-config")
         .arg(&example)
         .env("CF_AOP__CLOUDFLARE__API_TOKEN_FILE", &token)
-        .env("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/LEAK")
-        .env("AOP_WEBHOOK_URL", "https://hooks.example.com/aop")
-        .env("AOP_WEBHOOK_SECRET", "LEAK-hmac")
-        .env("ALERTMANAGER_URL", "http://alertmanager:9093")
         .output()
         .unwrap();
     let stdout = text(&output.stdout);
@@ -165,8 +161,97 @@ fn validate_config_accepts_the_shipped_example() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("url_env = \"SLACK_WEBHOOK_URL\""),
+        stdout.contains("[state]\ndir = \"cloudflare-aop-state\""),
         "{stdout}"
+    );
+}
+
+/// The README's first-run commands (`cargo run -- validate-config …` / `cargo run -- check …`
+/// in its code blocks), run as written from the repository root with `CLOUDFLARE_API_TOKEN`
+/// set, against a simulator serving `config/minimal.toml`'s zone.
+#[tokio::test]
+async fn the_readme_first_run_commands_work_on_a_fresh_clone() {
+    use cloudflare_aop_exporter::simulator::{Scenario, Simulator};
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let minimal: toml::Table =
+        toml::from_str(&std::fs::read_to_string(root.join("config/minimal.toml")).unwrap())
+            .unwrap();
+    let zone = &minimal["zones"].as_array().unwrap()[0];
+    let scenario = format!(
+        r#"
+[auth]
+token = "readme-token"
+
+[[zones]]
+id = "{id}"
+name = "{name}"
+
+[[zones.certificates]]
+id = "40000000-0000-4000-8000-000000000001"
+common_name = "origin.{name}"
+not_before = "-1d"
+not_after = "200d"
+status = "active"
+
+[[zones.hostnames]]
+name = "{hostname}"
+cert_id = "40000000-0000-4000-8000-000000000001"
+association = "enabled"
+status = "active"
+"#,
+        id = zone["id"].as_str().unwrap(),
+        name = zone["name"].as_str().unwrap(),
+        hostname = zone["hostnames"].as_array().unwrap()[0].as_str().unwrap(),
+    );
+    let sim = Simulator::start(Scenario::from_toml_str(&scenario, None).unwrap())
+        .await
+        .unwrap();
+
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let commands: Vec<Vec<String>> = readme
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("cargo run -- "))
+        .map(|command| command.split('#').next().unwrap().trim())
+        .filter(|command| command.starts_with("validate-config") || command.starts_with("check"))
+        .map(|command| command.split_whitespace().map(str::to_owned).collect())
+        .collect();
+    let shown: Vec<String> = commands.iter().map(|args| args.join(" ")).collect();
+    for expected in [
+        "validate-config config/minimal.toml",
+        "check --config config/minimal.toml",
+        "validate-config config/example.toml",
+    ] {
+        assert!(shown.iter().any(|command| command == expected), "{shown:?}");
+    }
+    let base_url = sim.base_url().to_string();
+    for args in commands {
+        let base_url = base_url.clone();
+        let output = tokio::task::spawn_blocking(move || {
+            exporter()
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .args(&args)
+                .env("CLOUDFLARE_API_TOKEN", "readme-token")
+                // Cloudflare stands in here as the simulator; nothing else is overridden.
+                .env("CF_AOP__CLOUDFLARE__API_BASE_URL", base_url)
+                .output()
+                .map(|output| (args, output))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let (args, output) = output;
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}\nstdout: {}\nstderr: {}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+    }
+    assert!(
+        !root.join("cloudflare-aop-state").exists(),
+        "validate-config and check create no state directory"
     );
 }
 
@@ -345,4 +430,53 @@ fn library_loads_with_an_injected_environment_and_hides_secrets() {
     let debug = format!("{settings:?}");
     assert!(!debug.contains("SECRET"), "{debug}");
     assert!(debug.contains("<redacted>"), "{debug}");
+}
+
+#[test]
+fn validate_config_refuses_what_cannot_work_with_exit_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = write(&dir, "blocker", "a file, not a directory");
+    let cases = [
+        (
+            format!(
+                "{}\n[state]\ndir = \"{}\"\n",
+                good_config(),
+                blocker.join("state").display()
+            ),
+            "state.dir",
+        ),
+        (
+            format!("{}\n[schedule]\njitter = \"100years\"\n", good_config()),
+            "schedule.jitter",
+        ),
+        (
+            good_config().replace(TOKEN, "tok-SECRET\\u0007"),
+            "cloudflare.api_token",
+        ),
+    ];
+    for (index, (contents, key)) in cases.iter().enumerate() {
+        let file = write(&dir, &format!("case{index}.toml"), contents);
+        let output = exporter()
+            .arg("validate-config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = assert_config_error(&output, &file, key);
+        assert!(!stderr.contains("SECRET"), "{stderr}");
+    }
+    // The token from the environment: refused by `check` too (exit 2, not "findings").
+    let file = write(
+        &dir,
+        "env-token.toml",
+        "[[zones]]\nid = \"023e105f4ecef8ad9ca31a8372d0c353\"\n",
+    );
+    let output = exporter()
+        .args(["check", "--config"])
+        .arg(&file)
+        .env("CLOUDFLARE_API_TOKEN", "tok-SECRET\u{1b}[31m")
+        .output()
+        .unwrap();
+    let stderr = assert_config_error(&output, &file, "cloudflare.api_token");
+    assert!(stderr.contains("CLOUDFLARE_API_TOKEN"), "{stderr}");
+    assert!(!stderr.contains("SECRET"), "{stderr}");
 }

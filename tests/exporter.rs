@@ -821,6 +821,10 @@ async fn check_exit_codes_healthy_findings_unreachable() {
     let (code, out) = run_check(&base, &sim.token(), &healthy, &[]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("No findings."), "{out}");
+    // The zone's 32-character id has a column of its own, aligned under its header.
+    let header = out.lines().find(|line| line.starts_with("ZONE ")).unwrap();
+    let row = out.lines().find(|line| line.contains(PAY)).unwrap();
+    assert_eq!(header.find("POLL"), row.find("ok"), "{out}");
 
     let findings = format!(
         "[[zones]]\nid = \"{SHOP}\"\nname = \"shop.example\"\nhostnames = [\"www.shop.example\", \"old.shop.example\"]\n"
@@ -846,6 +850,21 @@ async fn check_exit_codes_healthy_findings_unreachable() {
     };
     let (code, out) = run_check(&format!("http://{closed}/client/v4"), "t", &healthy, &[]).await;
     assert_eq!(code, 3, "{out}");
+    assert!(out.contains("Cloudflare API unreachable"), "{out}");
+
+    // Cloudflare answers 200, but with a body that cannot be read: still exit 3, but said so.
+    sim.add_fault(FaultRule::always(Fault::MalformedJson).on(Endpoint::HostnameCertificatesList));
+    let (code, out) = run_check(&base, &sim.token(), &healthy, &["--format", "json"]).await;
+    assert_eq!(code, 3, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["status"], "undecodable", "{out}");
+    assert_eq!(report["zones"][0]["error_reason"], "decode", "{out}");
+    let (code, out) = run_check(&base, &sim.token(), &healthy, &[]).await;
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("Cloudflare answered, but some answers could not be decoded"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -895,4 +914,201 @@ async fn discovery_adds_proxied_dns_names() {
     assert_eq!(sim.requests(Endpoint::DnsRecordsList), 1);
     assert_eq!(sim.requests(Endpoint::HostnameGet), 1);
     assert_eq!(sim.stats().total, 3, "dns + list + one hostname");
+}
+
+const REAL_ACCOUNT_SCENARIO: &str = r#"
+[auth]
+token = "real-account-token"
+account_owned = true
+account_id = "5d6e7f8091a2b3c4d5e6f708192a3b4c"
+
+[[zones]]
+id = "c0ffee00c0ffee00c0ffee00c0ffee00"
+name = "blog.example"
+zone_level_enabled = true
+proxied_records = ["news.blog.example"]
+
+[[zones.certificates]]
+id = "30000000-0000-4000-8000-000000000001"
+common_name = "origin.blog.example"
+not_before = "-1d"
+not_after = "100d"
+status = "active"
+
+[[zones.hostnames]]
+name = "www.blog.example"
+cert_id = "30000000-0000-4000-8000-000000000001"
+association = "enabled"
+status = "active"
+
+[[zones.hostnames]]
+name = "shop.blog.example"
+association = "absent"
+"#;
+const BLOG: &str = "c0ffee00c0ffee00c0ffee00c0ffee00";
+const BLOG_ACCOUNT: &str = "5d6e7f8091a2b3c4d5e6f708192a3b4c";
+
+/// A real account's first hour: an account-owned token, hostname discovery, no zone-level polls.
+async fn real_account(account_id: Option<&str>) -> (Simulator, Exporter, Settings) {
+    let scenario = Scenario::from_toml_str(REAL_ACCOUNT_SCENARIO, None).unwrap();
+    let sim = Simulator::start(scenario).await.unwrap();
+    let mut blog = ZoneSettings::new(
+        BLOG,
+        vec!["www.blog.example".into(), "shop.blog.example".into()],
+    );
+    "blog.example".clone_into(&mut blog.name);
+    blog.zone_level = false;
+    blog.discover_hostnames = true;
+    let mut settings = Settings::for_demo(sim.base_url(), Secret::new(sim.token()), vec![blog]);
+    settings.cloudflare.account_id = account_id.map(str::to_owned);
+    let exporter = Exporter::new(&settings, false).unwrap();
+    exporter.cycle().await;
+    (sim, exporter, settings)
+}
+
+#[tokio::test]
+async fn an_account_token_without_account_id_exports_no_token_valid_and_polls_fine() {
+    let (_sim, exporter, _settings) = real_account(None).await;
+    let all = series(&scrape(serve(&exporter).await).await);
+    assert!(
+        !all.contains_key("cloudflare_aop_token_valid"),
+        "unverifiable: no series, never 0"
+    );
+    assert_eq!(
+        value(
+            &all,
+            &format!(
+                "cloudflare_aop_zone_poll_success{{zone_id=\"{BLOG}\",zone=\"blog.example\"}}"
+            )
+        ),
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn an_account_token_with_account_id_verifies_as_valid() {
+    let (sim, exporter, _settings) = real_account(Some(BLOG_ACCOUNT)).await;
+    let all = series(&scrape(serve(&exporter).await).await);
+    assert_eq!(value(&all, "cloudflare_aop_token_valid"), "1");
+    assert_eq!(sim.requests(Endpoint::TokenVerify), 2, "user, then account");
+}
+
+#[tokio::test]
+async fn discovered_hostnames_without_an_association_raise_nothing() {
+    let (_sim, exporter, settings) = real_account(Some(BLOG_ACCOUNT)).await;
+    let snapshot = exporter.snapshot.load();
+    let sources: Vec<(&str, &str, &str)> = snapshot.zones[BLOG]
+        .hostnames
+        .values()
+        .map(|hostname| {
+            (
+                hostname.hostname.as_str(),
+                hostname.source.as_str(),
+                hostname.association.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        vec![
+            ("news.blog.example", "discovered", "absent"),
+            ("shop.blog.example", "configured", "absent"),
+            ("www.blog.example", "configured", "enabled"),
+        ]
+    );
+    let all = series(&scrape(serve(&exporter).await).await);
+    let labels = |hostname: &str| {
+        format!("zone_id=\"{BLOG}\",zone=\"blog.example\",hostname=\"{hostname}\"")
+    };
+    assert_eq!(
+        value(
+            &all,
+            &format!(
+                "cloudflare_aop_hostname_info{{{},source=\"discovered\"}}",
+                labels("news.blog.example")
+            )
+        ),
+        "1"
+    );
+    assert_eq!(
+        value(
+            &all,
+            &format!(
+                "cloudflare_aop_hostname_info{{{},source=\"configured\"}}",
+                labels("shop.blog.example")
+            )
+        ),
+        "1"
+    );
+    // zone_level = false: the zone-level count is unknown, so it has no series.
+    assert!(
+        all.keys()
+            .all(|key| !(key.starts_with("cloudflare_aop_zone_certificates{")
+                && key.contains("scope=\"zone\""))),
+        "{all:?}"
+    );
+    // `check`: the configured hostname without an association is a finding, the discovered
+    // one is not.
+    let report = cloudflare_aop_exporter::check::report(
+        &snapshot,
+        Utc::now(),
+        Duration::from_secs(14 * 86_400),
+        settings.alerts.pending_timeout,
+    );
+    let objects: Vec<&str> = report
+        .findings
+        .iter()
+        .map(|finding| finding.object.as_str())
+        .collect();
+    assert_eq!(objects, vec!["hostname shop.blog.example"]);
+    // The inventory: every certificate and hostname, with where each hostname came from.
+    let json = serde_json::to_value(&report).unwrap();
+    let certificate = &json["certificates"][0];
+    assert_eq!(certificate["id"], "30000000-0000-4000-8000-000000000001");
+    assert_eq!(certificate["scope"], "hostname");
+    assert_eq!(certificate["status"], "active");
+    assert_eq!(
+        certificate["hostnames"],
+        serde_json::json!(["www.blog.example"])
+    );
+    assert_eq!(certificate["checks"]["pem_parses"], true);
+    assert!(
+        certificate["days_left"].as_i64().unwrap() >= 98,
+        "{certificate}"
+    );
+    let hostnames: Vec<(&str, &str, &str)> = json["hostnames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["hostname"].as_str().unwrap(),
+                row["source"].as_str().unwrap(),
+                row["association"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        hostnames,
+        vec![
+            ("news.blog.example", "discovered", "absent"),
+            ("shop.blog.example", "configured", "absent"),
+            ("www.blog.example", "configured", "enabled"),
+        ]
+    );
+    assert_eq!(
+        json["hostnames"][2]["cert_id"],
+        "30000000-0000-4000-8000-000000000001"
+    );
+    let table = cloudflare_aop_exporter::check::render_table(&report);
+    let header = table
+        .lines()
+        .find(|line| line.starts_with("ZONE") && line.contains("HOSTNAME "))
+        .unwrap();
+    let row = table
+        .lines()
+        .find(|line| line.contains("news.blog.example"))
+        .unwrap();
+    // Aligned: the SOURCE column starts at the same offset in the header and the row.
+    assert_eq!(header.find("SOURCE"), row.find("discovered"), "\n{table}");
 }

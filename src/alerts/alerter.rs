@@ -9,7 +9,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::delivery::{self, RetryOptions, SinkWorker};
-use super::outbox::{OUTBOX_FILE_NAME, Outbox, Pending, SharedOutbox};
+use super::outbox::{
+    OUTBOX_FILE_NAME, Outbox, Pending, SharedOutbox, SinkChanges, SinkIdentity, sink_fingerprint,
+};
 use super::{Reason, Transition, TransitionKind, evaluate};
 use crate::config::{AlertSettings, ScheduleSettings, Settings, SinkKind};
 use crate::metrics::Metrics;
@@ -72,13 +74,7 @@ impl Alerter {
         };
         let sinks = &settings.alerts.sinks;
         let names: Vec<&str> = sinks.iter().map(|sink| sink.name.as_str()).collect();
-        for (sink, queued) in outbox.retain_sinks(&names) {
-            tracing::warn!(
-                sink = %sink,
-                queued,
-                "dropping queued notifications of a sink that is no longer configured"
-            );
-        }
+        let changes = reconcile_sinks(&mut outbox, settings);
         for alert in outbox.firing.firing.values() {
             // Not announced again (it was, before the restart), but visible in the log.
             tracing::warn!(
@@ -103,6 +99,11 @@ impl Alerter {
         }
 
         let outbox = Arc::new(SharedOutbox::new(outbox, path, metrics.clone(), &names));
+        if changes != SinkChanges::default() {
+            // The sinks now known (and any announcement queued) survive a crash before the
+            // first cycle.
+            outbox.flush();
+        }
         let http = reqwest::Client::builder()
             // A redirect would send the payload (and signature) somewhere the config never named.
             .redirect(reqwest::redirect::Policy::none())
@@ -224,6 +225,75 @@ impl Drop for Alerter {
         // Workers must not outlive their alerter (a second instance may own the outbox next).
         let _ = self.stop.send(true);
     }
+}
+
+/// Matches the configured sinks with the ones the outbox knew (see
+/// [`Outbox::reconcile_sinks`]), logs renames and removals, and queues the alerts already
+/// firing for every added chat or webhook sink (it has not heard of them).
+fn reconcile_sinks(outbox: &mut Outbox, settings: &Settings) -> SinkChanges {
+    let sinks = &settings.alerts.sinks;
+    let fingerprints: Vec<String> = sinks
+        .iter()
+        .map(|sink| sink_fingerprint(sink.kind.as_str(), sink.url.value.expose().as_str()))
+        .collect();
+    let identities: Vec<SinkIdentity<'_>> = sinks
+        .iter()
+        .zip(&fingerprints)
+        .map(|(sink, fingerprint)| SinkIdentity {
+            name: &sink.name,
+            fingerprint,
+        })
+        .collect();
+    let changes = outbox.reconcile_sinks(&identities);
+    for (old, new, queued) in &changes.renamed {
+        tracing::info!(
+            sink = %new,
+            previous_name = %old,
+            queued,
+            "sink renamed; its queued notifications are kept"
+        );
+    }
+    for (sink, queued) in &changes.removed {
+        tracing::warn!(
+            sink = %sink,
+            queued,
+            "dropping queued notifications of a sink that is no longer configured"
+        );
+    }
+    let now = Utc::now();
+    for sink in sinks
+        .iter()
+        .filter(|sink| changes.added.contains(&sink.name))
+    {
+        // Alertmanager hears every firing alert after each cycle anyway.
+        if !delivery::wants(
+            sink.kind,
+            TransitionKind::Firing,
+            settings.alerts.send_resolved,
+        ) {
+            continue;
+        }
+        let firing: Vec<_> = outbox.firing.firing.values().cloned().collect();
+        if !firing.is_empty() {
+            tracing::info!(
+                sink = %sink.name,
+                alerts = firing.len(),
+                "new sink: announcing the alerts already firing"
+            );
+        }
+        for alert in firing {
+            outbox.push(
+                &sink.name,
+                Pending {
+                    kind: TransitionKind::Firing,
+                    alert,
+                    created_at: now,
+                    ends_at: None,
+                },
+            );
+        }
+    }
+    changes
 }
 
 fn log_transition(transition: &Transition) {

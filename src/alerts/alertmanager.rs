@@ -58,6 +58,7 @@ pub fn annotations(alert: &Alert) -> BTreeMap<&'static str, String> {
         ("description", message::description(alert)),
         ("remediation", remediation.advice),
         ("remediation_api_call", remediation.api_call),
+        ("runbook_url", alert.reason.runbook_url()),
     ]);
     if let Some(status) = alert.status {
         annotations.insert("status", status.as_str().to_owned());
@@ -162,7 +163,7 @@ mod tests {
         assert_eq!(
             body[0]["labels"],
             json!({
-                "alertname": "CloudflareAopDeploymentTimedOut",
+                "alertname": "CloudflareAOPDeploymentTimedOut",
                 "reason": "deployment_timed_out",
                 "severity": "critical",
                 "zone": "shop.example",
@@ -176,6 +177,10 @@ mod tests {
         assert_eq!(body[0]["endsAt"], "2027-01-15T08:15:00Z");
         assert_eq!(body[0]["annotations"]["status"], "deployment_timed_out");
         assert_eq!(body[0]["annotations"]["since"], "2027-01-15T07:59:00Z");
+        assert_eq!(
+            body[0]["annotations"]["runbook_url"],
+            "https://github.com/cloudflare-aop-exporter/cloudflare-aop-exporter/blob/main/docs/runbook.md#cloudflareaopdeploymenttimedout"
+        );
         assert!(
             body[0]["annotations"]["summary"]
                 .as_str()

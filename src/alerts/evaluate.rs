@@ -299,6 +299,7 @@ mod tests {
     fn hostname(name: &str, cert_id: &str, status: Status, cert_status: Status) -> HostnameState {
         HostnameState {
             hostname: name.into(),
+            source: crate::state::HostnameSource::Configured,
             association: AssociationState::Enabled,
             status: Some(status),
             status_since: Some(at(0)),

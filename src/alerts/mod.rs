@@ -35,6 +35,11 @@ use crate::state::{Scope, Status};
 pub use alerter::{AlertError, Alerter};
 pub use evaluate::{Evaluation, evaluate};
 
+/// The runbook every alert links to (the daemon's and the Prometheus rules' alike), one
+/// section per alert name.
+pub const RUNBOOK_URL: &str =
+    "https://github.com/cloudflare-aop-exporter/cloudflare-aop-exporter/blob/main/docs/runbook.md";
+
 /// Why an alert fires: the `reason` label (of `alerts_firing` and of every sink's alert).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -71,11 +76,16 @@ impl Reason {
     /// The `alertname` label: Alertmanager routes and silences on it.
     pub fn alert_name(self) -> &'static str {
         match self {
-            Reason::DeploymentTimedOut => "CloudflareAopDeploymentTimedOut",
-            Reason::DeletionTimedOut => "CloudflareAopDeletionTimedOut",
-            Reason::StuckPending => "CloudflareAopStuckPending",
-            Reason::Expiring => "CloudflareAopCertificateExpiring",
+            Reason::DeploymentTimedOut => "CloudflareAOPDeploymentTimedOut",
+            Reason::DeletionTimedOut => "CloudflareAOPDeletionTimedOut",
+            Reason::StuckPending => "CloudflareAOPStuckPending",
+            Reason::Expiring => "CloudflareAOPCertificateExpiring",
         }
+    }
+
+    /// The `runbook_url` annotation: this alert's section of `docs/runbook.md`.
+    pub fn runbook_url(self) -> String {
+        format!("{RUNBOOK_URL}#{}", self.alert_name().to_ascii_lowercase())
     }
 
     /// The `severity` label: a timed-out deployment takes a site down; the rest can wait for

@@ -60,6 +60,9 @@ pub struct Outbox {
     pub firing: AlertState,
     queues: BTreeMap<String, VecDeque<Notification>>,
     next_id: u64,
+    /// The sinks that have been told about the firing alerts: name → [`sink_fingerprint`].
+    /// `None` in a file written before sinks were recorded.
+    sinks: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -68,6 +71,40 @@ struct OutboxFile {
     next_id: u64,
     firing: Vec<Alert>,
     queues: BTreeMap<String, Vec<Notification>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sinks: Option<BTreeMap<String, String>>,
+}
+
+/// A configured sink as the outbox knows it: its name and [`sink_fingerprint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkIdentity<'a> {
+    /// The configured name (the queue's key).
+    pub name: &'a str,
+    /// What the sink is, independent of its name.
+    pub fingerprint: &'a str,
+}
+
+/// A sink's identity independent of its name: hex SHA-256 of its type and URL, 16 characters.
+/// Tells a renamed sink (same receiver, new name) from a new one; the URL itself, a credential
+/// for Slack, never reaches the file.
+pub fn sink_fingerprint(kind: &str, url: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("cloudflare-aop-exporter sink\n{kind}\n{url}"));
+    let mut text = hex::encode(digest);
+    text.truncate(16);
+    text
+}
+
+/// How the configured sinks differ from the ones the outbox knew.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkChanges {
+    /// Sinks configured under a new name (same type and URL): old name, new name, and how many
+    /// queued notifications moved with them.
+    pub renamed: Vec<(String, String, usize)>,
+    /// Sinks that have not heard of the alerts firing now.
+    pub added: Vec<String>,
+    /// Sinks no longer configured, with how many queued notifications were forgotten.
+    pub removed: Vec<(String, usize)>,
 }
 
 impl Outbox {
@@ -142,19 +179,62 @@ impl Outbox {
         self.queues.values().all(VecDeque::is_empty)
     }
 
-    /// Forgets the queues of sinks not in `known` (removed from the config); returns each
-    /// forgotten sink with how many notifications it had.
-    pub fn retain_sinks(&mut self, known: &[&str]) -> Vec<(String, usize)> {
-        let forgotten: Vec<(String, usize)> = self
-            .queues
-            .iter()
-            .filter(|(sink, _)| !known.contains(&sink.as_str()))
-            .map(|(sink, queue)| (sink.clone(), queue.len()))
+    /// Brings the known sinks in line with the configured ones: a renamed sink (same
+    /// fingerprint under a new name) takes over its old queue; a sink never seen before is
+    /// reported as added (it has not heard the alerts firing now); the queues of sinks no
+    /// longer configured are forgotten. A file from before sinks were recorded treats every
+    /// configured sink as known.
+    pub fn reconcile_sinks(&mut self, configured: &[SinkIdentity<'_>]) -> SinkChanges {
+        let mut changes = SinkChanges::default();
+        let configured_names: Vec<&str> = configured.iter().map(|sink| sink.name).collect();
+        let known = self.sinks.take().unwrap_or_else(|| {
+            configured
+                .iter()
+                .map(|sink| (sink.name.to_owned(), sink.fingerprint.to_owned()))
+                .collect()
+        });
+        let mut orphans: Vec<String> = known
+            .keys()
+            .chain(self.queues.keys())
+            .filter(|name| !configured_names.contains(&name.as_str()))
+            .cloned()
             .collect();
-        for (sink, _) in &forgotten {
-            self.queues.remove(sink);
+        orphans.sort();
+        orphans.dedup();
+        for sink in configured {
+            if known.contains_key(sink.name) {
+                continue;
+            }
+            let previous = orphans
+                .iter()
+                .position(|orphan| known.get(orphan).map(String::as_str) == Some(sink.fingerprint));
+            match previous {
+                Some(index) => {
+                    let old = orphans.remove(index);
+                    let queue = self.queues.remove(&old).unwrap_or_default();
+                    let moved = queue.len();
+                    if !queue.is_empty() {
+                        self.queues
+                            .entry(sink.name.to_owned())
+                            .or_default()
+                            .extend(queue);
+                    }
+                    changes.renamed.push((old, sink.name.to_owned(), moved));
+                }
+                None => changes.added.push(sink.name.to_owned()),
+            }
         }
-        forgotten
+        for orphan in orphans {
+            let dropped = self.queues.remove(&orphan).map_or(0, |queue| queue.len());
+            changes.removed.push((orphan, dropped));
+        }
+        self.sinks = Some(
+            configured
+                .iter()
+                .map(|sink| (sink.name.to_owned(), sink.fingerprint.to_owned()))
+                .collect(),
+        );
+        changes
     }
 
     /// The file's bytes.
@@ -168,6 +248,7 @@ impl Outbox {
                 .iter()
                 .map(|(sink, queue)| (sink.clone(), queue.iter().cloned().collect()))
                 .collect(),
+            sinks: self.sinks.clone(),
         };
         serde_json::to_vec_pretty(&file)
     }
@@ -196,6 +277,7 @@ impl Outbox {
             firing: AlertState { firing },
             queues,
             next_id: file.next_id,
+            sinks: file.sinks,
         })
     }
 
@@ -455,13 +537,72 @@ mod tests {
         assert!(error.to_string().contains("unsupported outbox version 99"));
     }
 
+    fn identity<'a>(name: &'a str, fingerprint: &'a str) -> SinkIdentity<'a> {
+        SinkIdentity { name, fingerprint }
+    }
+
     #[test]
     fn queues_of_sinks_no_longer_configured_are_forgotten() {
         let mut outbox = Outbox::default();
+        outbox.reconcile_sinks(&[identity("old", "f-old"), identity("slack", "f-slack")]);
         outbox.push("old", pending(TransitionKind::Firing, "a", 1));
         outbox.push("slack", pending(TransitionKind::Firing, "a", 1));
-        assert_eq!(outbox.retain_sinks(&["slack"]), vec![("old".to_owned(), 1)]);
+        let changes = outbox.reconcile_sinks(&[identity("slack", "f-slack")]);
+        assert_eq!(changes.removed, vec![("old".to_owned(), 1)]);
+        assert!(changes.added.is_empty() && changes.renamed.is_empty());
         assert_eq!(outbox.len("old"), 0);
         assert_eq!(outbox.len("slack"), 1);
+    }
+
+    #[test]
+    fn a_renamed_sink_keeps_its_queue_and_a_new_one_is_reported_as_added() {
+        let mut outbox = Outbox::default();
+        outbox.reconcile_sinks(&[identity("slack", "f-slack")]);
+        outbox.push("slack", pending(TransitionKind::Firing, "a", 1));
+        outbox.push("slack", pending(TransitionKind::Repeat, "b", 2));
+        // Round trip through the file: the known sinks are persisted.
+        let mut outbox = Outbox::from_bytes(&outbox.to_bytes().unwrap()).unwrap();
+        let changes = outbox.reconcile_sinks(&[
+            identity("oncall-slack", "f-slack"),
+            identity("webhook", "f-webhook"),
+        ]);
+        assert_eq!(
+            changes.renamed,
+            vec![("slack".to_owned(), "oncall-slack".to_owned(), 2)]
+        );
+        assert_eq!(changes.added, vec!["webhook".to_owned()]);
+        assert!(changes.removed.is_empty());
+        assert_eq!(outbox.len("slack"), 0);
+        assert_eq!(outbox.len("oncall-slack"), 2);
+        // Known now: a second start changes nothing.
+        let again = outbox.reconcile_sinks(&[
+            identity("oncall-slack", "f-slack"),
+            identity("webhook", "f-webhook"),
+        ]);
+        assert_eq!(again, SinkChanges::default());
+    }
+
+    #[test]
+    fn a_file_without_known_sinks_treats_the_configured_ones_as_known() {
+        let mut outbox = Outbox::default();
+        outbox.push("gone", pending(TransitionKind::Firing, "a", 1));
+        let changes = outbox.reconcile_sinks(&[identity("slack", "f-slack")]);
+        assert!(changes.added.is_empty());
+        assert_eq!(changes.removed, vec![("gone".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn sink_fingerprints_depend_on_type_and_url_and_hide_the_url() {
+        let slack = sink_fingerprint("slack", "https://hooks.slack.com/services/T/B/SECRET");
+        assert_eq!(slack.len(), 16);
+        assert!(!slack.contains("SECRET"));
+        assert_ne!(
+            slack,
+            sink_fingerprint("webhook", "https://hooks.slack.com/services/T/B/SECRET")
+        );
+        assert_ne!(
+            slack,
+            sink_fingerprint("slack", "https://hooks.slack.com/services/T/B/OTHER")
+        );
     }
 }

@@ -34,8 +34,10 @@ pub fn payload(notification: &Notification) -> Value {
     if !resolved {
         let _ = write!(
             text,
-            "\nRemediation: {}\n{}",
-            remediation.advice, remediation.api_call
+            "\nRemediation: {}\n{}\nRunbook: {}",
+            remediation.advice,
+            remediation.api_call,
+            alert.reason.runbook_url()
         );
     }
 
@@ -110,15 +112,7 @@ pub fn payload(notification: &Notification) -> Value {
             )},
         }));
     }
-    blocks.push(json!({
-        "type": "context",
-        "elements": [{"type": "mrkdwn", "text": format!(
-            "cloudflare-aop-exporter · reason `{}` · fingerprint `{}` · started {}",
-            alert.reason,
-            alert.fingerprint,
-            timestamp(alert.started_at)
-        )}],
-    }));
+    blocks.push(context_block(alert));
 
     json!({"text": text, "blocks": blocks})
 }
@@ -128,6 +122,20 @@ fn field(name: &str, value: &str) -> Value {
 }
 
 /// Slack's date token: shown in the reader's time zone, with the UTC time as fallback.
+/// The footer: where it comes from, its identity, and the runbook link.
+fn context_block(alert: &super::Alert) -> Value {
+    json!({
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": format!(
+            "cloudflare-aop-exporter · reason `{}` · fingerprint `{}` · started {} · <{}|runbook>",
+            alert.reason,
+            alert.fingerprint,
+            timestamp(alert.started_at),
+            alert.reason.runbook_url()
+        )}],
+    })
+}
+
 fn slack_date(at: chrono::DateTime<chrono::Utc>) -> String {
     format!(
         "<!date^{}^{{date_short_pretty}} {{time}}|{}>",
@@ -212,6 +220,10 @@ mod tests {
         );
         assert!(text.contains("since 2027-01-15T06:00:00Z"), "{text}");
         assert!(
+            text.ends_with("/docs/runbook.md#cloudflareaopdeploymenttimedout"),
+            "{text}"
+        );
+        assert!(
             text.contains("/zones/z1/origin_tls_client_auth/hostnames"),
             "{text}"
         );
@@ -231,6 +243,7 @@ mod tests {
             "*Expires*",
             "*Remediation*",
             r#"{\"config\":[{\"cert_id\":\"c1\",\"enabled\":true,\"hostname\":\"eu.pay.example\"}]}"#,
+            "docs/runbook.md#cloudflareaopdeploymenttimedout|runbook>",
         ] {
             assert!(all.contains(expected), "missing {expected} in {all}");
         }

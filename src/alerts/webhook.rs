@@ -127,7 +127,7 @@ mod tests {
         assert_eq!(body["notification"], "firing");
         assert_eq!(
             body["groupKey"],
-            r#"{}:{alertname="CloudflareAopStuckPending", zone_id="z1", hostname="www.shop.example"}"#
+            r#"{}:{alertname="CloudflareAOPStuckPending", zone_id="z1", hostname="www.shop.example"}"#
         );
         let alert = &body["alerts"][0];
         assert_eq!(alert["status"], "firing");

@@ -12,6 +12,7 @@
 //! A caller may bound a request's retries and waits with [`with_deadline`]: nothing that could
 //! not finish by then is started, so a hanging API fails within one refresh tick.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -22,6 +23,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
+use serde::Serialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use tokio::sync::Semaphore;
 use url::Url;
@@ -29,8 +31,9 @@ use url::Url;
 use super::Endpoint;
 use super::ratelimit::{CredentialLimit, Hold, RateLimitReading};
 use super::types::{
-    ApiMessage, DnsRecord, Envelope, HostnameAssociation, HostnameCertificate, ResultInfo,
-    TokenVerification, ZoneCertificate, ZoneSettings,
+    ApiMessage, DecodedList, DnsRecord, Envelope, HostnameAssociation, HostnameCertificate,
+    ListItem, ResultInfo, SkipReason, SkippedItem, TokenVerification, ZoneCertificate,
+    ZoneSettings, decode_items, raw_item_id,
 };
 use crate::secret::Secret;
 
@@ -83,6 +86,9 @@ pub struct ClientOptions {
     pub rate_limit_reserve_percent: u8,
     /// How long a 429 without a usable `Retry-After` pauses every request.
     pub rate_limit_block: Duration,
+    /// The account owning an account-owned token: where the token verifies when
+    /// `/user/tokens/verify` answers 401.
+    pub account_id: Option<String>,
 }
 
 impl ClientOptions {
@@ -102,6 +108,7 @@ impl ClientOptions {
             max_response_bytes: 8 * 1024 * 1024,
             rate_limit_reserve_percent: 20,
             rate_limit_block: CLOUDFLARE_BLOCK,
+            account_id: None,
         }
     }
 }
@@ -326,6 +333,47 @@ impl ApiError {
     }
 }
 
+/// What token verification learned (see [`Client::verify_token`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// Cloudflare says the token is active.
+    Valid,
+    /// Cloudflare verified the token and says it is not usable (`expired`, `disabled`, …),
+    /// or rejects it at every endpoint that could verify it.
+    Invalid {
+        /// The status Cloudflare reported, when it reported one.
+        status: Option<String>,
+        /// Which endpoint said so.
+        endpoint: String,
+    },
+    /// The token authenticated but may not call the verify endpoint (HTTP 403): it is valid,
+    /// it lacks a permission for this one call.
+    LacksPermission {
+        /// The endpoint that refused it.
+        endpoint: String,
+        /// Cloudflare's error messages.
+        errors: String,
+    },
+    /// No verify endpoint could tell (an account-owned token without `cloudflare.account_id`):
+    /// nothing is known, nothing is claimed.
+    Unverifiable {
+        /// Why, in words for the log.
+        why: String,
+    },
+}
+
+impl TokenCheck {
+    /// The `token_valid` value: `Some(true)` for a valid token (even one that may not verify
+    /// itself), `Some(false)` for an invalid one, `None` when unknown.
+    pub fn token_valid(&self) -> Option<bool> {
+        match self {
+            TokenCheck::Valid | TokenCheck::LacksPermission { .. } => Some(true),
+            TokenCheck::Invalid { .. } => Some(false),
+            TokenCheck::Unverifiable { .. } => None,
+        }
+    }
+}
+
 /// One finished HTTP attempt, as the metrics see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attempt {
@@ -347,6 +395,8 @@ pub trait RequestObserver: Send + Sync {
     fn rate_limit_quota(&self, _quota: u64) {}
     /// Called when a 429 pauses every request of the credential until `until`.
     fn rate_limit_paused(&self, _until: SystemTime) {}
+    /// Called when a list left out (or merged) `count` items for `reason`.
+    fn items_skipped(&self, _endpoint: Endpoint, _reason: SkipReason, _count: u64) {}
 }
 
 /// An observer that records nothing.
@@ -384,6 +434,8 @@ pub struct Client {
     observer: Arc<dyn RequestObserver>,
     /// What Cloudflare's headers say of the credential's shared counter, and any 429 pause.
     limit: Mutex<CredentialLimit>,
+    /// Certificate lists' last good items (by list path, then id), as JSON without the PEM.
+    last_good_items: Mutex<HashMap<String, HashMap<String, serde_json::Value>>>,
 }
 
 impl fmt::Debug for Client {
@@ -448,6 +500,7 @@ impl Client {
             sent_unanswered: AtomicU64::new(0),
             observer,
             limit: Mutex::new(CredentialLimit::default()),
+            last_good_items: Mutex::new(HashMap::new()),
             options,
         })
     }
@@ -604,11 +657,58 @@ impl Client {
             .unwrap_or_default())
     }
 
-    /// GET `/user/tokens/verify`. Legacy key auth has no token to verify: Cloudflare answers
-    /// with an auth error, which is what the caller gets.
-    pub async fn verify_token(&self) -> Result<TokenVerification, ApiError> {
+    /// Verifies the token: `GET /user/tokens/verify`; when that answers 401 (what an
+    /// account-owned token gets there) and `account_id` is set,
+    /// `GET /accounts/{account_id}/tokens/verify` (same answer shape), where a 403 means the
+    /// token is valid but lacks a permission. A 401 without `account_id` is
+    /// [`TokenCheck::Unverifiable`]: the token may well work (polls will tell). Errors that say
+    /// nothing about the token (timeouts, 5xx, rate limits, undecodable bodies) are `Err`.
+    pub async fn verify_token(&self) -> Result<TokenCheck, ApiError> {
+        let user_path = "/user/tokens/verify";
+        let error = match self
+            .verify_token_at(self.url(&["user", "tokens", "verify"]))
+            .await
+        {
+            Ok(verification) => return Ok(checked(&verification, user_path)),
+            Err(error) if http_status(&error) == Some(401) => error,
+            // A 403 (Cloudflare's "Authentication error") is the answer to a wrong token.
+            Err(error) if is_rejection(&error) => {
+                return Ok(TokenCheck::Invalid {
+                    status: None,
+                    endpoint: user_path.to_owned(),
+                });
+            }
+            Err(error) => return Err(error),
+        };
+        let Some(account_id) = self.options.account_id.as_deref() else {
+            return Ok(TokenCheck::Unverifiable {
+                why: format!(
+                    "{user_path} answers {}: an account-owned token verifies only at \
+                     /accounts/{{account_id}}/tokens/verify; set cloudflare.account_id to check it",
+                    error_messages(&error)
+                ),
+            });
+        };
+        let account_path = format!("/accounts/{account_id}/tokens/verify");
+        match self
+            .verify_token_at(self.url(&["accounts", account_id, "tokens", "verify"]))
+            .await
+        {
+            Ok(verification) => Ok(checked(&verification, &account_path)),
+            Err(error) if http_status(&error) == Some(403) => Ok(TokenCheck::LacksPermission {
+                endpoint: account_path,
+                errors: error_messages(&error),
+            }),
+            Err(error) if is_rejection(&error) => Ok(TokenCheck::Invalid {
+                status: None,
+                endpoint: format!("{user_path} and {account_path}"),
+            }),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn verify_token_at(&self, url: Url) -> Result<TokenVerification, ApiError> {
         let endpoint = Endpoint::TokenVerify;
-        let url = self.url(&["user", "tokens", "verify"]);
         let envelope = self
             .get_envelope::<TokenVerification>(endpoint, url, NotFound::Error)
             .await?;
@@ -640,9 +740,17 @@ impl Client {
         url
     }
 
-    /// Fetches page 1 (with `per_page` when given), then pages 2 to `total_pages` if the
-    /// response's `result_info` announces more.
-    async fn get_all_pages<T: DeserializeOwned>(
+    /// Fetches every page of a list and decodes it item by item (see [`decode_items`]).
+    ///
+    /// Page 1 (with `per_page` when given), then more pages: up to `total_pages`, else up to
+    /// `ceil(total_count / per_page)`, else while pages come back full (`per_page` items), as
+    /// Cloudflare's schema gives some lists only `count`, `page`, `per_page`, `total_count`.
+    /// A page that answers for another page number than asked, repeats the previous page, or
+    /// comes back empty, ends it.
+    /// For certificate lists, an item that no longer decodes but whose id is readable keeps
+    /// its last good data (all but the PEM body), so schema drift never reads as "the
+    /// certificate is gone".
+    async fn get_all_pages<T: DeserializeOwned + Serialize + ListItem>(
         &self,
         endpoint: Endpoint,
         url: Url,
@@ -660,32 +768,142 @@ impl Client {
             url
         };
         let first = self
-            .get_envelope::<Vec<T>>(endpoint, page_url(1, per_page), NotFound::Error)
+            .get_envelope::<Vec<serde_json::Value>>(
+                endpoint,
+                page_url(1, per_page),
+                NotFound::Error,
+            )
             .await?
             .unwrap_or_else(empty_envelope);
         let info = first.result_info.unwrap_or_default();
-        let mut items = first.result.unwrap_or_default();
-        let total_pages = info.total_pages.unwrap_or(1);
-        if total_pages > MAX_PAGES {
+        let mut raw = first.result.unwrap_or_default();
+        let per_page = per_page.or(info.per_page).filter(|size| *size > 0);
+        let announced = info.total_pages.or_else(|| {
+            let total = info.total_count?;
+            let pages = total.div_ceil(u64::from(per_page?));
+            Some(u32::try_from(pages).unwrap_or(u32::MAX))
+        });
+        if let Some(total_pages) = announced.filter(|pages| *pages > MAX_PAGES) {
             return Err(ApiError::Decode {
                 endpoint,
                 status: 200,
-                message: format!("result_info.total_pages is {total_pages}, over {MAX_PAGES}"),
+                message: format!("result_info announces {total_pages} pages, over {MAX_PAGES}"),
             });
         }
-        let per_page = per_page.or(info.per_page);
-        for page in 2..=total_pages {
-            let next = self
-                .get_envelope::<Vec<T>>(endpoint, page_url(page, per_page), NotFound::Error)
-                .await?
-                .unwrap_or_else(empty_envelope);
-            let page_items = next.result.unwrap_or_default();
-            if page_items.is_empty() {
+        let mut last_page_len = raw.len();
+        let mut last_page_first_id = raw.first().and_then(raw_item_id).map(str::to_owned);
+        for page in 2..=announced.unwrap_or(MAX_PAGES) {
+            // Without totals, only a full page says there may be more.
+            if announced.is_none() && per_page.is_none_or(|size| last_page_len < size as usize) {
                 break;
             }
-            items.extend(page_items);
+            let next = self
+                .get_envelope::<Vec<serde_json::Value>>(
+                    endpoint,
+                    page_url(page, per_page),
+                    NotFound::Error,
+                )
+                .await?
+                .unwrap_or_else(empty_envelope);
+            let answered_page = next.result_info.and_then(|info| info.page);
+            let page_items = next.result.unwrap_or_default();
+            let first_id = page_items.first().and_then(raw_item_id).map(str::to_owned);
+            // An endpoint that ignores `page` answers page 1 again: stop rather than loop.
+            let repeated = first_id.is_some() && first_id == last_page_first_id;
+            if page_items.is_empty()
+                || repeated
+                || answered_page.is_some_and(|answered| answered != page)
+            {
+                break;
+            }
+            last_page_len = page_items.len();
+            last_page_first_id = first_id;
+            raw.extend(page_items);
         }
-        Ok(items)
+        let mut decoded = decode_items::<T>(raw);
+        if matches!(
+            endpoint,
+            Endpoint::HostnameCertificatesList | Endpoint::ZoneCertificatesList
+        ) {
+            self.keep_last_good(endpoint, &url, &mut decoded);
+        }
+        self.report_skipped(endpoint, &decoded.skipped);
+        Ok(decoded.items)
+    }
+
+    /// Puts back the last good copy of every undecodable item whose id is known, then
+    /// remembers this list's good items for next time.
+    fn keep_last_good<T: DeserializeOwned + Serialize + ListItem>(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        decoded: &mut DecodedList<T>,
+    ) {
+        let key = url.path().to_owned();
+        let mut last_good = self
+            .last_good_items
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let previous = last_good.remove(&key).unwrap_or_default();
+        for skipped in &decoded.skipped {
+            if skipped.reason != SkipReason::Undecodable {
+                continue;
+            }
+            let Some(id) = skipped.id.as_deref() else {
+                continue;
+            };
+            if decoded.items.iter().any(|item| item.item_id() == Some(id)) {
+                continue;
+            }
+            if let Some(item) = previous
+                .get(id)
+                .and_then(|value| T::deserialize(value.clone()).ok())
+            {
+                tracing::warn!(
+                    endpoint = %endpoint,
+                    id,
+                    "list item undecodable; keeping its last good data"
+                );
+                decoded.items.push(item);
+            }
+        }
+        let current = decoded
+            .items
+            .iter()
+            .filter_map(|item| {
+                let id = item.item_id()?.to_owned();
+                let mut value = serde_json::to_value(item).ok()?;
+                // Status, dates and names are what alerts need; the PEM would make this cache
+                // as large as every certificate body of every zone.
+                if let Some(fields) = value.as_object_mut() {
+                    fields.remove("certificate");
+                }
+                Some((id, value))
+            })
+            .collect();
+        last_good.insert(key, current);
+    }
+
+    /// One log line per reason, and the skip counters.
+    fn report_skipped(&self, endpoint: Endpoint, skipped: &[SkippedItem]) {
+        for reason in SkipReason::ALL {
+            let mut of_reason = skipped.iter().filter(|item| item.reason == reason);
+            let Some(first) = of_reason.next() else {
+                continue;
+            };
+            let count = 1 + of_reason.count();
+            tracing::warn!(
+                endpoint = %endpoint,
+                reason = %reason,
+                count,
+                first_index = first.index,
+                first_id = first.id.as_deref().unwrap_or("unknown"),
+                detail = %first.detail,
+                "list items skipped or merged"
+            );
+            self.observer
+                .items_skipped(endpoint, reason, u64::try_from(count).unwrap_or(u64::MAX));
+        }
     }
 
     /// One logical GET with retries. `Ok(None)` only for a 404 when `not_found` is `Absent`.
@@ -984,6 +1202,71 @@ fn failure(endpoint: Endpoint, status: u16, errors: Vec<ApiMessage>) -> ApiError
             status,
             errors,
         }
+    }
+}
+
+/// One log line for what token verification learned (nothing for a valid token).
+pub fn log_token_check(check: &TokenCheck) {
+    match check {
+        TokenCheck::Valid => {}
+        TokenCheck::Invalid { status, endpoint } => tracing::error!(
+            status = status.as_deref().unwrap_or("rejected"),
+            endpoint = %endpoint,
+            "the Cloudflare API token is not valid"
+        ),
+        TokenCheck::LacksPermission { endpoint, errors } => tracing::warn!(
+            endpoint = %endpoint,
+            errors = %errors,
+            "the Cloudflare API token is valid but may not verify itself at this endpoint; \
+             exporting token_valid 1"
+        ),
+        TokenCheck::Unverifiable { why } => tracing::warn!(
+            why = %why,
+            "cannot verify the Cloudflare API token; exporting no token_valid (polls show whether it works)"
+        ),
+    }
+}
+
+/// A verification's answer: valid when `active`.
+fn checked(verification: &TokenVerification, endpoint: &str) -> TokenCheck {
+    if verification.is_active() {
+        TokenCheck::Valid
+    } else {
+        TokenCheck::Invalid {
+            status: verification.status.clone(),
+            endpoint: endpoint.to_owned(),
+        }
+    }
+}
+
+/// The HTTP status of an error that carries one.
+fn http_status(error: &ApiError) -> Option<u16> {
+    match error {
+        ApiError::RateLimited { status, .. }
+        | ApiError::Unauthorized { status, .. }
+        | ApiError::Forbidden { status, .. }
+        | ApiError::ServerError { status, .. }
+        | ApiError::Decode { status, .. }
+        | ApiError::Api { status, .. } => Some(*status),
+        _ => None,
+    }
+}
+
+/// The credentials were refused (401, or an auth error code).
+fn is_rejection(error: &ApiError) -> bool {
+    matches!(
+        error,
+        ApiError::Unauthorized { .. } | ApiError::Forbidden { .. }
+    )
+}
+
+/// Cloudflare's error messages carried by an error, for a log line.
+fn error_messages(error: &ApiError) -> String {
+    match error {
+        ApiError::Unauthorized { status, errors, .. }
+        | ApiError::Forbidden { status, errors, .. }
+        | ApiError::Api { status, errors, .. } => format!("HTTP {status}: {errors}"),
+        other => other.to_string(),
     }
 }
 

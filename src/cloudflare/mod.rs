@@ -6,7 +6,7 @@ pub mod types;
 
 pub use client::{
     ApiError, Attempt, Auth, Client, ClientBuildError, ClientOptions, ErrorReason, NoopObserver,
-    RequestObserver, with_deadline,
+    RequestObserver, TokenCheck, with_deadline,
 };
 
 /// The API endpoints this product reads; the `endpoint` label of the API metrics.

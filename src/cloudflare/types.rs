@@ -7,6 +7,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The response envelope of every Cloudflare v4 endpoint.
@@ -48,18 +49,73 @@ impl fmt::Display for ApiMessage {
 }
 
 /// Paging information some list endpoints carry.
+///
+/// Cloudflare's published API schema types every field as `number` and has no `total_pages` for
+/// some lists: a float decodes (rounded down), and a negative or non-numeric value reads as
+/// absent instead of failing the list.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct ResultInfo {
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "schema_count_u32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub page: Option<u32>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "schema_count_u32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub per_page: Option<u32>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "schema_count_u32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub count: Option<u32>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "schema_count_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_count: Option<u64>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "schema_count_u32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_pages: Option<u32>,
+}
+
+/// A JSON number as a non-negative count: floats round down, negatives, non-finite values
+/// and non-numbers are `None`.
+fn count_of(value: &serde_json::Value) -> Option<u64> {
+    let number = value.as_number()?;
+    if let Some(count) = number.as_u64() {
+        return Some(count);
+    }
+    let float = number.as_f64()?;
+    if !float.is_finite() || float < 0.0 {
+        return None;
+    }
+    // Saturating, as `as` is from f64; the value is finite and non-negative here.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Some(float.floor() as u64)
+}
+
+fn schema_count_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(deserializer)?;
+    Ok(value.as_ref().and_then(count_of))
+}
+
+fn schema_count_u32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    Ok(schema_count_u64(deserializer)?.map(|count| u32::try_from(count).unwrap_or(u32::MAX)))
+}
+
+/// An identifier: the empty string (which the schema allows) is no identifier at all, so it
+/// never becomes a request path such as `.../hostnames/certificates/`.
+fn non_empty_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.filter(|id| !id.trim().is_empty()))
 }
 
 /// Status of a certificate or an association. Values Cloudflare adds later parse as `Unknown`.
@@ -158,7 +214,11 @@ impl<'de> Deserialize<'de> for Status {
 /// use [`HostnameCertificate::certificate_id`] and [`HostnameCertificate::certificate_status`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct HostnameCertificate {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "non_empty_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
@@ -175,7 +235,11 @@ pub struct HostnameCertificate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uploaded_on: Option<DateTime<Utc>>,
     // Association-shaped items.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "non_empty_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cert_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_status: Option<Status>,
@@ -207,7 +271,11 @@ impl HostnameCertificate {
 pub struct HostnameAssociation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "non_empty_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cert_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_status: Option<Status>,
@@ -239,7 +307,11 @@ pub struct HostnameAssociation {
 /// An item of GET `/zones/{zone_id}/origin_tls_client_auth`: a zone-level AOP certificate.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct ZoneCertificate {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "non_empty_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
@@ -288,7 +360,11 @@ impl TokenVerification {
 /// An item of GET `/zones/{zone_id}/dns_records?proxied=true`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct DnsRecord {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "non_empty_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -296,6 +372,211 @@ pub struct DnsRecord {
     pub record_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxied: Option<bool>,
+}
+
+/// Why a list item was left out: the `reason` label of `api_items_skipped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipReason {
+    /// The item does not decode as the endpoint's item type (a malformed date, a wrong type).
+    Undecodable,
+    /// The item has no identifier (`id`, or `cert_id` for association-shaped items).
+    MissingId,
+    /// A second item with an identifier already listed, with another status: merged into the
+    /// first, the worse status kept (copies that agree are merged silently).
+    DuplicateId,
+}
+
+impl SkipReason {
+    /// Every reason, in label order.
+    pub const ALL: [SkipReason; 3] = [
+        SkipReason::Undecodable,
+        SkipReason::MissingId,
+        SkipReason::DuplicateId,
+    ];
+
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Undecodable => "undecodable",
+            SkipReason::MissingId => "missing_id",
+            SkipReason::DuplicateId => "duplicate_id",
+        }
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An item of a list endpoint: identified, and mergeable when listed twice.
+pub trait ListItem: Sized {
+    /// The identifier items are deduplicated by.
+    fn item_id(&self) -> Option<&str>;
+
+    /// How alarming the item's status is, for keeping the worst of two copies (higher is worse).
+    fn status_rank(&self) -> u8 {
+        0
+    }
+
+    /// The status, for the log line of a duplicate.
+    fn status_label(&self) -> &'static str {
+        "none"
+    }
+}
+
+/// Higher is worse: a timed-out status hides nothing behind it, pending may still finish,
+/// unknown is unknown, deleted and active are settled.
+fn rank(status: Option<Status>) -> u8 {
+    match status {
+        Some(Status::DeploymentTimedOut | Status::DeletionTimedOut) => 5,
+        Some(Status::Initializing | Status::PendingDeployment | Status::PendingDeletion) => 4,
+        Some(Status::Unknown) => 3,
+        None => 2,
+        Some(Status::Deleted) => 1,
+        Some(Status::Active) => 0,
+    }
+}
+
+impl ListItem for HostnameCertificate {
+    fn item_id(&self) -> Option<&str> {
+        self.certificate_id()
+    }
+    fn status_rank(&self) -> u8 {
+        rank(self.certificate_status())
+    }
+    fn status_label(&self) -> &'static str {
+        self.certificate_status().map_or("none", Status::as_str)
+    }
+}
+
+impl ListItem for ZoneCertificate {
+    fn item_id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+    fn status_rank(&self) -> u8 {
+        rank(self.status)
+    }
+    fn status_label(&self) -> &'static str {
+        self.status.map_or("none", Status::as_str)
+    }
+}
+
+impl ListItem for DnsRecord {
+    fn item_id(&self) -> Option<&str> {
+        self.id.as_deref().or(self.name.as_deref())
+    }
+}
+
+/// One list item left out (or merged), and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedItem {
+    /// Its position in the list (all pages, from 0).
+    pub index: usize,
+    /// Its identifier, when one could be read.
+    pub id: Option<String>,
+    /// Why.
+    pub reason: SkipReason,
+    /// What was wrong, for the log (never a body: at most a field name and a type).
+    pub detail: String,
+}
+
+/// A list decoded item by item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedList<T> {
+    /// The items that decoded, one per identifier, in list order.
+    pub items: Vec<T>,
+    /// What was left out or merged.
+    pub skipped: Vec<SkippedItem>,
+}
+
+impl<T> Default for DecodedList<T> {
+    fn default() -> Self {
+        DecodedList {
+            items: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+}
+
+/// The identifier of a raw item, read without decoding it (`id`, else `cert_id`).
+pub fn raw_item_id(item: &serde_json::Value) -> Option<&str> {
+    ["id", "cert_id"]
+        .into_iter()
+        .filter_map(|field| item.get(field)?.as_str())
+        .find(|id| !id.trim().is_empty())
+}
+
+/// At most 160 characters of an error: serde quotes a wrongly typed value, which may be long.
+fn short(mut text: String) -> String {
+    if let Some((cut, _)) = text.char_indices().nth(160) {
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+/// Decodes a list's raw items one by one: one bad item never costs its neighbours. Items that
+/// do not decode or carry no identifier are skipped; items listed twice are merged into the
+/// first copy's place, keeping the copy with the worse status. Every skip is reported.
+pub fn decode_items<T: DeserializeOwned + ListItem>(raw: Vec<serde_json::Value>) -> DecodedList<T> {
+    let mut decoded = DecodedList::default();
+    let mut position_by_id: std::collections::HashMap<String, usize> =
+        std::collections::HashMap::new();
+    for (index, value) in raw.into_iter().enumerate() {
+        let raw_id = raw_item_id(&value).map(str::to_owned);
+        let item = match T::deserialize(value) {
+            Ok(item) => item,
+            Err(error) => {
+                decoded.skipped.push(SkippedItem {
+                    index,
+                    id: raw_id,
+                    reason: SkipReason::Undecodable,
+                    detail: short(error.to_string()),
+                });
+                continue;
+            }
+        };
+        let Some(id) = item.item_id().map(str::to_owned) else {
+            decoded.skipped.push(SkippedItem {
+                index,
+                id: None,
+                reason: SkipReason::MissingId,
+                detail: "no id".to_owned(),
+            });
+            continue;
+        };
+        match position_by_id.get(&id) {
+            None => {
+                position_by_id.insert(id, decoded.items.len());
+                decoded.items.push(item);
+            }
+            Some(&position) => {
+                let first = &mut decoded.items[position];
+                // Association-shaped lists repeat a certificate once per hostname: copies that
+                // agree are one certificate, nothing to report.
+                if item.status_label() == first.status_label() {
+                    continue;
+                }
+                let (kept, other) = if item.status_rank() > first.status_rank() {
+                    (item.status_label(), first.status_label())
+                } else {
+                    (first.status_label(), item.status_label())
+                };
+                decoded.skipped.push(SkippedItem {
+                    index,
+                    id: Some(id),
+                    reason: SkipReason::DuplicateId,
+                    detail: format!("listed twice (statuses {kept} and {other}): keeping {kept}"),
+                });
+                if item.status_rank() > first.status_rank() {
+                    *first = item;
+                }
+            }
+        }
+    }
+    decoded
 }
 
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -356,6 +637,96 @@ mod tests {
         let reserialized = serde_json::to_string(&item).unwrap();
         assert!(!debug.contains("SECRET"), "{debug}");
         assert!(!reserialized.contains("private_key"), "{reserialized}");
+    }
+
+    #[test]
+    fn result_info_numbers_decode_as_the_schema_types_them() {
+        let info: ResultInfo = serde_json::from_str(
+            r#"{"page":1.0,"per_page":50.7,"count":-3,"total_count":1e2,"total_pages":"2"}"#,
+        )
+        .unwrap();
+        assert_eq!(info.page, Some(1));
+        assert_eq!(info.per_page, Some(50));
+        assert_eq!(info.count, None, "a negative count is no count");
+        assert_eq!(info.total_count, Some(100));
+        assert_eq!(info.total_pages, None, "not a number");
+        let huge: ResultInfo = serde_json::from_str(r#"{"total_pages":1e300}"#).unwrap();
+        assert_eq!(huge.total_pages, Some(u32::MAX));
+    }
+
+    #[test]
+    fn empty_ids_are_absent() {
+        let association: HostnameAssociation =
+            serde_json::from_str(r#"{"cert_id":"","enabled":true}"#).unwrap();
+        assert_eq!(association.cert_id, None);
+        let item: HostnameCertificate =
+            serde_json::from_str(r#"{"id":"","cert_id":"c2"}"#).unwrap();
+        assert_eq!(item.certificate_id(), Some("c2"));
+        let zone: ZoneCertificate = serde_json::from_str(r#"{"id":"  "}"#).unwrap();
+        assert_eq!(zone.id, None);
+    }
+
+    fn raw(json: &str) -> Vec<serde_json::Value> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn one_bad_item_does_not_cost_its_neighbours_and_is_reported() {
+        let decoded = decode_items::<HostnameCertificate>(raw(r#"[
+                {"id":"a","status":"active","expires_on":"2030-01-01T00:00:00Z"},
+                {"id":"b","status":"active","expires_on":"not a date"},
+                {"status":"active"},
+                {"id":"","status":"active"},
+                {"id":"c","status":"pending_deployment"}
+            ]"#));
+        let ids: Vec<_> = decoded
+            .items
+            .iter()
+            .filter_map(|item| item.id.as_deref())
+            .collect();
+        assert_eq!(ids, ["a", "c"]);
+        let skipped: Vec<_> = decoded
+            .skipped
+            .iter()
+            .map(|item| (item.index, item.id.as_deref(), item.reason))
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                (1, Some("b"), SkipReason::Undecodable),
+                (2, None, SkipReason::MissingId),
+                (3, None, SkipReason::MissingId),
+            ]
+        );
+        assert!(
+            !decoded.skipped[0].detail.contains("not a date"),
+            "no body in the detail"
+        );
+    }
+
+    #[test]
+    fn duplicate_ids_keep_the_worst_status_and_say_so() {
+        let decoded = decode_items::<HostnameCertificate>(raw(r#"[
+                {"cert_id":"c1","cert_status":"active","hostname":"a.example"},
+                {"cert_id":"c1","cert_status":"active","hostname":"b.example"},
+                {"cert_id":"c1","cert_status":"deployment_timed_out","hostname":"c.example"},
+                {"cert_id":"c1","cert_status":"pending_deployment","hostname":"d.example"}
+            ]"#));
+        assert_eq!(decoded.items.len(), 1);
+        assert_eq!(
+            decoded.items[0].certificate_status(),
+            Some(Status::DeploymentTimedOut)
+        );
+        // The agreeing copy (b) is one certificate listed per hostname: not reported.
+        let reported: Vec<_> = decoded.skipped.iter().map(|item| item.index).collect();
+        assert_eq!(reported, [2, 3]);
+        assert!(
+            decoded.skipped[0]
+                .detail
+                .contains("keeping deployment_timed_out"),
+            "{}",
+            decoded.skipped[0].detail
+        );
     }
 
     #[test]

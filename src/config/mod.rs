@@ -100,6 +100,65 @@ pub fn load_with_env(path: &Path, env: &HashMap<String, String>) -> Result<Setti
     })
 }
 
+/// A fresh temporary directory name for one demo run: process id and start time.
+fn demo_state_dir() -> PathBuf {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    std::env::temp_dir().join(format!(
+        "cloudflare-aop-exporter-demo-{}-{started}",
+        std::process::id()
+    ))
+}
+
+/// Checks that `[state] dir` can hold the durable state: an existing directory the process
+/// can write to, or one it can create (its nearest existing ancestor is writable). Nothing is
+/// created; a probe file is written and removed. Separate from [`load`] because it looks at
+/// this machine, not at the file: `run` and `validate-config` call it, `check` (which keeps
+/// no state) does not.
+pub fn check_state_dir(file: &Path, state: &StateSettings) -> Result<(), ConfigError> {
+    let refuse = |problem: String| ConfigError::Key {
+        file: file.to_path_buf(),
+        key: "state.dir".to_owned(),
+        problem,
+    };
+    let dir = &state.dir;
+    let mut existing = dir.as_path();
+    while !existing.exists() {
+        existing = match existing.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+    }
+    if !existing.is_dir() {
+        return Err(refuse(format!(
+            "{} cannot be created: {} is not a directory",
+            dir.display(),
+            existing.display()
+        )));
+    }
+    let probe_path = existing.join(format!(".cf-aop-write-check-{}", std::process::id()));
+    let probe = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe_path);
+    match probe {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe_path);
+            Ok(())
+        }
+        Err(error) if existing == dir.as_path() => Err(refuse(format!(
+            "{} is not writable: {error}",
+            dir.display()
+        ))),
+        Err(error) => Err(refuse(format!(
+            "{} does not exist and cannot be created: {} is not writable: {error}",
+            dir.display(),
+            existing.display()
+        ))),
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -150,6 +209,8 @@ pub struct CloudflareSettings {
     pub max_retry_after: Duration,
     /// Response bodies larger than this are refused.
     pub max_response_bytes: usize,
+    /// The account of an account-owned token (32 hex digits): where it verifies.
+    pub account_id: Option<String>,
 }
 
 impl CloudflareSettings {
@@ -172,6 +233,7 @@ impl CloudflareSettings {
             retry_max_backoff: defaults.retry_max_backoff,
             max_retry_after: defaults.max_retry_after,
             max_response_bytes: defaults.max_response_bytes,
+            account_id: None,
         }
     }
 }
@@ -519,8 +581,9 @@ impl<'de> Deserialize<'de> for LogFormat {
 
 impl Settings {
     /// Settings built in code, without a file: the given API root, token and zones, every
-    /// other key at its default, no alert sinks, and state in a temporary directory (the
-    /// `demo` command must not write to `/var/lib`). Adjust the `pub` fields as needed.
+    /// other key at its default, no alert sinks, and state in a temporary directory of its own
+    /// (the `demo` command must not write to `/var/lib`, and one run must not show the previous
+    /// run's alerts as still firing). Adjust the `pub` fields as needed.
     pub fn for_demo(base_url: Url, token: Secret, zones: Vec<ZoneSettings>) -> Settings {
         let credentials = Credentials::Token(Sourced {
             value: token,
@@ -533,7 +596,7 @@ impl Settings {
             server: ServerSettings::default(),
             alerts: AlertSettings::default(),
             state: StateSettings {
-                dir: std::env::temp_dir().join("cloudflare-aop-exporter-demo"),
+                dir: demo_state_dir(),
             },
             log: LogSettings::default(),
         }
@@ -562,6 +625,7 @@ impl Settings {
         options.retry_max_backoff = cloudflare.retry_max_backoff;
         options.max_retry_after = cloudflare.max_retry_after;
         options.max_response_bytes = cloudflare.max_response_bytes;
+        options.account_id.clone_from(&cloudflare.account_id);
         options
     }
 

@@ -96,7 +96,9 @@ pub struct RawCloudflare {
     /// the length of Cloudflare's block).
     #[serde(with = "duration")]
     pub rate_limit_block: Duration,
-    /// Call `/user/tokens/verify` at start-up and every `token_verify_interval` (default true).
+    /// Verify the token (`/user/tokens/verify`, for account-owned tokens
+    /// `/accounts/{account_id}/tokens/verify`) at start-up and every `token_verify_interval`
+    /// (default true).
     pub verify_token: bool,
     /// How often the token is re-verified (default `6h`).
     #[serde(with = "duration")]
@@ -114,6 +116,11 @@ pub struct RawCloudflare {
     pub max_retry_after: Duration,
     /// Response bodies larger than this many bytes are refused (default 8388608, 8 MiB).
     pub max_response_bytes: usize,
+    /// The account that owns an account-owned API token (32 hex digits): such a token
+    /// answers 401 at `/user/tokens/verify` and is verified at
+    /// `/accounts/{account_id}/tokens/verify` instead (default: unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
 }
 
 impl Default for RawCloudflare {
@@ -141,6 +148,7 @@ impl Default for RawCloudflare {
             retry_max_backoff: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(60),
             max_response_bytes: 8 * 1024 * 1024,
+            account_id: None,
         }
     }
 }
@@ -464,6 +472,7 @@ pub(super) fn effective(settings: &Settings) -> RawSettings {
         retry_max_backoff: cloudflare.retry_max_backoff,
         max_retry_after: cloudflare.max_retry_after,
         max_response_bytes: cloudflare.max_response_bytes,
+        account_id: cloudflare.account_id.clone(),
         ..RawCloudflare::default()
     };
     match &cloudflare.credentials {

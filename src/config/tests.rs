@@ -85,26 +85,15 @@ fn token_of(settings: &Settings) -> &Sourced<Secret> {
 
 #[test]
 fn example_toml_parses_with_its_documented_values() {
-    let fixture = Fixture::new();
-    let token_file = fixture.write("token", "tok-from-file\n");
-    // The example reads the token from /run/secrets; an override points it at a test file.
-    let env = env_map(&[
-        (
-            "CF_AOP__CLOUDFLARE__API_TOKEN_FILE",
-            token_file.to_str().unwrap(),
-        ),
-        (
-            "SLACK_WEBHOOK_URL",
-            "https://hooks.slack.com/services/T0/B0/XYZ",
-        ),
-        ("AOP_WEBHOOK_URL", "https://hooks.example.com/aop"),
-        ("AOP_WEBHOOK_SECRET", "hmac-key"),
-        ("ALERTMANAGER_URL", "http://alertmanager:9093"),
-    ]);
+    // As the README says: with CLOUDFLARE_API_TOKEN set, and nothing else.
+    let env = env_map(&[("CLOUDFLARE_API_TOKEN", "tok-from-env")]);
     let settings = load_with_env(&example_path(), &env).unwrap();
 
-    assert_eq!(token_of(&settings).value.expose(), "tok-from-file");
-    assert_eq!(token_of(&settings).source, ValueSource::File(token_file));
+    assert_eq!(token_of(&settings).value.expose(), "tok-from-env");
+    assert_eq!(
+        token_of(&settings).source,
+        ValueSource::Env("CLOUDFLARE_API_TOKEN".to_owned())
+    );
     assert_eq!(settings.cloudflare.max_concurrency, 8);
     assert_eq!(settings.cloudflare.requests_per_5m, 600);
     assert_eq!(settings.schedule.cron, "0 */5 * * * *");
@@ -121,6 +110,42 @@ fn example_toml_parses_with_its_documented_values() {
         settings.alerts.expiry_warning,
         Some(Duration::from_secs(14 * 86_400))
     );
+    assert!(settings.alerts.sinks.is_empty(), "sinks are commented out");
+    assert_eq!(settings.state.dir, PathBuf::from("cloudflare-aop-state"));
+}
+
+#[test]
+fn example_toml_sinks_parse_once_uncommented() {
+    // The commented-out sinks are documentation too: uncommented, they must be valid.
+    let text = std::fs::read_to_string(example_path()).unwrap();
+    let sinks_at = text.find("# Notification sinks").unwrap();
+    let (before, sinks) = text.split_at(sinks_at);
+    let uncommented: Vec<&str> = sinks
+        .lines()
+        .map(|line| {
+            let key_line = line.strip_prefix("# ").filter(|rest| {
+                *rest == "[[alerts.sinks]]"
+                    || rest.split_once(" = ").is_some_and(|(key, _)| {
+                        !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    })
+            });
+            key_line.unwrap_or(line)
+        })
+        .collect();
+    let uncommented = uncommented.join("\n");
+    let fixture = Fixture::new();
+    let path = fixture.write("example-with-sinks.toml", &format!("{before}{uncommented}"));
+    let env = env_map(&[
+        ("CLOUDFLARE_API_TOKEN", "tok"),
+        (
+            "SLACK_WEBHOOK_URL",
+            "https://hooks.slack.com/services/T0/B0/XYZ",
+        ),
+        ("AOP_WEBHOOK_URL", "https://hooks.example.com/aop"),
+        ("AOP_WEBHOOK_SECRET", "hmac-key"),
+        ("ALERTMANAGER_URL", "http://alertmanager:9093"),
+    ]);
+    let settings = load_with_env(&path, &env).unwrap();
     let sinks: Vec<(&str, SinkKind)> = settings
         .alerts
         .sinks
@@ -935,4 +960,100 @@ fn durations_print_the_way_people_write_them() {
     assert_eq!(format(Duration::ZERO), "0s");
     let odd = Duration::from_millis(1500);
     assert_eq!(raw::duration::parse(&format(odd)).unwrap(), odd);
+}
+
+#[test]
+fn a_jitter_not_shorter_than_the_period_is_rejected() {
+    let fixture = Fixture::new();
+    let (key, message) = fixture.error(&format!("{MINIMAL}\n[schedule]\njitter = \"100years\"\n"));
+    assert_eq!(key, "schedule.jitter");
+    assert!(
+        message.contains("not shorter than the schedule's period (5m)"),
+        "{message}"
+    );
+    let (key, _) = fixture.error(&format!(
+        "{MINIMAL}\n[schedule]\ncron = \"*/15 * * * * *\"\njitter = \"15s\"\n"
+    ));
+    assert_eq!(key, "schedule.jitter");
+    let settings = fixture
+        .load(&format!(
+            "{MINIMAL}\n[schedule]\ncron = \"*/15 * * * * *\"\njitter = \"14s\"\n"
+        ))
+        .unwrap();
+    assert_eq!(settings.schedule.jitter, Duration::from_secs(14));
+}
+
+#[test]
+fn credentials_with_control_characters_are_rejected_without_the_value() {
+    let fixture = Fixture::new();
+    let (key, message) = fixture.error(
+        "[cloudflare]\napi_token = \"tok-SECRET\\u001b[0m\"\n[[zones]]\nid = \"023e105f4ecef8ad9ca31a8372d0c353\"\n",
+    );
+    assert_eq!(key, "cloudflare.api_token");
+    assert!(message.contains("control characters"), "{message}");
+    assert!(!message.contains("SECRET"), "{message}");
+    let (key, message) = fixture.error_env(
+        "[[zones]]\nid = \"023e105f4ecef8ad9ca31a8372d0c353\"\n",
+        &[("CLOUDFLARE_API_TOKEN", "tok-SECRET\r\nX-Injected: 1")],
+    );
+    assert_eq!(key, "cloudflare.api_token");
+    assert!(message.contains("CLOUDFLARE_API_TOKEN"), "{message}");
+    assert!(!message.contains("SECRET"), "{message}");
+    // A trailing newline (as a file or `echo` leaves it) is trimmed, not refused.
+    assert!(
+        fixture
+            .load_env(
+                "[[zones]]\nid = \"023e105f4ecef8ad9ca31a8372d0c353\"\n",
+                &[("CLOUDFLARE_API_TOKEN", "tok-fine\n")],
+            )
+            .is_ok()
+    );
+}
+
+#[test]
+fn account_id_must_be_32_hex_digits() {
+    let fixture = Fixture::new();
+    let settings = fixture
+        .load(&MINIMAL.replace(
+            "[[zones]]",
+            "account_id = \"01A7362D577A6C3019A474FD6F485823\"\n\n[[zones]]",
+        ))
+        .unwrap();
+    assert_eq!(
+        settings.cloudflare.account_id.as_deref(),
+        Some("01a7362d577a6c3019a474fd6f485823")
+    );
+    assert_eq!(
+        settings.client_options().account_id.as_deref(),
+        Some("01a7362d577a6c3019a474fd6f485823")
+    );
+    let (key, _) =
+        fixture.error(&MINIMAL.replace("[[zones]]", "account_id = \"my-account\"\n\n[[zones]]"));
+    assert_eq!(key, "cloudflare.account_id");
+}
+
+#[test]
+fn the_state_dir_must_be_writable_or_creatable() {
+    let fixture = Fixture::new();
+    let file = fixture.dir.path().join("config.toml");
+    let creatable = StateSettings {
+        dir: fixture.dir.path().join("state/nested"),
+    };
+    check_state_dir(&file, &creatable).unwrap();
+    assert!(!creatable.dir.exists(), "checking creates nothing");
+    let blocked_by_a_file = StateSettings {
+        dir: fixture.write("not-a-dir", "x").join("state"),
+    };
+    let error = check_state_dir(&file, &blocked_by_a_file).unwrap_err();
+    assert_eq!(error.key(), Some("state.dir"));
+    assert!(error.to_string().contains("is not a directory"), "{error}");
+}
+
+#[test]
+fn each_demo_run_gets_a_state_dir_of_its_own() {
+    let url = Url::parse("http://127.0.0.1:1/client/v4").unwrap();
+    let first = Settings::for_demo(url.clone(), Secret::new("t"), Vec::new());
+    let second = Settings::for_demo(url, Secret::new("t"), Vec::new());
+    assert_ne!(first.state.dir, second.state.dir);
+    assert!(first.state.dir.starts_with(std::env::temp_dir()));
 }

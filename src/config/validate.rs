@@ -125,7 +125,23 @@ fn validate_cloudflare(
             "must be at least 1",
         ));
     }
+    let account_id = match raw.account_id.as_deref().map(str::trim) {
+        None => None,
+        Some(id) => {
+            if id.len() != 32 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(key_error(
+                    "cloudflare.account_id",
+                    format!(
+                        "invalid account id {id:?}: 32 hex digits expected (the dashboard's URL and \
+                         Account Home show it, e.g. 023e105f4ecef8ad9ca31a8372d0c353)"
+                    ),
+                ));
+            }
+            Some(id.to_ascii_lowercase())
+        }
+    };
     Ok(CloudflareSettings {
+        account_id,
         api_base_url,
         credentials,
         request_timeout: raw.request_timeout,
@@ -170,6 +186,15 @@ fn resolve_credentials(
         raw.api_key_env.clone(),
         env,
     )?;
+    for (key_name, secret) in [
+        ("cloudflare.api_token", &token),
+        ("cloudflare.api_email", &email),
+        ("cloudflare.api_key", &key),
+    ] {
+        if let Some(secret) = secret {
+            reject_control_characters(&source_key(key_name, &secret.source), secret)?;
+        }
+    }
     match (token, email, key) {
         (Some(token), None, None) => Ok(Credentials::Token(token)),
         (Some(_), _, _) => Err(key_error(
@@ -201,10 +226,14 @@ fn resolve_credentials(
             "api_key is set but api_email is not: legacy credentials need both",
         )),
         (None, None, None) => match env.get(CLOUDFLARE_API_TOKEN_ENV) {
-            Some(value) if !value.trim().is_empty() => Ok(Credentials::Token(Sourced {
-                value: Secret::new(value.clone()),
-                source: ValueSource::Env(CLOUDFLARE_API_TOKEN_ENV.to_owned()),
-            })),
+            Some(value) if !value.trim().is_empty() => {
+                let token = Sourced {
+                    value: Secret::new(value.clone()),
+                    source: ValueSource::Env(CLOUDFLARE_API_TOKEN_ENV.to_owned()),
+                };
+                reject_control_characters("cloudflare.api_token", &token)?;
+                Ok(Credentials::Token(token))
+            }
             _ => Err(key_error(
                 "cloudflare.api_token",
                 "no API credentials: set api_token, api_token_file, api_token_env or CLOUDFLARE_API_TOKEN",
@@ -292,6 +321,26 @@ fn read_secret_file(file_key: &str, path: PathBuf) -> Result<Sourced<Secret>, Ke
 }
 
 /// The key that set a value from `source`: `<key>`, `<key>_file` or `<key>_env`.
+/// `key` is the key to name in the error. A credential goes into an HTTP header: a control character (a stray `\r`, a tab, an escape
+/// from a copy-paste) can never authenticate. Surrounding whitespace is trimmed when sent.
+fn reject_control_characters(key: &str, secret: &Sourced<Secret>) -> Result<(), KeyError> {
+    if secret.value.expose().trim().chars().any(char::is_control) {
+        let origin = match &secret.source {
+            ValueSource::Env(name) => format!(" (from the environment variable {name})"),
+            ValueSource::File(path) => format!(" (from {})", path.display()),
+            ValueSource::Inline => String::new(),
+        };
+        return Err(key_error(
+            key,
+            format!(
+                "the value{origin} contains control characters; it cannot be sent in an HTTP \
+                 header (the value is not shown)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn source_key(key: &str, source: &ValueSource) -> String {
     match source {
         ValueSource::Inline => key.to_owned(),
@@ -335,14 +384,37 @@ fn validate_schedule(schedule: ScheduleSettings) -> Result<ScheduleSettings, Key
         )
     })?;
     // A valid pattern such as "0 0 0 31 2 *" may never match: the daemon would never poll.
-    if cron
-        .find_next_occurrence(&chrono::Utc::now(), false)
-        .is_err()
-    {
+    let Ok(first) = cron.find_next_occurrence(&chrono::Utc::now(), false) else {
         return Err(key_error(
             "schedule.cron",
             format!("cron expression {:?} never fires", schedule.cron),
         ));
+    };
+    // A jitter as long as the period delays each cycle past the next tick, which is then
+    // skipped: only the start-up poll would ever run. The shortest gap of the next ticks.
+    let mut shortest: Option<Duration> = None;
+    let mut previous = first;
+    for _ in 0..16 {
+        let Ok(next) = cron.find_next_occurrence(&previous, false) else {
+            break;
+        };
+        if let Ok(gap) = (next - previous).to_std() {
+            shortest = Some(shortest.map_or(gap, |shortest| shortest.min(gap)));
+        }
+        previous = next;
+    }
+    if let Some(period) = shortest {
+        if schedule.jitter >= period {
+            return Err(key_error(
+                "schedule.jitter",
+                format!(
+                    "{} is not shorter than the schedule's period ({}): every cycle would be \
+                     skipped; use a jitter well below the period",
+                    humantime::format_duration(schedule.jitter),
+                    humantime::format_duration(period)
+                ),
+            ));
+        }
     }
     Ok(schedule)
 }

@@ -63,6 +63,13 @@ const CERTIFICATE_CHECK: Family = Family {
     name: "cloudflare_aop_certificate_check",
     help: refreshed!("Certificate checks: 1 pass, 0 fail"),
 };
+const HOSTNAME_INFO: Family = Family {
+    name: "cloudflare_aop_hostname_info",
+    help: refreshed!(
+        "A watched hostname (value always 1): source is configured (named in the config) or \
+         discovered (a proxied DNS record, discover_hostnames)"
+    ),
+};
 const HOSTNAME_ASSOCIATION: Family = Family {
     name: "cloudflare_aop_hostname_association",
     help: refreshed!(
@@ -138,8 +145,8 @@ const TOKEN_VALID: Family = Family {
 const LINE_OVERHEAD: usize = 100;
 /// Series per certificate: info, 4 timestamps, 8 statuses, hostnames, 5 checks.
 const LINES_PER_CERTIFICATE: usize = 19;
-/// Series per hostname: 4 association states, enabled, 2 × 8 statuses, 2 timestamps.
-const LINES_PER_HOSTNAME: usize = 23;
+/// Series per hostname: info, 4 association states, enabled, 2 × 8 statuses, 2 timestamps.
+const LINES_PER_HOSTNAME: usize = 24;
 /// Series per zone: enabled, 2 certificate counts, poll success, last success, oldest refresh.
 const LINES_PER_ZONE: usize = 6;
 
@@ -328,6 +335,10 @@ impl Renderer<'_, '_> {
     }
 
     fn hostname_families(&mut self) {
+        self.hostnames(&HOSTNAME_INFO, |out, prefix, hostname| {
+            push_label(prefix, "source", hostname.source.as_str());
+            push_sample(out, prefix, 1);
+        });
         self.hostnames(&HOSTNAME_ASSOCIATION, |out, prefix, hostname| {
             let states = &AssociationState::ALL;
             push_state_set(
@@ -380,6 +391,10 @@ impl Renderer<'_, '_> {
             }
             let zone_len = prefix.len();
             for scope in [Scope::Hostname, Scope::Zone] {
+                // zone_level = false: the zone-level certificates were never asked for.
+                if scope == Scope::Zone && !zone.zone_level_polled {
+                    continue;
+                }
                 prefix.truncate(zone_len);
                 push_label(prefix, "scope", scope.as_str());
                 let count = i64::try_from(zone.certificate_count(scope)).unwrap_or(i64::MAX);

@@ -50,6 +50,7 @@ fn synthetic_zone(
     zone.last_attempt = Some(polled_at);
     zone.last_success = Some(if zone.poll_success { polled_at } else { at(0) });
     zone.zone_enabled = Some(zone_index % 10 != 0);
+    zone.zone_level_polled = true;
 
     let mut hostname_certificates = Vec::new();
     let mut certificates = BTreeMap::new();
@@ -83,6 +84,7 @@ fn synthetic_zone(
             hostname.clone(),
             HostnameState {
                 hostname,
+                source: crate::state::HostnameSource::Configured,
                 association,
                 status: found.then(|| Status::ALL[spread % Status::ALL.len()]),
                 status_since: found.then(|| at(-86_400)),

@@ -64,6 +64,7 @@ fn certificate(scope: Scope, id: &str) -> CertificateState {
 fn hostname(name: &str, association: AssociationState) -> HostnameState {
     HostnameState {
         hostname: name.to_owned(),
+        source: crate::state::HostnameSource::Configured,
         association,
         status: None,
         status_since: None,
@@ -85,6 +86,7 @@ fn small_snapshot() -> Snapshot {
     z1.last_attempt = Some(at(1_767_200_000));
     z1.last_success = Some(at(1_767_200_000));
     z1.zone_enabled = Some(true);
+    z1.zone_level_polled = true;
 
     let mut c1 = certificate(Scope::Hostname, "c1");
     c1.status = Some(Status::Unknown);
@@ -130,7 +132,8 @@ fn small_snapshot() -> Snapshot {
     // Voided: the association still names c1 but reports no statuses.
     let mut b = hostname("b.example.com", AssociationState::Voided);
     b.cert_id = Some("c1".to_owned());
-    let c = hostname("c.example.com", AssociationState::Absent);
+    let mut c = hostname("c.example.com", AssociationState::Absent);
+    c.source = crate::state::HostnameSource::Discovered;
     for h in [a, b, c] {
         z1.hostnames.insert(h.hostname.clone(), h);
     }
@@ -224,6 +227,9 @@ fn small_snapshot_renders_exactly_these_series() {
         // In Check::ALL order, whatever order the poller stored them in.
         format!(r#"cloudflare_aop_certificate_check{{{c1},check="pem_parses"}} 1"#),
         format!(r#"cloudflare_aop_certificate_check{{{c1},check="key_strength"}} 0"#),
+        format!(r#"cloudflare_aop_hostname_info{{{a},source="configured"}} 1"#),
+        format!(r#"cloudflare_aop_hostname_info{{{b},source="configured"}} 1"#),
+        format!(r#"cloudflare_aop_hostname_info{{{c},source="discovered"}} 1"#),
         format!(r#"cloudflare_aop_hostname_association{{{a},state="enabled"}} 1"#),
         format!(r#"cloudflare_aop_hostname_association{{{a},state="disabled"}} 0"#),
         format!(r#"cloudflare_aop_hostname_association{{{a},state="voided"}} 0"#),
@@ -291,6 +297,24 @@ fn every_family_has_one_help_and_one_type_line_before_its_series() {
 #[test]
 fn empty_snapshot_renders_nothing() {
     assert_eq!(rendered_snapshot(&Snapshot::default()), "");
+}
+
+#[test]
+fn zone_level_certificates_not_polled_have_no_count() {
+    let mut snapshot = small_snapshot();
+    let z1 = std::sync::Arc::make_mut(snapshot.zones.get_mut("z1").unwrap());
+    z1.zone_level_polled = false;
+    z1.certificates
+        .retain(|(scope, _), _| *scope == Scope::Hostname);
+    let text = rendered_snapshot(&snapshot);
+    assert!(
+        text.contains(r#"cloudflare_aop_zone_certificates{zone_id="z1",zone="example.com",scope="hostname"} 2"#),
+        "{text}"
+    );
+    assert!(
+        !text.contains(r#"scope="zone"}"#),
+        "zone_level = false: unknown, so no series (not 0)\n{text}"
+    );
 }
 
 #[test]

@@ -12,8 +12,8 @@ use crate::cloudflare::types::{
     HostnameAssociation, HostnameCertificate, ZoneCertificate, ZoneSettings as ApiZoneSettings,
 };
 use crate::state::{
-    AssociationState, CertificateState, HostnameState, ObjectKey, Scope, Status, StatusHistory,
-    ZoneSnapshot,
+    AssociationState, CertificateState, HostnameSource, HostnameState, ObjectKey, Scope, Status,
+    StatusHistory, ZoneSnapshot,
 };
 use crate::x509::{CertificateFacts, run_checks};
 
@@ -93,6 +93,7 @@ pub(super) fn zone_level(
     now: DateTime<Utc>,
 ) {
     zone.zone_enabled = settings.enabled;
+    zone.zone_level_polled = true;
     zone.certificates
         .retain(|(scope, _), _| *scope != Scope::Zone);
     for fields in listed
@@ -112,11 +113,13 @@ pub(super) fn zone_level(
 pub(super) fn association(
     zone: &mut ZoneSnapshot,
     hostname: &str,
+    source: HostnameSource,
     association: Option<HostnameAssociation>,
     history: &mut StatusHistory,
     now: DateTime<Utc>,
 ) {
-    let state = hostname_state(&zone.zone_id, hostname, association, history, now);
+    let mut state = hostname_state(&zone.zone_id, hostname, association, history, now);
+    state.source = source;
     zone.hostnames.insert(hostname.to_owned(), state);
     derive(zone);
 }
@@ -300,6 +303,7 @@ fn hostname_state(
     });
     HostnameState {
         hostname: hostname.to_owned(),
+        source: HostnameSource::default(),
         association: state,
         status: association.status,
         status_since: association

@@ -27,7 +27,7 @@ use crate::cloudflare::types::{
 use crate::cloudflare::{ApiError, Auth, Client, ErrorReason, with_deadline};
 use crate::config::{ScheduleSettings, ZoneSettings};
 pub use crate::metrics::PollOutcome;
-use crate::state::{Scope, SharedSnapshot, Snapshot, StatusHistory, ZoneSnapshot};
+use crate::state::{HostnameSource, Scope, SharedSnapshot, Snapshot, StatusHistory, ZoneSnapshot};
 use plan::{Budget, Candidate, Plan, Target, ZoneInventory};
 
 /// What one tick did.
@@ -586,6 +586,13 @@ impl Poller {
             record.refreshed_at = Some(now);
         }
         zone_records.failing.remove(&target);
+        if matches!(fetched, Fetched::CertificateList(_)) {
+            // The list supersedes failed GETs by id: a certificate still named and unlisted
+            // is fetched again with the next refresh of a hostname naming it.
+            zone_records
+                .failing
+                .retain(|target| !matches!(target, Target::Certificate(_)));
+        }
         let zone_records = &*zone_records;
         let mut listed_ids = None;
         self.update_zone(zone, zone_records, now, |data| match fetched {
@@ -598,7 +605,8 @@ impl Poller {
             Fetched::DnsRecords(_) => apply::forget_hostnames(data, &gone, &mut history),
             Fetched::Association(association) => {
                 if let Target::Hostname(hostname) = &target {
-                    apply::association(data, hostname, association, &mut history, now);
+                    let source = HostnameSource::of(&zone.hostnames, hostname);
+                    apply::association(data, hostname, source, association, &mut history, now);
                 }
             }
             Fetched::Certificate(certificate) => {
@@ -645,6 +653,7 @@ impl Poller {
         let message = error.to_string();
         self.update_zone(zone, &records[zone_index], now, |data| {
             data.last_error = Some(message);
+            data.last_error_reason = Some(error.reason().as_str().to_owned());
             if let Target::Hostname(hostname) = target {
                 if let Some(hostname) = data.hostnames.get_mut(hostname) {
                     hostname.stale = true;
@@ -675,6 +684,7 @@ impl Poller {
             if data.poll_success {
                 data.last_success = Some(now);
                 data.last_error = None;
+                data.last_error_reason = None;
             }
             data.oldest_refresh = records.oldest_refresh(zone);
         });
@@ -694,22 +704,14 @@ impl Poller {
             *last = Some(Instant::now());
         }
         match self.client.verify_token().await {
-            Ok(verification) => {
-                if !verification.is_active() {
-                    tracing::error!(
-                        status = verification.status.as_deref().unwrap_or("none"),
-                        "the Cloudflare API token is not active"
-                    );
-                }
-                Some(verification.is_active())
+            Ok(check) => {
+                crate::cloudflare::client::log_token_check(&check);
+                check.token_valid()
             }
             Err(error) => {
+                // Unverifiable is not invalid: polls with the token may well succeed.
                 tracing::warn!(error = %error, "token verification failed");
-                matches!(
-                    error.reason(),
-                    ErrorReason::Unauthorized | ErrorReason::Forbidden
-                )
-                .then_some(false)
+                None
             }
         }
     }

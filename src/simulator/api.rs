@@ -45,7 +45,10 @@ pub(crate) enum Route {
     ZoneSettingsGet {
         zone_id: String,
     },
-    TokenVerify,
+    /// `/user/tokens/verify` (`None`) or `/accounts/{account_id}/tokens/verify`.
+    TokenVerify {
+        account_id: Option<String>,
+    },
     DnsRecordsList {
         zone_id: String,
     },
@@ -61,7 +64,7 @@ impl Route {
             Route::HostnameGet { .. } => Endpoint::HostnameGet,
             Route::ZoneCertificatesList { .. } => Endpoint::ZoneCertificatesList,
             Route::ZoneSettingsGet { .. } => Endpoint::ZoneSettingsGet,
-            Route::TokenVerify => Endpoint::TokenVerify,
+            Route::TokenVerify { .. } => Endpoint::TokenVerify,
             Route::DnsRecordsList { .. } => Endpoint::DnsRecordsList,
             Route::Unrouted => return None,
         })
@@ -75,7 +78,7 @@ impl Route {
             | Route::ZoneCertificatesList { zone_id }
             | Route::ZoneSettingsGet { zone_id }
             | Route::DnsRecordsList { zone_id } => Some(zone_id),
-            Route::TokenVerify | Route::Unrouted => None,
+            Route::TokenVerify { .. } | Route::Unrouted => None,
         }
     }
 }
@@ -216,6 +219,32 @@ pub(crate) fn authenticate(
     Ok(())
 }
 
+/// Token verification as Cloudflare answers it: a user-owned token verifies at
+/// `/user/tokens/verify`; an account-owned token answers 401 there and verifies at
+/// `/accounts/{its account}/tokens/verify`, where another account's id answers 403.
+fn token_verification(auth: &AuthSpec, account_id: Option<&str>) -> ApiReply {
+    let invalid = || ApiReply::error(StatusCode::UNAUTHORIZED, 1000, "Invalid API Token");
+    match (auth.account_owned, account_id) {
+        (false, None) => {}
+        (true, Some(account_id)) if account_id == auth.account_id => {}
+        (true, Some(_)) => {
+            return ApiReply::error(
+                StatusCode::FORBIDDEN,
+                9109,
+                "Unauthorized to access requested resource",
+            );
+        }
+        (false, Some(_)) | (true, None) => return invalid(),
+    }
+    let verification = TokenVerification {
+        id: Some(auth.token_id.clone()),
+        status: Some(auth.token_status.clone()),
+        expires_on: None,
+        not_before: None,
+    };
+    ApiReply::ok(to_json(&verification), None)
+}
+
 fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
@@ -233,14 +262,8 @@ pub(crate) fn answer(
     query: Option<&str>,
     path: &str,
 ) -> ApiReply {
-    if let Route::TokenVerify = route {
-        let verification = TokenVerification {
-            id: Some(state.auth.token_id.clone()),
-            status: Some(state.auth.token_status.clone()),
-            expires_on: None,
-            not_before: None,
-        };
-        return ApiReply::ok(to_json(&verification), None);
+    if let Route::TokenVerify { account_id } = route {
+        return token_verification(&state.auth, account_id.as_deref());
     }
     let Some(zone_id) = route.zone_id() else {
         return ApiReply::error(StatusCode::BAD_REQUEST, 7000, "No route for that URI");
@@ -319,7 +342,7 @@ pub(crate) fn answer(
             None,
         ),
         Route::DnsRecordsList { .. } => dns_records(zone, query, page),
-        Route::TokenVerify | Route::Unrouted => {
+        Route::TokenVerify { .. } | Route::Unrouted => {
             ApiReply::error(StatusCode::BAD_REQUEST, 7000, "No route for that URI")
         }
     }

@@ -70,6 +70,11 @@ pub struct AuthSpec {
     pub token_status: String,
     /// The token's id in `/user/tokens/verify`.
     pub token_id: String,
+    /// An account-owned token: `/user/tokens/verify` answers 401 (code 1000), and it verifies
+    /// at `/accounts/{account_id}/tokens/verify` instead (another account's id answers 403).
+    pub account_owned: bool,
+    /// The account that owns the token (and the zones).
+    pub account_id: String,
 }
 
 impl Default for AuthSpec {
@@ -80,6 +85,8 @@ impl Default for AuthSpec {
             key: None,
             token_status: "active".to_owned(),
             token_id: "ed17574386854bf78a67040be0a770b0".to_owned(),
+            account_owned: false,
+            account_id: "01a7362d577a6c3019a474fd6f485823".to_owned(),
         }
     }
 }

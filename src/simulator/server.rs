@@ -133,6 +133,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(&format!("{AOP}/settings"), any(zone_settings_get))
         .route("/client/v4/user/tokens/verify", any(token_verify))
         .route(
+            "/client/v4/accounts/{account_id}/tokens/verify",
+            any(account_token_verify),
+        )
+        .route(
             "/client/v4/zones/{zone_id}/dns_records",
             any(dns_records_list),
         )
@@ -241,7 +245,21 @@ async fn token_verify(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    serve_api(&shared, Route::TokenVerify, &method, &uri, &headers).await
+    let route = Route::TokenVerify { account_id: None };
+    serve_api(&shared, route, &method, &uri, &headers).await
+}
+
+async fn account_token_verify(
+    State(shared): SharedState,
+    path: Result<Path<String>, PathRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let route = path.map_or(Route::Unrouted, |Path(account_id)| Route::TokenVerify {
+        account_id: Some(account_id),
+    });
+    serve_api(&shared, route, &method, &uri, &headers).await
 }
 
 async fn dns_records_list(
