@@ -511,9 +511,17 @@ impl Client {
         self.budget_requests.load(Ordering::Relaxed)
     }
 
-    /// The requests kept for the credential's other users: the reserve share of the quota.
+    /// The requests kept for the credential's other users: the reserve share of the quota,
+    /// in the units of Cloudflare's `remaining` (its window, not this client's).
     pub fn reserve(&self) -> u64 {
-        let quota = self.learned_quota_per_window().unwrap_or(CLOUDFLARE_QUOTA);
+        let quota = self
+            .lock_limit()
+            .quota()
+            .map_or(CLOUDFLARE_QUOTA, |(quota, _)| quota);
+        self.reserve_of(quota)
+    }
+
+    fn reserve_of(&self, quota: u64) -> u64 {
         quota * u64::from(self.options.rate_limit_reserve_percent.min(100)) / 100
     }
 
@@ -557,7 +565,7 @@ impl Client {
         let Some(quota) = self.learned_quota_per_window() else {
             return;
         };
-        let allowed = u32::try_from(quota.saturating_sub(self.reserve()))
+        let allowed = u32::try_from(quota.saturating_sub(self.reserve_of(quota)))
             .unwrap_or(u32::MAX)
             .clamp(1, self.options.requests_per_5m.max(1));
         if self.budget_requests.swap(allowed, Ordering::Relaxed) != allowed {
