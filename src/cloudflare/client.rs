@@ -525,19 +525,6 @@ impl Client {
         quota * u64::from(self.options.rate_limit_reserve_percent.min(100)) / 100
     }
 
-    /// The quota Cloudflare reported, scaled to this client's `budget_window`.
-    fn learned_quota_per_window(&self) -> Option<u64> {
-        let (quota, window) = self.lock_limit().quota()?;
-        let window = window.as_secs_f64().max(1.0);
-        // Truncation is the safe side for a budget.
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss
-        )]
-        Some((quota as f64 * self.options.budget_window.as_secs_f64() / window) as u64)
-    }
-
     /// Until when a 429 pauses every request, if it does now.
     pub fn paused_until(&self) -> Option<Instant> {
         self.lock_limit().paused_until(Instant::now())
@@ -559,24 +546,47 @@ impl Client {
             .clone()
     }
 
-    /// Lowers this client's pace when the learned quota leaves less than `requests_per_5m`
-    /// after the reserve (an account-owned token or a plan with a smaller quota).
+    /// Paces this client over Cloudflare's own window once an answer reports the quota, at
+    /// `requests_per_5m` or the quota minus the reserve, whichever is lower. Over that window,
+    /// because a burst sized for five minutes can be larger than a short window's whole quota:
+    /// requests spread evenly leave room for the credential's other users as they come.
     fn adapt_budget(&self) {
-        let Some(quota) = self.learned_quota_per_window() else {
+        let Some((quota, window)) = self.lock_limit().quota() else {
             return;
         };
-        let allowed = u32::try_from(quota.saturating_sub(self.reserve_of(quota)))
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.options.requests_per_5m.max(1));
-        if self.budget_requests.swap(allowed, Ordering::Relaxed) != allowed {
+        let window = window.max(Duration::from_secs(1));
+        let ratio = window.as_secs_f64() / self.options.budget_window.as_secs_f64().max(1e-3);
+        // Truncation is the safe side for a budget; the values are far below 2^52.
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let own = (f64::from(self.options.requests_per_5m) * ratio) as u64;
+        let in_window = own
+            .min(quota.saturating_sub(self.reserve_of(quota)))
+            .clamp(1, u64::from(u32::MAX));
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let per_budget_window = ((in_window as f64 / ratio) as u64).clamp(1, u64::from(u32::MAX));
+        let per_budget_window = u32::try_from(per_budget_window).unwrap_or(u32::MAX);
+        if self
+            .budget_requests
+            .swap(per_budget_window, Ordering::Relaxed)
+            != per_budget_window
+        {
             tracing::info!(
                 quota,
-                budget = allowed,
-                "adapting the request budget to the quota Cloudflare reports"
+                window_s = window.as_secs(),
+                budget_per_5m = per_budget_window,
+                "pacing requests to the quota Cloudflare reports"
             );
-            *self.budget.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(
-                RateLimiter::direct(budget_quota(allowed, self.options.budget_window)),
-            );
+            let in_window = u32::try_from(in_window).unwrap_or(u32::MAX);
+            *self.budget.write().unwrap_or_else(PoisonError::into_inner) =
+                Arc::new(RateLimiter::direct(budget_quota(in_window, window)));
         }
     }
 
@@ -966,8 +976,8 @@ impl Client {
         }
     }
 
-    /// One HTTP attempt: wait for clearance (no pause, above the reserve), take a budget
-    /// token and a permit, send, classify, report.
+    /// One HTTP attempt: wait for clearance (no pause, above the reserve), take a permit and
+    /// a budget token, send, classify, report.
     async fn attempt<T: DeserializeOwned>(
         &self,
         endpoint: Endpoint,
@@ -975,10 +985,12 @@ impl Client {
         not_found: NotFound,
     ) -> Result<Option<Envelope<T>>, ApiError> {
         self.wait_for_clearance(endpoint).await?;
-        self.current_budget().until_ready().await;
         // Closed never happens: the semaphore lives as long as the client.
         let permit = self.in_flight.acquire().await.ok();
-        // The wait for a permit may have outlived the clearance.
+        // The pace is taken with a permit in hand: requests queued for a permit must not all
+        // have passed an older, faster pace (the one before Cloudflare reported its quota).
+        self.current_budget().until_ready().await;
+        // The waits may have outlived the clearance.
         self.wait_for_clearance(endpoint).await?;
         let started = Instant::now();
         let response = {

@@ -449,6 +449,7 @@ impl Poller {
                 _ => None,
             })
             .collect();
+        let discovering = targets.contains(&Target::DnsRecords);
         let mut outcomes = join_all(
             targets
                 .into_iter()
@@ -456,14 +457,21 @@ impl Poller {
         )
         .await;
 
-        let new_hostnames: Vec<String> = lock(&self.records)[zone_index]
-            .hostnames
-            .iter()
-            .filter(|(hostname, record)| {
-                record.refreshed_at.is_none() && !refreshed_hostnames.contains(*hostname)
-            })
-            .map(|(hostname, _)| hostname.clone())
-            .collect();
+        // Hostnames this tick's discovery found are fetched now, as a full refresh always did.
+        let new_hostnames: Vec<String> = if discovering {
+            let records = &lock(&self.records)[zone_index];
+            records
+                .discovered
+                .iter()
+                .filter(|hostname| {
+                    records.hostnames[*hostname].refreshed_at.is_none()
+                        && !refreshed_hostnames.contains(*hostname)
+                })
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
         let discovered_now = !new_hostnames.is_empty();
         outcomes.extend(
             join_all(new_hostnames.iter().map(|hostname| {
