@@ -60,7 +60,7 @@ pub struct Exporter {
 impl Exporter {
     /// Builds the client, metrics, snapshot and poller from validated settings.
     pub fn new(settings: &Settings, persist_state: bool) -> Result<Exporter, DaemonError> {
-        let metrics = Arc::new(Metrics::new()?);
+        let metrics = Arc::new(Metrics::with_options(settings.metrics.options())?);
         let client = Arc::new(Client::with_observer(
             settings.client_options(),
             metrics.clone(),
