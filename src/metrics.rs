@@ -281,15 +281,7 @@ impl Metrics {
     pub fn with_options(options: MetricsOptions) -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
         let registrar = Registrar(&registry);
-        #[cfg(target_os = "linux")]
-        registry
-            .register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ))
-            .map_err(|source| MetricsError {
-                family: "process_*",
-                source,
-            })?;
+        register_process_collector(&registry)?;
 
         let poll_duration = registrar.register(
             "cloudflare_aop_poll_duration_seconds",
@@ -500,6 +492,22 @@ impl RequestObserver for Metrics {
             }
         });
     }
+}
+
+/// The `process_*` families (Linux only: they read `/proc/self`).
+fn register_process_collector(registry: &Registry) -> Result<(), MetricsError> {
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .map_err(|source| MetricsError {
+            family: "process_*",
+            source,
+        })?;
+    #[cfg(not(target_os = "linux"))]
+    let _ = registry;
+    Ok(())
 }
 
 fn saturating_i64(value: usize) -> i64 {

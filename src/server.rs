@@ -112,6 +112,7 @@ impl ServeOptions {
     }
 
     /// Plain HTTP without authentication, for the probe listener.
+    #[must_use]
     pub fn for_probes(&self) -> ServeOptions {
         ServeOptions {
             web_config: None,

@@ -239,7 +239,7 @@ impl<S> WriteTimeout<S> {
     ) -> Poll<io::Result<T>> {
         match result {
             Poll::Pending => self.pending(cx),
-            ready => {
+            ready @ Poll::Ready(_) => {
                 self.stalled = false;
                 ready
             }

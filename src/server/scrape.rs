@@ -53,13 +53,12 @@ pub fn accepts_gzip(headers: &HeaderMap) -> bool {
             let mut parts = item.split(';');
             let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
             let quality = parts
-                .filter_map(|parameter| {
+                .find_map(|parameter| {
                     let (name, value) = parameter.split_once('=')?;
                     name.trim()
                         .eq_ignore_ascii_case("q")
                         .then(|| value.trim().parse::<f32>().unwrap_or(0.0))
                 })
-                .next()
                 .unwrap_or(1.0);
             match coding.as_str() {
                 "gzip" | "x-gzip" => gzip = Some(quality > 0.0),
@@ -91,9 +90,9 @@ impl Scrapes {
 
     /// The `/metrics` response for `snapshot`: gzip when `gzip`, else plain text.
     pub fn response(&self, snapshot: Arc<Snapshot>, gzip: bool) -> Response {
-        let render = self.render_for(snapshot);
+        let shared = self.render_for(snapshot);
         let reader = Reader {
-            progress: render.progress.subscribe(),
+            progress: shared.progress.subscribe(),
             next: 0,
         };
         let body = if gzip {
