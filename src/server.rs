@@ -27,7 +27,7 @@ use crate::x509::Check;
 
 pub use listen::{ConnectionLimits, fit_connection_cap};
 pub(crate) use listen::{acquire, handle_accept_error};
-pub use scrape::{METRICS_CONTENT_TYPE, accepts_gzip};
+pub use scrape::{METRICS_CONTENT_TYPE, accepts_gzip, render_deflate};
 
 /// What the handlers share.
 #[derive(Clone)]

@@ -176,28 +176,18 @@ impl SharedRender {
             progress: &self.progress,
             ok: false,
         };
-        let mut encoder =
-            DeflateEncoder::new(Vec::with_capacity(2 * PUBLISH_LEN), Compression::fast());
-        let mut crc = Crc::new();
-        let mut write_failed = false;
-        metrics.render_chunks(&self.snapshot, RENDER_CHUNK_LEN, |chunk| {
-            crc.update(chunk.as_bytes());
-            // Writing into a Vec cannot fail; if it ever did, the body must not look complete.
-            write_failed |= encoder.write_all(chunk.as_bytes()).is_err();
-            if encoder.get_ref().len() >= PUBLISH_LEN {
-                self.publish(std::mem::take(encoder.get_mut()));
-            }
+        let trailer = render_deflate(metrics, &self.snapshot, &mut |compressed| {
+            self.publish(compressed);
         });
-        match encoder.finish() {
-            Ok(rest) if !write_failed => {
-                self.publish(rest);
+        match trailer {
+            Some((crc, plain_len)) => {
                 self.progress.send_modify(|progress| {
-                    progress.crc = crc.sum();
-                    progress.plain_len = crc.amount();
+                    progress.crc = crc;
+                    progress.plain_len = plain_len;
                 });
                 finished.ok = true;
             }
-            _ => tracing::error!("compressing /metrics failed"),
+            None => tracing::error!("compressing /metrics failed"),
         }
     }
 
@@ -207,6 +197,33 @@ impl SharedRender {
                 .send_modify(|progress| progress.chunks.push(Bytes::from(compressed)));
         }
     }
+}
+
+/// The `/metrics` text of `snapshot` as a raw deflate stream (level 1), handed to `emit` in
+/// pieces of about 64 KiB as it is rendered; returns the CRC-32 and length (mod 2³²) of the
+/// text for a gzip trailer, or `None` if compressing failed. What every `/metrics` response
+/// is made from (public for the benchmarks).
+pub fn render_deflate(
+    metrics: &Metrics,
+    snapshot: &Snapshot,
+    emit: &mut dyn FnMut(Vec<u8>),
+) -> Option<(u32, u32)> {
+    let mut encoder = DeflateEncoder::new(Vec::with_capacity(2 * PUBLISH_LEN), Compression::fast());
+    let mut crc = Crc::new();
+    let mut write_failed = false;
+    metrics.render_chunks(snapshot, RENDER_CHUNK_LEN, |chunk| {
+        crc.update(chunk.as_bytes());
+        // Writing into a Vec cannot fail; if it ever did, the body must not look complete.
+        write_failed |= encoder.write_all(chunk.as_bytes()).is_err();
+        if encoder.get_ref().len() >= PUBLISH_LEN {
+            emit(std::mem::take(encoder.get_mut()));
+        }
+    });
+    let rest = encoder.finish().ok().filter(|_| !write_failed)?;
+    if !rest.is_empty() {
+        emit(rest);
+    }
+    Some((crc.sum(), crc.amount()))
 }
 
 /// Marks the render done when it ends, also by a panic, so no reader waits for ever.
