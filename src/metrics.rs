@@ -448,9 +448,9 @@ impl Metrics {
     /// Appends the process-lifetime families (text format), less the excluded ones.
     fn render_registry(&self, out: &mut String) {
         let mut families = self.registry.gather();
-        if !self.options.exclude_families.is_empty() {
-            families.retain(|family| !self.options.exclude_families.contains(family.name()));
-        }
+        families.retain(|family| {
+            !self.options.exclude_families.contains(family.name()) && !unknown_start_time(family)
+        });
         if let Err(error) = TextEncoder::new().encode_utf8(&families, out) {
             // Only malformed families fail to encode; the snapshot part is still worth serving.
             tracing::warn!(error = %error, "encoding the registry's metric families failed");
@@ -492,6 +492,16 @@ impl RequestObserver for Metrics {
             }
         });
     }
+}
+
+/// `process_start_time_seconds` is 0 when `/proc/stat` cannot be read (e.g. systemd's
+/// `ProcSubset=pid`): an unknown value has no series rather than a wrong one.
+fn unknown_start_time(family: &prometheus::proto::MetricFamily) -> bool {
+    family.name() == "process_start_time_seconds"
+        && family
+            .get_metric()
+            .iter()
+            .all(|metric| metric.get_gauge().get_value() <= 0.0)
 }
 
 /// The `process_*` families (Linux only: they read `/proc/self`).
