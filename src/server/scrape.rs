@@ -36,8 +36,9 @@ const MAX_CONCURRENT_RENDERS: usize = 2;
 const PUBLISH_LEN: usize = 64 * 1024;
 
 /// Compressed bytes a plain reader inflates per step, and the plain bytes it sends per chunk.
-const INFLATE_STEP: usize = 16 * 1024;
-const PLAIN_CHUNK_LEN: usize = 256 * 1024;
+/// (Small, so one step's output, up to ~20 times larger, cannot overshoot a chunk by much.)
+const INFLATE_STEP: usize = 4 * 1024;
+const PLAIN_CHUNK_LEN: usize = 64 * 1024;
 
 /// The gzip member header (RFC 1952): deflate, no name or timestamp, "fastest", unknown OS.
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255];
@@ -76,6 +77,8 @@ pub struct Scrapes {
     /// The latest render, while anyone still reads it.
     latest: Mutex<Weak<SharedRender>>,
     renders: Arc<Semaphore>,
+    /// [`SHARE_WINDOW`] (tests use a longer one).
+    share_window: Duration,
 }
 
 impl Scrapes {
@@ -85,6 +88,7 @@ impl Scrapes {
             metrics,
             latest: Mutex::new(Weak::new()),
             renders: Arc::new(Semaphore::new(MAX_CONCURRENT_RENDERS)),
+            share_window: SHARE_WINDOW,
         }
     }
 
@@ -94,6 +98,7 @@ impl Scrapes {
         let reader = Reader {
             progress: shared.progress.subscribe(),
             next: 0,
+            _render: shared,
         };
         let body = if gzip {
             Body::from_stream(gzip_stream(reader))
@@ -115,16 +120,17 @@ impl Scrapes {
 
     /// Joins the latest render when it is of `snapshot` and recent enough, else starts one.
     fn render_for(&self, snapshot: Arc<Snapshot>) -> Arc<SharedRender> {
+        let of = SnapshotId::of(&snapshot);
         let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(render) = latest.upgrade() {
-            if Arc::ptr_eq(&render.snapshot, &snapshot)
-                && (render.started.elapsed() < SHARE_WINDOW || !render.progress.borrow().done)
+            if render.of == of
+                && (render.started.elapsed() < self.share_window || !render.progress.borrow().done)
             {
                 return render;
             }
         }
         let render = Arc::new(SharedRender {
-            snapshot,
+            of,
             started: Instant::now(),
             progress: watch::Sender::new(Progress::default()),
         });
@@ -138,7 +144,7 @@ impl Scrapes {
             let permit = renders.acquire_owned().await.ok();
             let rendered = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                running.run(&metrics);
+                running.run(&metrics, &snapshot);
             })
             .await;
             if rendered.is_err() {
@@ -149,9 +155,21 @@ impl Scrapes {
     }
 }
 
-/// One render of one snapshot, shared by the scrapes that read it.
+/// Which snapshot a render is of, without keeping it alive: its address and generation
+/// (the generation tells a new snapshot from an old one freed at the same address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SnapshotId(usize, u64);
+
+impl SnapshotId {
+    fn of(snapshot: &Arc<Snapshot>) -> SnapshotId {
+        SnapshotId(Arc::as_ptr(snapshot).addr(), snapshot.generation)
+    }
+}
+
+/// One render of one snapshot, shared by the scrapes that read it (each holds it until its
+/// body is sent). The snapshot itself is held only while rendering.
 struct SharedRender {
-    snapshot: Arc<Snapshot>,
+    of: SnapshotId,
     started: Instant,
     progress: watch::Sender<Progress>,
 }
@@ -171,12 +189,12 @@ struct Progress {
 
 impl SharedRender {
     /// Renders the text, compressing and publishing it as it goes.
-    fn run(&self, metrics: &Metrics) {
+    fn run(&self, metrics: &Metrics, snapshot: &Snapshot) {
         let mut finished = Finished {
             progress: &self.progress,
             ok: false,
         };
-        let trailer = render_deflate(metrics, &self.snapshot, &mut |compressed| {
+        let trailer = render_deflate(metrics, snapshot, &mut |compressed| {
             self.publish(compressed);
         });
         match trailer {
@@ -216,7 +234,9 @@ pub fn render_deflate(
         // Writing into a Vec cannot fail; if it ever did, the body must not look complete.
         write_failed |= encoder.write_all(chunk.as_bytes()).is_err();
         if encoder.get_ref().len() >= PUBLISH_LEN {
-            emit(std::mem::take(encoder.get_mut()));
+            // A copy of exactly its length; the buffer is reused.
+            emit(encoder.get_ref().clone());
+            encoder.get_mut().clear();
         }
     });
     let rest = encoder.finish().ok().filter(|_| !write_failed)?;
@@ -246,6 +266,8 @@ impl Drop for Finished<'_> {
 struct Reader {
     progress: watch::Receiver<Progress>,
     next: usize,
+    /// Keeps the render joinable by later scrapes while this one reads it.
+    _render: Arc<SharedRender>,
 }
 
 /// What a reader gets next.
@@ -331,19 +353,19 @@ fn plain_stream(
             if state.decoder.get_ref().len() >= PLAIN_CHUNK_LEN
                 || (state.ended && state.pending.is_empty())
             {
-                let plain = if state.ended && state.pending.is_empty() {
-                    match state.decoder.try_finish() {
-                        Ok(()) => std::mem::take(state.decoder.get_mut()),
-                        Err(error) => return Some((Err(error), None)),
+                if state.ended && state.pending.is_empty() {
+                    if let Err(error) = state.decoder.try_finish() {
+                        return Some((Err(error), None));
                     }
-                } else {
-                    std::mem::take(state.decoder.get_mut())
-                };
+                }
+                // A copy of exactly its length; the decoder's buffer is reused.
+                let plain = Bytes::copy_from_slice(state.decoder.get_ref());
+                state.decoder.get_mut().clear();
                 let last = state.ended && state.pending.is_empty();
                 if plain.is_empty() && last {
                     return None;
                 }
-                return Some((Ok(Bytes::from(plain)), (!last).then_some(state)));
+                return Some((Ok(plain), (!last).then_some(state)));
             }
             if state.pending.is_empty() {
                 match state.reader.next().await {
@@ -474,11 +496,16 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_scrapes_of_one_snapshot_share_one_render() {
-        let (scrapes, _) = scrapes();
+        let (mut scrapes, _) = scrapes();
+        scrapes.share_window = Duration::from_secs(3600);
         let snapshot = Arc::new(synthetic_snapshot(3, 2, 2));
         let first = scrapes.render_for(snapshot.clone());
         let second = scrapes.render_for(snapshot.clone());
         assert!(Arc::ptr_eq(&first, &second));
+        // Still shared once finished (within the share window), while someone reads it.
+        let mut done = first.progress.subscribe();
+        let _ = done.wait_for(|progress| progress.done).await;
+        assert!(Arc::ptr_eq(&first, &scrapes.render_for(snapshot.clone())));
         // A new snapshot (the next cycle) gets its own render.
         let newer = Arc::new(synthetic_snapshot(3, 2, 2));
         let third = scrapes.render_for(newer.clone());
