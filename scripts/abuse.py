@@ -26,6 +26,7 @@ import argparse
 import base64
 import http.client
 import json
+import multiprocessing
 import os
 import resource
 import socket
@@ -278,41 +279,53 @@ def idle(_s):
     pass
 
 
-class PasswordFlood:
-    """`threads` clients sending wrong passwords from 127.0.0.2, each pausing `pause` seconds
-    between attempts (0: as fast as the answers come)."""
+def flood_process(port, threads, pause, stop, results):
+    """The wrong-password clients, in a process of their own so that their threads do not
+    compete with the measuring scraper for Python's interpreter lock."""
+    answers, lock = {}, threading.Lock()
 
-    def __init__(self, port, threads, pause):
-        self.port, self.pause, self.stop, self.answers = port, pause, threading.Event(), {}
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
-
-    def run(self):
-        while not self.stop.is_set():
+    def client():
+        while not stop.is_set():
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30,
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30,
                                                   source_address=("127.0.0.2", 0))
                 conn.request("GET", "/metrics", headers=auth_header("wrong-guess"))
                 status = conn.getresponse().status
                 conn.close()
             except (OSError, http.client.HTTPException):
                 status = "error"
-            with self.lock:
-                self.answers[status] = self.answers.get(status, 0) + 1
-            if self.pause:
-                self.stop.wait(self.pause)
+            with lock:
+                answers[status] = answers.get(status, 0) + 1
+            if pause:
+                stop.wait(pause)
+
+    workers = [threading.Thread(target=client, daemon=True) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    results.put(answers)
+
+
+class PasswordFlood:
+    """`threads` clients sending wrong passwords from 127.0.0.2, each pausing `pause` seconds
+    between attempts (0: as fast as the answers come)."""
+
+    def __init__(self, port, threads, pause):
+        self.stop, self.results = multiprocessing.Event(), multiprocessing.Queue()
+        self.process = multiprocessing.Process(
+            target=flood_process, args=(port, threads, pause, self.stop, self.results), daemon=True)
 
     def start(self):
-        for t in self.threads:
-            t.start()
+        self.process.start()
         time.sleep(1)
         return self
 
     def finish(self):
         self.stop.set()
-        for t in self.threads:
-            t.join()
-        return dict(self.answers)
+        answers = self.results.get(timeout=120)
+        self.process.join(timeout=60)
+        return answers
 
 
 def process_fds(port, password=None):
