@@ -197,15 +197,14 @@ impl SharedRender {
         let trailer = render_deflate(metrics, snapshot, &mut |compressed| {
             self.publish(compressed);
         });
-        match trailer {
-            Some((crc, plain_len)) => {
-                self.progress.send_modify(|progress| {
-                    progress.crc = crc;
-                    progress.plain_len = plain_len;
-                });
-                finished.ok = true;
-            }
-            None => tracing::error!("compressing /metrics failed"),
+        if let Some((crc, plain_len)) = trailer {
+            self.progress.send_modify(|progress| {
+                progress.crc = crc;
+                progress.plain_len = plain_len;
+            });
+            finished.ok = true;
+        } else {
+            tracing::error!("compressing /metrics failed");
         }
     }
 
