@@ -19,9 +19,12 @@ use cloudflare_aop_exporter::cloudflare::Endpoint;
 use cloudflare_aop_exporter::config::{Settings, ZoneSettings};
 use cloudflare_aop_exporter::daemon::Exporter;
 use cloudflare_aop_exporter::metrics::testing::synthetic_snapshot;
-use cloudflare_aop_exporter::metrics::{Metrics, PollOutcome, RENDER_CHUNK_LEN};
+use cloudflare_aop_exporter::metrics::{
+    Metrics, MetricsOptions, PollOutcome, RENDER_CHUNK_LEN, StateSets,
+};
 use cloudflare_aop_exporter::poller::TickScope;
 use cloudflare_aop_exporter::secret::Secret;
+use cloudflare_aop_exporter::server::render_deflate;
 use cloudflare_aop_exporter::simulator::{AssociationState, Scenario, Simulator};
 use cloudflare_aop_exporter::state::Snapshot;
 use serde_json::json;
@@ -338,6 +341,67 @@ fn render_group(real_snapshot: Option<&Snapshot>, verdicts: &mut Vec<Verdict>) {
             snapshot,
             "exporter's own after the 1,000-zone cycle",
         );
+    }
+    println!();
+    encoding_and_mode_rows(&synthetic, synthetic_label);
+}
+
+/// What a scrape costs and weighs per encoding and `metrics.statesets` mode: the plain text
+/// (`render_chunks`) against the server's gzip path (`render_deflate`, level 1), which is what
+/// every `/metrics` response is made from (plain responses inflate it on the way out).
+fn encoding_and_mode_rows(snapshot: &Snapshot, label: &str) {
+    println!(
+        "### `/metrics` per encoding and `statesets` mode
+"
+    );
+    println!(
+        "Same snapshot ({label}), {RENDER_RUNS} timed runs after {RENDER_WARMUP} warm-up runs, \
+         one thread. `gzip` is the server's path: render and compress (deflate level 1) in one \
+         pass; its output is the body on the wire for a client sending \
+         `Accept-Encoding: gzip` (Prometheus does), plus 18 bytes of gzip header and trailer \
+         (included). Plain responses are inflated from it per client.\n"
+    );
+    println!("| statesets | encoding | median | p90 | bytes on the wire | ratio | series |");
+    println!("|---|---|---|---|---|---|---|");
+    for mode in [StateSets::Full, StateSets::Current] {
+        let metrics = Metrics::with_options(MetricsOptions {
+            statesets: mode,
+            ..MetricsOptions::default()
+        })
+        .expect("the metrics registry");
+        let text = metrics.render(snapshot);
+        let series = text
+            .lines()
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .count();
+        let plain_len = text.len();
+        drop(text);
+        let plain = time_runs(|| {
+            let mut total = 0;
+            metrics.render_chunks(snapshot, RENDER_CHUNK_LEN, |chunk| total += chunk.len());
+            total
+        });
+        let mut compressed_len = 0;
+        let gzip = time_runs(|| {
+            let mut total = 0;
+            render_deflate(&metrics, snapshot, &mut |piece| total += piece.len());
+            compressed_len = total + 18;
+            total
+        });
+        for (encoding, times, bytes) in [
+            ("identity", &plain, plain_len),
+            ("gzip", &gzip, compressed_len),
+        ] {
+            let ratio = f64::from(u32::try_from(plain_len).unwrap_or(u32::MAX))
+                / f64::from(u32::try_from(bytes.max(1)).unwrap_or(u32::MAX));
+            println!(
+                "| {} | {encoding} | {} | {} | {} | {ratio:.1} : 1 | {series} |",
+                mode.as_str(),
+                ms(percentile(times, 0.5)),
+                ms(percentile(times, 0.9)),
+                mebibytes(bytes),
+            );
+        }
     }
     println!();
 }

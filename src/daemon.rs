@@ -32,6 +32,12 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error("server.probe_listen: cannot listen on {addr}: {source}")]
+    ProbeBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
     /// `server.web_config_file` does not check out (a configuration error: exit 2). The
@@ -60,7 +66,7 @@ pub struct Exporter {
 impl Exporter {
     /// Builds the client, metrics, snapshot and poller from validated settings.
     pub fn new(settings: &Settings, persist_state: bool) -> Result<Exporter, DaemonError> {
-        let metrics = Arc::new(Metrics::new()?);
+        let metrics = Arc::new(Metrics::with_options(settings.metrics.options())?);
         let client = Arc::new(Client::with_observer(
             settings.client_options(),
             metrics.clone(),
@@ -114,10 +120,15 @@ impl Exporter {
 
     /// The HTTP router over this exporter's state.
     pub fn router(&self) -> axum::Router {
-        server::router(AppState {
+        server::router(self.app_state())
+    }
+
+    /// What the HTTP handlers read.
+    pub fn app_state(&self) -> AppState {
+        AppState {
             snapshot: self.snapshot.clone(),
             metrics: self.metrics.clone(),
-        })
+        }
     }
 }
 
@@ -158,17 +169,39 @@ pub async fn run_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
     // First: a bad web config is a config error, reported before anything starts.
-    let serve_options =
+    let mut serve_options =
         ServeOptions::from_settings(&settings.server).map_err(DaemonError::WebConfig)?;
+    serve_options.limits.max_connections =
+        server::fit_connection_cap(serve_options.limits.max_connections);
+    let probe_listener = match settings.server.probe_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| DaemonError::ProbeBind { addr, source })?,
+        ),
+        None => None,
+    };
     let exporter = Arc::new(Exporter::with_alerts(&settings, true)?);
-    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_server, server_stopped) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut stopped = server_stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let probes = probe_listener.map(|listener| {
+        tokio::spawn(server::serve(
+            listener,
+            server::probe_router(exporter.app_state()),
+            serve_options.for_probes(),
+            stopped(),
+        ))
+    });
     let server = tokio::spawn(server::serve(
         listener,
         exporter.router(),
         serve_options,
-        async {
-            let _ = server_stopped.await;
-        },
+        stopped(),
     ));
 
     let mut scheduler = JobScheduler::new().await.map_err(DaemonError::Scheduler)?;
@@ -204,7 +237,12 @@ pub async fn run_on(
     if let Some(alerter) = &exporter.alerter {
         alerter.shutdown().await;
     }
-    let _ = stop_server.send(());
+    let _ = stop_server.send(true);
+    if let Some(probes) = probes {
+        if let Ok(Err(error)) = probes.await {
+            tracing::warn!(error = %error, "the probe listener failed");
+        }
+    }
     match server.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(DaemonError::Serve(error)),

@@ -14,6 +14,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::sync::Once;
 use std::time::{Duration, SystemTime};
 
@@ -22,11 +23,98 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use serde::{Deserialize, Serialize};
+
 use crate::cloudflare::types::SkipReason;
 use crate::cloudflare::{Attempt, Endpoint, ErrorReason, RequestObserver};
 use crate::state::Snapshot;
 
-pub use snapshot::{render_snapshot, render_snapshot_chunks};
+pub use snapshot::{SNAPSHOT_FAMILIES, render_snapshot, render_snapshot_chunks};
+
+/// `metrics.statesets`: how the `StateSet` families (`certificate_status`,
+/// `hostname_association`, `hostname_status`, `hostname_certificate_status`) are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateSets {
+    /// One series per possible value, exactly one of them 1 (SPEC §6; the default).
+    #[default]
+    Full,
+    /// Only the series of the current value (1): 19 fewer series per hostname. Queries that
+    /// select `== 1` work unchanged; `== 0` selections find nothing.
+    Current,
+}
+
+impl StateSets {
+    /// The config value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateSets::Full => "full",
+            StateSets::Current => "current",
+        }
+    }
+}
+
+// By hand: the config crate's enum errors name the Rust type instead of the accepted values.
+impl<'de> Deserialize<'de> for StateSets {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.trim() {
+            "full" => Ok(StateSets::Full),
+            "current" => Ok(StateSets::Current),
+            _ => Err(serde::de::Error::custom(format!(
+                "unknown value {text:?}; expected \"full\" or \"current\""
+            ))),
+        }
+    }
+}
+
+/// What `/metrics` writes beyond the defaults (`[metrics]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsOptions {
+    /// Full `StateSet`s or only their current member.
+    pub statesets: StateSets,
+    /// Families left out of `/metrics` entirely (names from [`family_names`]).
+    pub exclude_families: BTreeSet<String>,
+}
+
+/// The families this exporter's own registry holds (besides [`SNAPSHOT_FAMILIES`]).
+const REGISTRY_FAMILIES: [&str; 14] = [
+    "cloudflare_aop_poll_duration_seconds",
+    "cloudflare_aop_polls_total",
+    "cloudflare_aop_api_requests_total",
+    "cloudflare_aop_api_request_duration_seconds",
+    "cloudflare_aop_api_errors_total",
+    "cloudflare_aop_api_items_skipped_total",
+    "cloudflare_aop_rate_limit_remaining",
+    "cloudflare_aop_rate_limit_quota",
+    "cloudflare_aop_rate_limit_pauses_total",
+    "cloudflare_aop_rate_limit_paused_until_timestamp_seconds",
+    "cloudflare_aop_alerts_firing",
+    "cloudflare_aop_notifications_total",
+    "cloudflare_aop_notification_queue_length",
+    "cloudflare_aop_build_info",
+];
+
+/// The `process_*` families of the prometheus crate's process collector (Linux only).
+const PROCESS_FAMILIES: [&str; 8] = [
+    "process_cpu_seconds_total",
+    "process_open_fds",
+    "process_max_fds",
+    "process_virtual_memory_bytes",
+    "process_virtual_memory_max_bytes",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "process_threads",
+];
+
+/// Every family `/metrics` can carry: what `metrics.exclude_families` may name.
+pub fn family_names() -> impl Iterator<Item = &'static str> {
+    SNAPSHOT_FAMILIES
+        .iter()
+        .copied()
+        .chain(REGISTRY_FAMILIES)
+        .chain(PROCESS_FAMILIES)
+}
 
 /// A good `chunk_len` for [`Metrics::render_chunks`]: big enough that per-chunk overhead is
 /// noise, small enough that the allocator reuses the freed chunks instead of mapping fresh pages.
@@ -123,6 +211,7 @@ pub struct MetricsError {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    options: MetricsOptions,
     poll_duration: Histogram,
     polls: IntCounterVec,
     api_requests: IntCounterVec,
@@ -258,11 +347,18 @@ impl Registrar<'_> {
 }
 
 impl Metrics {
-    /// Creates every process-lifetime family in a fresh registry, with the series that must
-    /// exist from the first scrape (so `rate()` and absence alerts work from the start).
+    /// [`Metrics::with_options`] with the defaults: full `StateSet`s, every family.
     pub fn new() -> Result<Metrics, MetricsError> {
+        Metrics::with_options(MetricsOptions::default())
+    }
+
+    /// Creates every process-lifetime family in a fresh registry, with the series that must
+    /// exist from the first scrape (so `rate()` and absence alerts work from the start), and
+    /// the `process_*` families on Linux.
+    pub fn with_options(options: MetricsOptions) -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
         let registrar = Registrar(&registry);
+        register_process_collector(&registry)?;
 
         let poll_duration = registrar.register(
             "cloudflare_aop_poll_duration_seconds",
@@ -337,6 +433,7 @@ impl Metrics {
 
         Ok(Metrics {
             registry,
+            options,
             poll_duration,
             polls,
             api_requests,
@@ -399,7 +496,7 @@ impl Metrics {
     /// [`Metrics::render_chunks`], which avoids paging in that much fresh memory per scrape.
     pub fn render(&self, snapshot: &Snapshot) -> String {
         let mut out = String::new();
-        render_snapshot(snapshot, &mut out);
+        snapshot::render_with(snapshot, &self.options, &mut out);
         self.render_registry(&mut out);
         out
     }
@@ -413,14 +510,18 @@ impl Metrics {
         mut emit: impl FnMut(String),
     ) {
         let mut out = snapshot::chunk_buffer(chunk_len);
-        snapshot::render_chunked(snapshot, &mut out, chunk_len, &mut emit);
+        snapshot::render_chunked(snapshot, &self.options, &mut out, chunk_len, &mut emit);
         self.render_registry(&mut out);
         emit(out);
     }
 
-    /// Appends the process-lifetime families (text format).
+    /// Appends the process-lifetime families (text format), less the excluded ones.
     fn render_registry(&self, out: &mut String) {
-        if let Err(error) = TextEncoder::new().encode_utf8(&self.registry.gather(), out) {
+        let mut families = self.registry.gather();
+        families.retain(|family| {
+            !self.options.exclude_families.contains(family.name()) && !unknown_start_time(family)
+        });
+        if let Err(error) = TextEncoder::new().encode_utf8(&families, out) {
             // Only malformed families fail to encode; the snapshot part is still worth serving.
             tracing::warn!(error = %error, "encoding the registry's metric families failed");
         }
@@ -486,6 +587,32 @@ impl Metrics {
             }
         });
     }
+}
+
+/// `process_start_time_seconds` is 0 when `/proc/stat` cannot be read (e.g. systemd's
+/// `ProcSubset=pid`): an unknown value has no series rather than a wrong one.
+fn unknown_start_time(family: &prometheus::proto::MetricFamily) -> bool {
+    family.name() == "process_start_time_seconds"
+        && family
+            .get_metric()
+            .iter()
+            .all(|metric| metric.get_gauge().get_value() <= 0.0)
+}
+
+/// The `process_*` families (Linux only: they read `/proc/self`).
+fn register_process_collector(registry: &Registry) -> Result<(), MetricsError> {
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .map_err(|source| MetricsError {
+            family: "process_*",
+            source,
+        })?;
+    #[cfg(not(target_os = "linux"))]
+    let _ = registry;
+    Ok(())
 }
 
 fn saturating_i64(value: usize) -> i64 {

@@ -4,25 +4,30 @@
 //! costs the same whether Cloudflare is up or down. TLS and basic auth come from the
 //! exporter-toolkit web config ([`crate::web_config`]).
 
+mod listen;
+mod scrape;
+
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::Arc;
 
-use std::convert::Infallible;
-
 use axum::Router;
-use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
 
 use crate::config::ServerSettings;
-use crate::metrics::{Metrics, RENDER_CHUNK_LEN};
+use crate::metrics::Metrics;
 use crate::state::{SharedSnapshot, Snapshot};
 use crate::web_config::{self, TlsListener, WebConfig, WebConfigError};
 use crate::x509::Check;
+
+pub use listen::{ConnectionLimits, fit_connection_cap};
+pub(crate) use listen::{acquire, handle_accept_error};
+pub use scrape::{METRICS_CONTENT_TYPE, accepts_gzip, render_deflate};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -31,20 +36,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
-/// The Prometheus text exposition format's content type.
-const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-/// Rendered chunks buffered ahead of a slow scraper (bounds memory per scrape).
-const METRICS_CHANNEL_CHUNKS: usize = 4;
+/// Open connections at most on the probe listener: probes are one request at a time.
+pub const PROBE_MAX_CONNECTIONS: usize = 64;
 
-/// Renders of `/metrics` running at once; more scrapers wait. Each render holds a few
-/// chunks of buffer, so this bounds the memory a burst of scrapes can take.
-const MAX_CONCURRENT_RENDERS: usize = 4;
-
-/// The handlers' state: the shared parts plus the render limit.
+/// The handlers' state: the shared parts plus the `/metrics` renders.
 #[derive(Clone)]
 struct ServerState {
     app: AppState,
-    renders: Arc<tokio::sync::Semaphore>,
+    scrapes: Arc<scrape::Scrapes>,
 }
 
 impl std::ops::Deref for ServerState {
@@ -58,8 +57,8 @@ impl std::ops::Deref for ServerState {
 /// All routes, unbound (tests drive it with `oneshot`).
 pub fn router(state: AppState) -> Router {
     let state = ServerState {
+        scrapes: Arc::new(scrape::Scrapes::new(state.metrics.clone())),
         app: state,
-        renders: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_RENDERS)),
     };
     Router::new()
         .route("/", get(status_page))
@@ -70,14 +69,28 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The probe listener's routes (`server.probe_listen`): `/healthz` and `/readyz` only.
+pub fn probe_router(state: AppState) -> Router {
+    let state = ServerState {
+        scrapes: Arc::new(scrape::Scrapes::new(state.metrics.clone())),
+        app: state,
+    };
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
 /// How [`serve`] protects the endpoints (`[server]` settings); the default is plain HTTP
-/// without authentication.
+/// without authentication, with the default connection limits.
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
     /// The loaded `server.web_config_file`: TLS, client certificates, basic auth.
     pub web_config: Option<WebConfig>,
     /// Let `/healthz` through without basic auth (`server.healthz_without_auth`).
     pub healthz_without_auth: bool,
+    /// Timeouts and the connection cap.
+    pub limits: ConnectionLimits,
 }
 
 impl ServeOptions {
@@ -90,13 +103,31 @@ impl ServeOptions {
                 .map(WebConfig::load)
                 .transpose()?,
             healthz_without_auth: server.healthz_without_auth,
+            limits: ConnectionLimits {
+                header_read_timeout: server.header_read_timeout,
+                write_timeout: server.write_timeout,
+                max_connections: server.max_connections,
+            },
         })
+    }
+
+    /// Plain HTTP without authentication, for the probe listener.
+    #[must_use]
+    pub fn for_probes(&self) -> ServeOptions {
+        ServeOptions {
+            web_config: None,
+            healthz_without_auth: true,
+            limits: ConnectionLimits {
+                max_connections: PROBE_MAX_CONNECTIONS,
+                ..self.limits
+            },
+        }
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight
-/// finish. With a web config: TLS when it has `tls_server_config`, basic auth when it has
-/// `basic_auth_users`.
+/// Serves `router` on `listener` (HTTP/1.1) until `shutdown` completes, then lets requests in
+/// flight finish. With a web config: TLS when it has `tls_server_config`, basic auth when it
+/// has `basic_auth_users`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -110,24 +141,20 @@ pub async fn serve(
         address = %listener.local_addr()?,
         tls = tls.is_some(),
         basic_auth = basic_auth.is_some(),
+        max_connections = options.limits.max_connections,
         "HTTP server listening"
     );
     let router = match basic_auth {
         Some(auth) => web_config::require_basic_auth(router, auth, options.healthz_without_auth),
         None => router,
     };
-    match tls {
-        Some(config) => {
-            axum::serve(TlsListener::new(listener, config)?, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-    }
+    let slots = Arc::new(Semaphore::new(options.limits.max_connections.max(1)));
+    let connections = match tls {
+        Some(config) => listen::Connections::Tls(TlsListener::new(listener, config, slots)?),
+        None => listen::Connections::Plain { listener, slots },
+    };
+    listen::serve_connections(connections, router, options.limits, shutdown).await;
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -155,30 +182,10 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-async fn metrics(State(state): State<ServerState>) -> Response {
-    // The semaphore is never closed, so acquiring only fails if that changes.
-    let permit = state.renders.clone().acquire_owned().await.ok();
-    let snapshot = state.snapshot.load();
-    let metrics = state.metrics.clone();
-    // At SPEC scale the body is tens of megabytes: render it in chunks on a blocking thread
-    // and stream them, so neither an async worker stalls nor one huge buffer is allocated.
-    let (sender, receiver) = tokio::sync::mpsc::channel::<String>(METRICS_CHANNEL_CHUNKS);
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        metrics.render_chunks(&snapshot, RENDER_CHUNK_LEN, |chunk| {
-            // A scraper that went away just stops receiving; nothing else to do.
-            let _ = sender.blocking_send(chunk);
-        });
-    });
-    let chunks = futures::stream::unfold(receiver, |mut receiver| async move {
-        let chunk = receiver.recv().await?;
-        Some((Ok::<_, Infallible>(Bytes::from(chunk)), receiver))
-    });
-    (
-        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
-        Body::from_stream(chunks),
-    )
-        .into_response()
+async fn metrics(State(state): State<ServerState>, headers: HeaderMap) -> Response {
+    state
+        .scrapes
+        .response(state.snapshot.load(), accepts_gzip(&headers))
 }
 
 async fn healthz() -> &'static str {

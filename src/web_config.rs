@@ -29,6 +29,8 @@ use std::sync::Arc;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
+use crate::config::limits;
+
 pub use basic_auth::{BasicAuth, REALM, require_basic_auth};
 pub use tls::{RELOAD_CHECK_INTERVAL, TlsListener};
 
@@ -163,7 +165,7 @@ pub struct WebConfig {
 const UNSUPPORTED_TOP_KEYS: &[(&str, &str)] = &[
     (
         "http_server_config",
-        "not supported by cloudflare-aop-exporter (HTTP/1.1 is served; add headers in a reverse proxy)",
+        "not supported by cloudflare-aop-exporter (only HTTP/1.1 is served, never HTTP/2 or h2c; add headers in a reverse proxy)",
     ),
     (
         "rate_limit",
@@ -209,10 +211,14 @@ impl WebConfig {
     /// Reads and checks `file`: YAML, known keys, readable certificate, key and CA that parse
     /// and match, bcrypt hashes.
     pub fn load(file: &Path) -> Result<WebConfig, WebConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|error| WebConfigError::File {
+        let file_error = |problem: String| WebConfigError::File {
             file: file.to_path_buf(),
-            problem: format!("cannot read: {error}"),
-        })?;
+            problem,
+        };
+        let text = limits::read_bounded(file, limits::MAX_WEB_CONFIG_BYTES)
+            .map_err(|error| file_error(format!("cannot read: {error}")))?;
+        limits::check_yaml_expansion(&text, limits::MAX_YAML_NODES)
+            .map_err(|problem| file_error(format!("cannot load: {problem}")))?;
         let parser = Parser { file };
         let raw = parser.parse(&text)?;
         let basic_auth = if raw.users.is_empty() {

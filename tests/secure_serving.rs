@@ -140,6 +140,7 @@ impl Server {
         Server::start(ServeOptions {
             web_config: Some(WebConfig::load(path).unwrap()),
             healthz_without_auth,
+            ..ServeOptions::default()
         })
         .await
     }

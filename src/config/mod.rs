@@ -2,6 +2,7 @@
 //! environment overrides) and validation, once at start-up, into the typed [`Settings`]
 //! the rest of the program reads. Later code never re-parses a string from here.
 
+pub mod limits;
 pub mod raw;
 mod validate;
 
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::cloudflare::{Auth, ClientOptions};
+use crate::metrics::{MetricsOptions, StateSets};
 use crate::secret::{REDACTED, Secret};
 
 pub use raw::RawSettings;
@@ -170,6 +172,8 @@ pub struct Settings {
     pub zones: Vec<ZoneSettings>,
     /// The HTTP server (`/metrics` and friends).
     pub server: ServerSettings,
+    /// What `/metrics` carries.
+    pub metrics: MetricsSettings,
     /// The daemon's own alerts and where they are sent.
     pub alerts: AlertSettings,
     /// Durable state.
@@ -376,7 +380,31 @@ pub struct ServerSettings {
     /// Serve `/healthz` without basic auth even when `basic_auth_users` is set (liveness
     /// probes rarely carry credentials). TLS client-certificate requirements still apply.
     pub healthz_without_auth: bool,
+    /// Optional second listener, plain HTTP without authentication, serving only `/healthz`
+    /// and `/readyz`: for kubelet probes when the main listener requires client certificates.
+    #[serde(
+        with = "raw::optional_socket_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub probe_listen: Option<SocketAddr>,
+    /// A client must send a request's headers within this after connecting or after the
+    /// previous response; it is also how long an idle keep-alive connection stays open.
+    #[serde(with = "raw::duration")]
+    pub header_read_timeout: Duration,
+    /// A response the client stops reading for this long is cut off (slow readers).
+    #[serde(with = "raw::duration")]
+    pub write_timeout: Duration,
+    /// Open connections at most (per listener); more wait in the kernel's accept queue.
+    /// Lowered at start-up to fit the open-files limit.
+    pub max_connections: usize,
 }
+
+/// The default `server.header_read_timeout`.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default `server.write_timeout`.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default `server.max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 impl Default for ServerSettings {
     fn default() -> Self {
@@ -384,6 +412,32 @@ impl Default for ServerSettings {
             listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, DEFAULT_PORT)),
             web_config_file: None,
             healthz_without_auth: true,
+            probe_listen: None,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// The `[metrics]` section (also its file format): what `/metrics` carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// `full` (default): every `StateSet` member, the current one 1; `current`: only the
+    /// current member (fewer series; queries selecting `== 1` work the same).
+    pub statesets: StateSets,
+    /// Families left out of `/metrics`, by full name (e.g. `cloudflare_aop_certificate_check`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude_families: Vec<String>,
+}
+
+impl MetricsSettings {
+    /// The metrics' options (validated names).
+    pub fn options(&self) -> MetricsOptions {
+        MetricsOptions {
+            statesets: self.statesets,
+            exclude_families: self.exclude_families.iter().cloned().collect(),
         }
     }
 }
@@ -599,6 +653,7 @@ impl Settings {
                 dir: demo_state_dir(),
             },
             log: LogSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use super::{
     ConfigError, Credentials, DEFAULT_API_BASE_URL, ENV_PREFIX, ENV_SEPARATOR, LogSettings,
-    ScheduleSettings, ServerSettings, Settings, SinkKind, StateSettings, ValueSource,
+    MetricsSettings, ScheduleSettings, ServerSettings, Settings, SinkKind, StateSettings,
+    ValueSource,
 };
 use crate::secret::{REDACTED, Secret};
 use config::{Config, Environment, FileFormat};
@@ -31,6 +32,8 @@ pub struct RawSettings {
     pub zones: Vec<RawZone>,
     /// `[server]`: the HTTP server.
     pub server: ServerSettings,
+    /// `[metrics]`: what `/metrics` carries.
+    pub metrics: MetricsSettings,
     /// `[alerts]`: the daemon's own alerts and their sinks.
     pub alerts: RawAlerts,
     /// `[state]`: durable state.
@@ -287,7 +290,7 @@ pub(super) fn load_raw(
         file: path.to_path_buf(),
         problem,
     };
-    let text = std::fs::read_to_string(path)
+    let text = super::limits::read_bounded(path, super::limits::MAX_CONFIG_BYTES)
         .map_err(|error| file_error(format!("cannot read the config file: {error}")))?;
     let format = match path
         .extension()
@@ -298,6 +301,10 @@ pub(super) fn load_raw(
         Some("yml" | "yaml") => FileFormat::Yaml,
         _ => FileFormat::Toml,
     };
+    if format == FileFormat::Yaml {
+        super::limits::check_yaml_expansion(&text, super::limits::MAX_YAML_NODES)
+            .map_err(|problem| file_error(format!("cannot load the config file: {problem}")))?;
+    }
     let overrides: HashMap<String, String> = env
         .iter()
         .filter(|(name, _)| override_key_path(name).is_some())
@@ -541,6 +548,7 @@ pub(super) fn effective(settings: &Settings) -> RawSettings {
         schedule: settings.schedule.clone(),
         zones,
         server: settings.server.clone(),
+        metrics: settings.metrics.clone(),
         alerts: RawAlerts {
             pending_timeout: alerts.pending_timeout,
             repeat_interval: alerts.repeat_interval,
@@ -629,6 +637,32 @@ pub(crate) mod optional_duration {
     ) -> Result<S::Ok, S::Error> {
         match value {
             Some(duration) => serializer.serialize_str(&super::duration::format(*duration)),
+            None => serializer.serialize_none(),
+        }
+    }
+}
+
+/// Optional `IP:port` socket addresses.
+pub(crate) mod optional_socket_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<SocketAddr>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super::socket_addr")] SocketAddr);
+        Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|Wrapped(addr)| addr))
+    }
+
+    #[allow(clippy::ref_option)] // serde's `with` passes a reference
+    pub(crate) fn serialize<S: Serializer>(
+        value: &Option<SocketAddr>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(addr) => serializer.collect_str(addr),
             None => serializer.serialize_none(),
         }
     }

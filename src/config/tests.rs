@@ -203,6 +203,12 @@ fn example_toml_documents_every_key() {
         "zone_level_interval",
         "dir",
         "format",
+        "probe_listen",
+        "header_read_timeout",
+        "write_timeout",
+        "max_connections",
+        "statesets",
+        "exclude_families",
     ] {
         assert!(text.contains(key), "example.toml does not mention {key}");
     }
@@ -1056,4 +1062,96 @@ fn each_demo_run_gets_a_state_dir_of_its_own() {
     let second = Settings::for_demo(url, Secret::new("t"), Vec::new());
     assert_ne!(first.state.dir, second.state.dir);
     assert!(first.state.dir.starts_with(std::env::temp_dir()));
+}
+
+#[test]
+fn server_hardening_and_metrics_keys_parse_and_validate() {
+    let fixture = Fixture::new();
+    let settings = fixture.load(MINIMAL).unwrap();
+    assert_eq!(settings.server.probe_listen, None);
+    assert_eq!(settings.server.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(settings.server.write_timeout, Duration::from_secs(30));
+    assert_eq!(settings.server.max_connections, 4096);
+    assert_eq!(settings.metrics.statesets, crate::metrics::StateSets::Full);
+    assert!(settings.metrics.exclude_families.is_empty());
+
+    let settings = fixture
+        .load(&format!(
+            "{MINIMAL}\n[server]\nprobe_listen = \"127.0.0.1:9794\"\nheader_read_timeout = \"3s\"\n\
+             write_timeout = \"1m\"\nmax_connections = 10\n\
+             [metrics]\nstatesets = \"current\"\n\
+             exclude_families = [\"cloudflare_aop_certificate_check\", \"process_threads\"]\n"
+        ))
+        .unwrap();
+    assert_eq!(
+        settings.server.probe_listen,
+        Some("127.0.0.1:9794".parse().unwrap())
+    );
+    assert_eq!(settings.server.header_read_timeout, Duration::from_secs(3));
+    assert_eq!(settings.server.max_connections, 10);
+    assert_eq!(
+        settings.metrics.statesets,
+        crate::metrics::StateSets::Current
+    );
+    assert_eq!(settings.metrics.options().exclude_families.len(), 2);
+
+    for (extra, key, problem) in [
+        (
+            "[metrics]\nexclude_families = [\"cloudflare_aop_polls_total\", \"cloudflare_aop_nope\"]\n",
+            "metrics.exclude_families[1]",
+            "unknown metric family \"cloudflare_aop_nope\"",
+        ),
+        (
+            "[metrics]\nstatesets = \"some\"\n",
+            "metrics.statesets",
+            "expected \"full\" or \"current\"",
+        ),
+        (
+            "[server]\nlisten = \"127.0.0.1:9793\"\nprobe_listen = \"127.0.0.1:9793\"\n",
+            "server.probe_listen",
+            "is server.listen itself",
+        ),
+        (
+            "[server]\nmax_connections = 0\n",
+            "server.max_connections",
+            "at least 1",
+        ),
+        (
+            "[server]\nwrite_timeout = \"0s\"\n",
+            "server.write_timeout",
+            "longer than 0s",
+        ),
+    ] {
+        let error = fixture.load(&format!("{MINIMAL}\n{extra}")).unwrap_err();
+        assert_eq!(error.key(), Some(key), "{error}");
+        assert!(error.to_string().contains(problem), "{error}");
+    }
+}
+
+#[test]
+fn oversized_and_alias_bomb_configs_are_refused() {
+    let fixture = Fixture::new();
+    let big = fixture.write("big.toml", &"# padding\n".repeat(1024 * 1024));
+    let error = load_with_env(&big, &HashMap::new())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("larger than 8192 KiB"), "{error}");
+
+    // Ten lines, each ten aliases of the previous one: over a million nodes once expanded.
+    let mut bomb = vec!["a: &a [x, x, x, x, x, x, x, x, x, x]".to_owned()];
+    for (previous, name) in ["a", "b", "c", "d", "e", "f"]
+        .iter()
+        .zip(["b", "c", "d", "e", "f", "g"])
+    {
+        let copies = vec![format!("*{previous}"); 10].join(", ");
+        bomb.push(format!("{name}: &{name} [{copies}]"));
+    }
+    let path = fixture.write("bomb.yaml", &bomb.join("\n"));
+    let error = load_with_env(&path, &HashMap::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("expands to more than 250000 YAML nodes"),
+        "{error}"
+    );
 }

@@ -10,8 +10,8 @@ use url::Url;
 use super::raw::{RawAlerts, RawCloudflare, RawSettings, RawSink, RawZone};
 use super::{
     AlertSettings, CLOUDFLARE_API_TOKEN_ENV, CloudflareSettings, Credentials, LogSettings,
-    ScheduleSettings, SecretUrl, ServerSettings, Settings, SinkKind, SinkSettings, Sourced,
-    StateSettings, ValueSource, ZoneSettings,
+    MetricsSettings, ScheduleSettings, SecretUrl, ServerSettings, Settings, SinkKind, SinkSettings,
+    Sourced, StateSettings, ValueSource, ZoneSettings,
 };
 use crate::secret::Secret;
 
@@ -50,6 +50,7 @@ pub(super) fn validate(
         schedule,
         zones,
         server,
+        metrics,
         alerts,
         state,
         log,
@@ -59,6 +60,7 @@ pub(super) fn validate(
         schedule: validate_schedule(schedule)?,
         zones: validate_zones(zones)?,
         server: validate_server(server)?,
+        metrics: validate_metrics(metrics)?,
         alerts: validate_alerts(alerts, env)?,
         state: validate_state(state)?,
         log: validate_log(log)?,
@@ -545,6 +547,20 @@ fn normalize_hostname(raw: &str) -> Result<String, String> {
 }
 
 fn validate_server(server: ServerSettings) -> Result<ServerSettings, KeyError> {
+    if server.probe_listen == Some(server.listen) {
+        return Err(key_error(
+            "server.probe_listen",
+            format!(
+                "{} is server.listen itself; use another port",
+                server.listen
+            ),
+        ));
+    }
+    require_non_zero("server.header_read_timeout", server.header_read_timeout)?;
+    require_non_zero("server.write_timeout", server.write_timeout)?;
+    if server.max_connections == 0 {
+        return Err(key_error("server.max_connections", "must be at least 1"));
+    }
     if let Some(path) = &server.web_config_file {
         check_readable_file("server.web_config_file", path)?;
         // Its content too, so `validate-config` and start-up catch a bad web config.
@@ -552,6 +568,24 @@ fn validate_server(server: ServerSettings) -> Result<ServerSettings, KeyError> {
             .map_err(|error| key_error("server.web_config_file", error.to_string()))?;
     }
     Ok(server)
+}
+
+/// Every excluded family must exist, so a typo does not silently keep a family.
+fn validate_metrics(metrics: MetricsSettings) -> Result<MetricsSettings, KeyError> {
+    for (index, name) in metrics.exclude_families.iter().enumerate() {
+        if !crate::metrics::family_names().any(|known| known == name) {
+            return Err(key_error(
+                format!("metrics.exclude_families[{index}]"),
+                format!(
+                    "unknown metric family {name:?}; known families: {}",
+                    crate::metrics::family_names()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(metrics)
 }
 
 /// Fails at start-up, not at the first request, when a referenced file is missing.

@@ -6,6 +6,7 @@
 //! each object's series prefix (name and escaped labels) is built once per family in a
 //! scratch buffer and copied into each of its lines.
 
+use super::{MetricsOptions, StateSets};
 use crate::state::{
     AssociationState, CertificateState, HostnameState, Scope, Snapshot, Status, ZoneSnapshot,
 };
@@ -141,6 +142,32 @@ const TOKEN_VALID: Family = Family {
     help: refreshed!("1 if the API token verified as valid at the last check, 0 if not"),
 };
 
+/// Every snapshot family's name, in rendering order.
+pub const SNAPSHOT_FAMILIES: [&str; 22] = [
+    CERTIFICATE_INFO.name,
+    CERTIFICATE_EXPIRY.name,
+    CERTIFICATE_NOT_BEFORE.name,
+    CERTIFICATE_UPLOADED.name,
+    CERTIFICATE_STATUS.name,
+    CERTIFICATE_STATUS_SINCE.name,
+    CERTIFICATE_HOSTNAMES.name,
+    CERTIFICATE_CHECK.name,
+    HOSTNAME_INFO.name,
+    HOSTNAME_ASSOCIATION.name,
+    HOSTNAME_ENABLED.name,
+    HOSTNAME_STATUS.name,
+    HOSTNAME_CERTIFICATE_STATUS.name,
+    HOSTNAME_CERTIFICATE_EXPIRY.name,
+    HOSTNAME_STATUS_SINCE.name,
+    ZONE_ENABLED.name,
+    ZONE_CERTIFICATES.name,
+    ZONE_POLL_SUCCESS.name,
+    ZONE_LAST_SUCCESS.name,
+    ZONE_OLDEST_REFRESH.name,
+    REFRESH_SWEEP.name,
+    TOKEN_VALID.name,
+];
+
 /// Rough bytes per line, label values excluded: used only to pre-size the output.
 const LINE_OVERHEAD: usize = 100;
 /// Series per certificate: info, 4 timestamps, 8 statuses, hostnames, 5 checks.
@@ -154,8 +181,13 @@ const LINES_PER_ZONE: usize = 6;
 /// `zone_last_success_timestamp_seconds`, then `token_valid`) to `out` in the Prometheus text
 /// format. Families without a series are left out entirely; unknown values produce no series.
 pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
+    render_with(snapshot, &MetricsOptions::default(), out);
+}
+
+/// [`render_snapshot`] with `options` (`StateSet` mode, excluded families).
+pub(super) fn render_with(snapshot: &Snapshot, options: &MetricsOptions, out: &mut String) {
     out.reserve(estimated_len(snapshot));
-    render(snapshot, out, None);
+    render(snapshot, options, out, None);
 }
 
 /// Like [`render_snapshot`], but hands the text to `emit` in chunks of about `chunk_len`
@@ -168,20 +200,22 @@ pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
 /// memory of a scrape small.
 pub fn render_snapshot_chunks(snapshot: &Snapshot, chunk_len: usize, mut emit: impl FnMut(String)) {
     let mut out = chunk_buffer(chunk_len);
-    render_chunked(snapshot, &mut out, chunk_len, &mut emit);
+    let options = MetricsOptions::default();
+    render_chunked(snapshot, &options, &mut out, chunk_len, &mut emit);
     if !out.is_empty() {
         emit(out);
     }
 }
 
-/// [`render_snapshot_chunks`] that leaves the last, not yet full, chunk in `out`.
+/// [`render_snapshot_chunks`] with `options`, leaving the last, not yet full, chunk in `out`.
 pub(super) fn render_chunked(
     snapshot: &Snapshot,
+    options: &MetricsOptions,
     out: &mut String,
     chunk_len: usize,
     emit: &mut dyn FnMut(String),
 ) {
-    render(snapshot, out, Some(Chunking { chunk_len, emit }));
+    render(snapshot, options, out, Some(Chunking { chunk_len, emit }));
 }
 
 /// A buffer for one chunk: room for a whole object past the threshold, so it never regrows.
@@ -193,9 +227,15 @@ pub(super) fn chunk_buffer(chunk_len: usize) -> String {
 /// hostname's series of one family are at most a few KiB).
 const CHUNK_SLACK: usize = 16 * 1024;
 
-fn render(snapshot: &Snapshot, out: &mut String, chunking: Option<Chunking<'_>>) {
+fn render(
+    snapshot: &Snapshot,
+    options: &MetricsOptions,
+    out: &mut String,
+    chunking: Option<Chunking<'_>>,
+) {
     let mut renderer = Renderer {
         snapshot,
+        options,
         out,
         prefix: String::with_capacity(512),
         chunking,
@@ -206,7 +246,7 @@ fn render(snapshot: &Snapshot, out: &mut String, chunking: Option<Chunking<'_>>)
     renderer.certificate_families();
     renderer.hostname_families();
     renderer.zone_families();
-    if let Some(sweep) = snapshot.sweep_seconds {
+    if let (Some(sweep), false) = (snapshot.sweep_seconds, renderer.excluded(&REFRESH_SWEEP)) {
         renderer.begin_family(&REFRESH_SWEEP);
         renderer.out.push_str(REFRESH_SWEEP.name);
         renderer.out.push(' ');
@@ -217,7 +257,7 @@ fn render(snapshot: &Snapshot, out: &mut String, chunking: Option<Chunking<'_>>)
         renderer.out.push('\n');
         renderer.end_family();
     }
-    if let Some(valid) = snapshot.token_valid {
+    if let (Some(valid), false) = (snapshot.token_valid, renderer.excluded(&TOKEN_VALID)) {
         renderer.begin_family(&TOKEN_VALID);
         renderer.out.push_str(TOKEN_VALID.name);
         renderer.out.push_str(if valid { " 1\n" } else { " 0\n" });
@@ -234,6 +274,7 @@ struct Chunking<'e> {
 /// Walks the snapshot once per family, so each family's series stay together.
 struct Renderer<'a, 'e> {
     snapshot: &'a Snapshot,
+    options: &'a MetricsOptions,
     out: &'a mut String,
     /// Scratch buffer for the current series' start: `name{` and the object's escaped labels,
     /// built once per object and copied into each of its lines.
@@ -247,6 +288,12 @@ struct Renderer<'a, 'e> {
 }
 
 impl Renderer<'_, '_> {
+    /// Whether `metrics.exclude_families` names `family`.
+    fn excluded(&self, family: &Family) -> bool {
+        !self.options.exclude_families.is_empty()
+            && self.options.exclude_families.contains(family.name)
+    }
+
     fn certificate_info(&mut self) {
         self.certificates(&CERTIFICATE_INFO, |out, prefix, certificate| {
             let facts = certificate.facts.as_ref();
@@ -275,6 +322,7 @@ impl Renderer<'_, '_> {
     }
 
     fn certificate_families(&mut self) {
+        let statesets = self.options.statesets;
         self.certificates(&CERTIFICATE_EXPIRY, |out, prefix, certificate| {
             if let Some(expiry) = certificate.expires_at() {
                 push_sample(out, prefix, expiry.timestamp());
@@ -292,7 +340,7 @@ impl Renderer<'_, '_> {
         });
         self.certificates(&CERTIFICATE_STATUS, |out, prefix, certificate| {
             if let Some(status) = certificate.status {
-                push_status_set(out, prefix, status);
+                push_status_set(out, prefix, status, statesets);
             }
         });
         self.certificates(&CERTIFICATE_STATUS_SINCE, |out, prefix, certificate| {
@@ -316,6 +364,9 @@ impl Renderer<'_, '_> {
 
     /// Only per-hostname certificates have associations, hence no scope label.
     fn certificate_hostnames(&mut self) {
+        if self.excluded(&CERTIFICATE_HOSTNAMES) {
+            return;
+        }
         self.begin_family(&CERTIFICATE_HOSTNAMES);
         let snapshot = self.snapshot;
         for zone in snapshot.zones.values() {
@@ -339,6 +390,7 @@ impl Renderer<'_, '_> {
             push_label(prefix, "source", hostname.source.as_str());
             push_sample(out, prefix, 1);
         });
+        let statesets = self.options.statesets;
         self.hostnames(&HOSTNAME_ASSOCIATION, |out, prefix, hostname| {
             let states = &AssociationState::ALL;
             push_state_set(
@@ -347,6 +399,7 @@ impl Renderer<'_, '_> {
                 states,
                 &ASSOCIATION_ENDINGS,
                 hostname.association,
+                statesets,
             );
         });
         self.hostnames(&HOSTNAME_ENABLED, |out, prefix, hostname| {
@@ -355,13 +408,13 @@ impl Renderer<'_, '_> {
         });
         self.hostnames(&HOSTNAME_STATUS, |out, prefix, hostname| {
             if let Some(status) = hostname.status {
-                push_status_set(out, prefix, status);
+                push_status_set(out, prefix, status, statesets);
             }
         });
         self.hostnames(&HOSTNAME_CERTIFICATE_STATUS, |out, prefix, hostname| {
             if let (Some(cert_id), Some(status)) = (&hostname.cert_id, hostname.cert_status) {
                 push_label(prefix, "cert_id", cert_id);
-                push_status_set(out, prefix, status);
+                push_status_set(out, prefix, status, statesets);
             }
         });
         self.hostnames(&HOSTNAME_CERTIFICATE_EXPIRY, |out, prefix, hostname| {
@@ -426,6 +479,9 @@ impl Renderer<'_, '_> {
         family: &Family,
         mut series: impl FnMut(&mut String, &mut String, &CertificateState),
     ) {
+        if self.excluded(family) {
+            return;
+        }
         self.begin_family(family);
         let snapshot = self.snapshot;
         for zone in snapshot.zones.values() {
@@ -448,6 +504,9 @@ impl Renderer<'_, '_> {
         family: &Family,
         mut series: impl FnMut(&mut String, &mut String, &HostnameState),
     ) {
+        if self.excluded(family) {
+            return;
+        }
         self.begin_family(family);
         let snapshot = self.snapshot;
         for zone in snapshot.zones.values() {
@@ -469,6 +528,9 @@ impl Renderer<'_, '_> {
         family: &Family,
         mut series: impl FnMut(&mut String, &mut String, &ZoneSnapshot),
     ) {
+        if self.excluded(family) {
+            return;
+        }
         self.begin_family(family);
         let snapshot = self.snapshot;
         for zone in snapshot.zones.values() {
@@ -578,23 +640,35 @@ pub(super) const STATUS_ENDINGS: [[&str; 2]; Status::ALL.len()] = state_set_endi
 pub(super) const ASSOCIATION_ENDINGS: [[&str; 2]; AssociationState::ALL.len()] =
     state_set_endings!("state": "enabled", "disabled", "voided", "absent");
 
-/// The series of a `StateSet`: the prefix `name{labels`, then each value's ending.
+/// The series of a `StateSet`: the prefix `name{labels`, then each value's ending; with
+/// [`StateSets::Current`] only the current value's.
 fn push_state_set<T: PartialEq + Copy>(
     out: &mut String,
     prefix: &str,
     values: &[T],
     endings: &[[&str; 2]],
     current: T,
+    statesets: StateSets,
 ) {
     for (value, ending) in values.iter().zip(endings) {
-        out.push_str(prefix);
-        out.push_str(ending[usize::from(*value == current)]);
+        let is_current = *value == current;
+        if is_current || statesets == StateSets::Full {
+            out.push_str(prefix);
+            out.push_str(ending[usize::from(is_current)]);
+        }
     }
 }
 
-/// The 8 series of a `status` `StateSet`.
-fn push_status_set(out: &mut String, prefix: &str, current: Status) {
-    push_state_set(out, prefix, &Status::ALL, &STATUS_ENDINGS, current);
+/// The series of a `status` `StateSet` (8, or 1 with [`StateSets::Current`]).
+fn push_status_set(out: &mut String, prefix: &str, current: Status, statesets: StateSets) {
+    push_state_set(
+        out,
+        prefix,
+        &Status::ALL,
+        &STATUS_ENDINGS,
+        current,
+        statesets,
+    );
 }
 
 /// Appends a label value escaped as the text format requires (`\\`, `\"`, `\n`).

@@ -444,8 +444,132 @@ fn integers_format_like_display() {
     }
 }
 
+/// Metrics without the `process_*` families, whose values change from one render to the next.
 fn metrics() -> Metrics {
-    Metrics::new().unwrap()
+    Metrics::with_options(MetricsOptions {
+        exclude_families: PROCESS_FAMILIES
+            .iter()
+            .map(|&name| name.to_owned())
+            .collect(),
+        ..MetricsOptions::default()
+    })
+    .unwrap()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn process_families_are_exported() {
+    let text = Metrics::new().unwrap().render(&Snapshot::default());
+    for family in PROCESS_FAMILIES {
+        // process_virtual_memory_max_bytes is left out when the limit is unlimited.
+        if family != "process_virtual_memory_max_bytes" {
+            assert!(
+                text.contains(&format!("# TYPE {family} ")),
+                "{family} missing"
+            );
+        }
+    }
+    let resident: f64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("process_resident_memory_bytes "))
+        .expect("process_resident_memory_bytes")
+        .parse()
+        .unwrap();
+    assert!(resident > 1_000_000.0, "resident memory {resident}");
+}
+
+#[test]
+fn current_statesets_keep_only_the_member_that_is_1() {
+    let snapshot = synthetic_snapshot(20, 10, 3);
+    let full = Metrics::with_options(MetricsOptions::default())
+        .unwrap()
+        .render(&snapshot);
+    let current = Metrics::with_options(MetricsOptions {
+        statesets: StateSets::Current,
+        ..MetricsOptions::default()
+    })
+    .unwrap()
+    .render(&snapshot);
+    let state_set = |line: &&str| {
+        [
+            "cloudflare_aop_certificate_status{",
+            "cloudflare_aop_hostname_association{",
+            "cloudflare_aop_hostname_status{",
+            "cloudflare_aop_hostname_certificate_status{",
+        ]
+        .iter()
+        .any(|family| line.starts_with(family))
+    };
+    let full_ones: Vec<&str> = full
+        .lines()
+        .filter(state_set)
+        .filter(|line| line.ends_with(" 1"))
+        .collect();
+    let current_lines: Vec<&str> = current.lines().filter(state_set).collect();
+    assert!(!current_lines.is_empty());
+    assert_eq!(current_lines, full_ones);
+    assert!(full.lines().filter(state_set).count() > 4 * current_lines.len());
+    // Everything else is the same (the process families aside).
+    let others = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|line| !state_set(line) && !line.contains("process_"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(others(&full), others(&current));
+}
+
+#[test]
+fn excluded_families_are_left_out_of_both_parts() {
+    let snapshot = synthetic_snapshot(5, 4, 3);
+    let excluded = [
+        "cloudflare_aop_certificate_check",
+        "cloudflare_aop_hostname_status",
+        "cloudflare_aop_token_valid",
+        "cloudflare_aop_api_errors_total",
+        "process_open_fds",
+    ];
+    let metrics = Metrics::with_options(MetricsOptions {
+        exclude_families: excluded.iter().map(|&name| name.to_owned()).collect(),
+        ..MetricsOptions::default()
+    })
+    .unwrap();
+    let text = metrics.render(&snapshot);
+    let mut chunks = Vec::new();
+    metrics.render_chunks(&snapshot, 1000, |chunk| chunks.push(chunk));
+    for text in [text, chunks.concat()] {
+        for family in excluded {
+            assert!(
+                !text
+                    .lines()
+                    .any(|line| line.starts_with(&format!("{family}{{"))
+                        || line.starts_with(&format!("{family} "))
+                        || line.contains(&format!(" {family} "))),
+                "{family} still there"
+            );
+        }
+        assert!(text.contains("cloudflare_aop_hostname_certificate_status{"));
+        assert!(text.contains("# TYPE cloudflare_aop_polls_total counter"));
+    }
+}
+
+#[test]
+fn every_rendered_family_is_a_known_family() {
+    let metrics = Metrics::new().unwrap();
+    metrics.rate_limit_remaining(3);
+    let text = metrics.render(&synthetic_snapshot(5, 4, 3));
+    let known: BTreeSet<&str> = family_names().collect();
+    let rendered: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    let unknown: Vec<_> = rendered.difference(&known).collect();
+    assert!(
+        unknown.is_empty(),
+        "families missing from family_names(): {unknown:?}"
+    );
+    assert!(rendered.len() >= 30, "{rendered:?}");
 }
 
 fn has_line(text: &str, expected: &str) -> bool {

@@ -1,12 +1,15 @@
 //! `basic_auth_users`: HTTP basic auth against bcrypt hashes, with verified credentials cached
-//! so a scrape every few seconds does not pay for a bcrypt run each time.
+//! so a scrape every few seconds does not pay for a bcrypt run each time, and wrong guesses
+//! kept from delaying right ones.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -17,18 +20,79 @@ use subtle::ConstantTimeEq as _;
 /// The realm in `WWW-Authenticate` challenges.
 pub const REALM: &str = "cloudflare-aop-exporter";
 
+/// bcrypt runs at once, over all clients.
+const BCRYPT_SLOTS: usize = 2;
+/// Failed checks one client address may cause per [`FAILURE_WINDOW`]; beyond that its
+/// uncached attempts are refused without running bcrypt.
+const MAX_FAILURES: u32 = 10;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Client addresses tracked at most (expired windows are dropped first).
+const MAX_TRACKED_SOURCES: usize = 10_000;
+
+/// The outcome of a credentials check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid credentials.
+    Granted,
+    /// Wrong user or password.
+    Denied,
+    /// Not checked: this client address has a check running or failed too often lately.
+    Throttled,
+}
+
 /// Checks credentials against `basic_auth_users`.
 ///
 /// bcrypt is slow by design (tens of milliseconds at cost 10). A successful check is
 /// remembered as `SHA-256(salt ‖ user ‖ 0 ‖ password)` with a per-process random salt;
 /// later requests with the same credentials compare against it in constant time and skip
-/// bcrypt. Failed checks are never cached and run one at a time, so guessing stays slow and
-/// cannot take every core; cached scrapes are not held up behind them.
+/// bcrypt. Failed checks are never cached. At most [`BCRYPT_SLOTS`] bcrypt runs happen at
+/// once, and each client address gets at most one of them at a time and [`MAX_FAILURES`]
+/// failures per minute (further attempts are answered 429 at once): a flood of wrong
+/// passwords from one address cannot queue in front of a right one from another.
 pub struct BasicAuth {
     users: BTreeMap<String, String>,
     salt: [u8; 32],
     verified: Mutex<HashMap<String, [u8; 32]>>,
-    bcrypt_slot: tokio::sync::Semaphore,
+    bcrypt_slots: tokio::sync::Semaphore,
+    sources: Mutex<Sources>,
+}
+
+/// Per client address: a check in flight, recent failures.
+#[derive(Default)]
+struct Sources {
+    checking: HashSet<Option<IpAddr>>,
+    failures: HashMap<Option<IpAddr>, (Instant, u32)>,
+}
+
+impl Sources {
+    /// Whether `source` may start a bcrypt check now; if so, it is marked as checking.
+    fn admit(&mut self, source: Option<IpAddr>, now: Instant) -> bool {
+        if let Some((since, count)) = self.failures.get(&source) {
+            if now.duration_since(*since) < FAILURE_WINDOW && *count >= MAX_FAILURES {
+                return false;
+            }
+        }
+        self.checking.insert(source)
+    }
+
+    fn finish(&mut self, source: Option<IpAddr>, failed: bool, now: Instant) {
+        self.checking.remove(&source);
+        if !failed {
+            return;
+        }
+        if self.failures.len() >= MAX_TRACKED_SOURCES && !self.failures.contains_key(&source) {
+            self.failures
+                .retain(|_, (since, _)| now.duration_since(*since) < FAILURE_WINDOW);
+            if self.failures.len() >= MAX_TRACKED_SOURCES {
+                self.failures.clear();
+            }
+        }
+        let entry = self.failures.entry(source).or_insert((now, 0));
+        if now.duration_since(entry.0) >= FAILURE_WINDOW {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
 }
 
 impl fmt::Debug for BasicAuth {
@@ -47,7 +111,8 @@ impl BasicAuth {
             users,
             salt: rand::random(),
             verified: Mutex::new(HashMap::new()),
-            bcrypt_slot: tokio::sync::Semaphore::new(1),
+            bcrypt_slots: tokio::sync::Semaphore::new(BCRYPT_SLOTS),
+            sources: Mutex::new(Sources::default()),
         }
     }
 
@@ -62,6 +127,11 @@ impl BasicAuth {
 
     /// Whether `user` / `password` are valid credentials.
     pub async fn verify(&self, user: &str, password: &str) -> bool {
+        self.check(user, password, None).await == Verdict::Granted
+    }
+
+    /// Checks `user` / `password` sent from `source` (the client's address, when known).
+    pub async fn check(&self, user: &str, password: &str, source: Option<IpAddr>) -> Verdict {
         let digest = self.digest(user, password);
         let cached = self
             .verified
@@ -70,7 +140,7 @@ impl BasicAuth {
             .get(user)
             .copied();
         if cached.is_some_and(|cached| bool::from(cached.ct_eq(&digest))) {
-            return true;
+            return Verdict::Granted;
         }
         // An unknown user costs a bcrypt run too (against some user's hash, result
         // discarded), so response times do not tell which user names exist.
@@ -78,11 +148,20 @@ impl BasicAuth {
             Some(hash) => (true, hash.clone()),
             None => match self.users.values().next() {
                 Some(hash) => (false, hash.clone()),
-                None => return false,
+                None => return Verdict::Denied,
             },
         };
-        let Ok(_slot) = self.bcrypt_slot.acquire().await else {
-            return false;
+        if !self.sources().admit(source, Instant::now()) {
+            return Verdict::Throttled;
+        }
+        // Releases the source's turn even if this future is dropped (client gone).
+        let turn = Turn {
+            auth: self,
+            source,
+            failed: true,
+        };
+        let Ok(_slot) = self.bcrypt_slots.acquire().await else {
+            return Verdict::Denied;
         };
         let password = password.to_owned();
         let matches =
@@ -96,7 +175,33 @@ impl BasicAuth {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(user.to_owned(), digest);
         }
-        valid
+        let mut turn = turn;
+        turn.failed = !valid;
+        drop(turn);
+        if valid {
+            Verdict::Granted
+        } else {
+            Verdict::Denied
+        }
+    }
+
+    fn sources(&self) -> std::sync::MutexGuard<'_, Sources> {
+        self.sources.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A client address's bcrypt turn; counted as a failure unless marked otherwise.
+struct Turn<'a> {
+    auth: &'a BasicAuth,
+    source: Option<IpAddr>,
+    failed: bool,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.auth
+            .sources()
+            .finish(self.source, self.failed, Instant::now());
     }
 }
 
@@ -127,16 +232,30 @@ async fn check_credentials(State(guard): State<Guard>, request: Request, next: N
     if guard.healthz_without_auth && request.uri().path() == "/healthz" {
         return next.run(request).await;
     }
-    let authorized = match credentials(request.headers()) {
-        Some((user, password)) => guard.auth.verify(&user, &password).await,
-        None => false,
+    let source = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    let verdict = match credentials(request.headers()) {
+        Some((user, password)) => guard.auth.check(&user, &password, source).await,
+        None => Verdict::Denied,
     };
-    if authorized {
-        next.run(request).await
-    } else {
-        // Neither the user name nor the password is logged.
-        tracing::debug!(path = %request.uri().path(), "request refused: missing or wrong basic-auth credentials");
-        unauthorized()
+    match verdict {
+        Verdict::Granted => next.run(request).await,
+        Verdict::Denied => {
+            // Neither the user name nor the password is logged.
+            tracing::debug!(path = %request.uri().path(), "request refused: missing or wrong basic-auth credentials");
+            unauthorized()
+        }
+        Verdict::Throttled => {
+            tracing::debug!(path = %request.uri().path(), "request refused: too many basic-auth attempts from this address");
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+                "Too many authentication attempts\n",
+            )
+                .into_response()
+        }
     }
 }
 
@@ -218,5 +337,46 @@ mod tests {
             "a near miss is not cached"
         );
         assert!(!format!("{auth:?}").contains("$2"), "no hash in Debug");
+    }
+
+    #[tokio::test]
+    async fn one_address_guessing_cannot_hold_up_another() {
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let auth = Arc::new(BasicAuth::new(BTreeMap::from([("alice".to_owned(), hash)])));
+        let attacker = Some(IpAddr::from([192, 0, 2, 1]));
+        let scraper = Some(IpAddr::from([192, 0, 2, 2]));
+        // While one guess from the attacker runs, its next ones are refused, not queued.
+        let first = tokio::spawn({
+            let auth = auth.clone();
+            async move { auth.check("alice", "guess", attacker).await }
+        });
+        tokio::task::yield_now().await;
+        let mut throttled = 0;
+        for _ in 0..20 {
+            if auth.check("alice", "guess", attacker).await == Verdict::Throttled {
+                throttled += 1;
+            }
+        }
+        assert_eq!(first.await.unwrap(), Verdict::Denied);
+        assert!(throttled > 0, "no concurrent guess was refused");
+        // After MAX_FAILURES failures in the window, even sequential guesses are refused.
+        let mut verdicts = Vec::new();
+        for _ in 0..(MAX_FAILURES + 2) {
+            verdicts.push(auth.check("alice", "guess", attacker).await);
+        }
+        assert_eq!(verdicts.last(), Some(&Verdict::Throttled), "{verdicts:?}");
+        assert!(
+            verdicts.iter().filter(|v| **v == Verdict::Denied).count() <= MAX_FAILURES as usize
+        );
+        // Another address is checked normally, and its right password is accepted.
+        assert_eq!(
+            auth.check("alice", "s3cret", scraper).await,
+            Verdict::Granted
+        );
+        // Once verified, the right credentials are answered from the cache, from any address.
+        assert_eq!(
+            auth.check("alice", "s3cret", attacker).await,
+            Verdict::Granted
+        );
     }
 }

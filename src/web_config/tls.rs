@@ -1,6 +1,6 @@
 //! TLS for the HTTP server: the rustls configuration (ring provider), a certificate resolver
 //! that re-reads the certificate and key when they change, client-certificate verifiers per
-//! `client_auth_type`, and a listener that does the handshakes for `axum::serve`.
+//! `client_auth_type`, and a listener that does the handshakes for the server.
 
 use std::fmt;
 use std::io;
@@ -20,7 +20,7 @@ use rustls::{
 };
 use sha2::{Digest as _, Sha256};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -382,29 +382,57 @@ impl ClientCertVerifier for AnyClientCert {
     }
 }
 
-/// An [`axum::serve::Listener`] that yields TLS streams: a task accepts TCP connections and
-/// runs each handshake in a task of its own (so a slow client delays nobody), with a timeout.
+/// Yields TLS connections: a task accepts TCP connections (at most as many open as the
+/// connection cap allows) and runs each handshake in a task of its own (so a slow client
+/// delays nobody), with a timeout.
 ///
-/// Dropping it (as `axum::serve` does once graceful shutdown starts) stops accepting and
+/// Dropping it (as the server does once graceful shutdown starts) stops accepting and
 /// abandons handshakes in progress; connections already handed over are served to the end.
 pub struct TlsListener {
-    accepted: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    accepted: mpsc::Receiver<Accepted>,
     local_addr: SocketAddr,
     acceptor: tokio::task::AbortHandle,
 }
 
+/// A finished handshake, with its slot under the connection cap.
+type Accepted = (TlsStream<TcpStream>, SocketAddr, OwnedSemaphorePermit);
+
 impl TlsListener {
-    /// Starts accepting on `listener` with `config`.
-    pub fn new(listener: TcpListener, config: Arc<ServerConfig>) -> io::Result<TlsListener> {
+    /// Starts accepting on `listener` with `config`; each connection, from its TCP accept
+    /// until it closes, holds a permit of `slots`.
+    pub fn new(
+        listener: TcpListener,
+        config: Arc<ServerConfig>,
+        slots: Arc<Semaphore>,
+    ) -> io::Result<TlsListener> {
         let local_addr = listener.local_addr()?;
         let (sender, accepted) = mpsc::channel(ACCEPTED_QUEUE);
-        let acceptor =
-            tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), sender)).abort_handle();
+        let acceptor = tokio::spawn(accept_loop(
+            listener,
+            TlsAcceptor::from(config),
+            slots,
+            sender,
+        ))
+        .abort_handle();
         Ok(TlsListener {
             accepted,
             local_addr,
             acceptor,
         })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The next connection whose handshake succeeded.
+    pub async fn accept(&mut self) -> Accepted {
+        match self.accepted.recv().await {
+            Some(connection) => connection,
+            // The accept task only ends when aborted, which happens when this is dropped.
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -414,46 +442,32 @@ impl Drop for TlsListener {
     }
 }
 
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.accepted.recv().await {
-            Some(connection) => connection,
-            // The accept task only ends when aborted, which happens when this is dropped.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local_addr)
-    }
-}
-
 async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    sender: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    slots: Arc<Semaphore>,
+    sender: mpsc::Sender<Accepted>,
 ) {
     // Owned here, so aborting this task aborts the handshakes in progress too.
     let mut handshakes = JoinSet::new();
     loop {
         while handshakes.try_join_next().is_some() {}
+        let permit = crate::server::acquire(&slots).await;
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
-                handle_accept_error(&error).await;
+                crate::server::handle_accept_error(&error).await;
                 continue;
             }
         };
+        let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let sender = sender.clone();
         handshakes.spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
                     // The server stopped taking connections: nothing to do but drop it.
-                    let _ = sender.send((stream, peer)).await;
+                    let _ = sender.send((stream, peer, permit)).await;
                 }
                 Ok(Err(error)) => {
                     tracing::debug!(peer = %peer, error = %error, "TLS handshake failed");
@@ -462,19 +476,4 @@ async fn accept_loop(
             }
         });
     }
-}
-
-/// Like axum's own listener: per-connection errors are skipped, others (e.g. out of file
-/// descriptors) back off for a second instead of spinning.
-async fn handle_accept_error(error: &io::Error) {
-    if matches!(
-        error.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    ) {
-        return;
-    }
-    tracing::error!(error = %error, "accepting a connection failed; retrying in 1 s");
-    tokio::time::sleep(Duration::from_secs(1)).await;
 }

@@ -1,0 +1,274 @@
+//! The HTTP server under real connections: gzip, slow and stalled clients, timeouts, h2c,
+//! and the probe listener.
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloudflare_aop_exporter::daemon;
+use cloudflare_aop_exporter::metrics::testing::synthetic_snapshot;
+use cloudflare_aop_exporter::metrics::{Metrics, MetricsOptions, family_names};
+use cloudflare_aop_exporter::server::{self, AppState, ConnectionLimits, ServeOptions};
+use cloudflare_aop_exporter::simulator::{Scenario, Simulator};
+use cloudflare_aop_exporter::state::SharedSnapshot;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::oneshot;
+
+/// A guard against a hung test, not a performance bound.
+const GUARD: Duration = Duration::from_secs(60);
+
+/// Metrics without the `process_*` families, whose values change between two scrapes.
+fn stable_metrics() -> Arc<Metrics> {
+    Arc::new(
+        Metrics::with_options(MetricsOptions {
+            exclude_families: family_names()
+                .filter(|name| name.starts_with("process_"))
+                .map(str::to_owned)
+                .collect(),
+            ..MetricsOptions::default()
+        })
+        .unwrap(),
+    )
+}
+
+/// The exporter's router over a synthetic snapshot of `zones` zones, served on loopback.
+async fn serve(zones: usize, limits: ConnectionLimits) -> (SocketAddr, oneshot::Sender<()>) {
+    let snapshot = synthetic_snapshot(zones, 10, 3);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = server::router(AppState {
+        snapshot: Arc::new(SharedSnapshot::new(snapshot)),
+        metrics: stable_metrics(),
+    });
+    let options = ServeOptions {
+        limits,
+        ..ServeOptions::default()
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server::serve(listener, router, options, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
+}
+
+async fn get(addr: SocketAddr, path: &str, accept_encoding: Option<&str>) -> reqwest::Response {
+    let client = reqwest::Client::new();
+    let mut request = client.get(format!("http://{addr}{path}"));
+    if let Some(encoding) = accept_encoding {
+        request = request.header("accept-encoding", encoding);
+    }
+    tokio::time::timeout(GUARD, request.send())
+        .await
+        .expect("no answer")
+        .unwrap()
+}
+
+fn inflate(compressed: &[u8]) -> String {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(compressed)
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
+#[tokio::test]
+async fn a_gzip_scrape_inflates_to_exactly_the_plain_body() {
+    let (addr, _stop) = serve(20, ConnectionLimits::default()).await;
+    let plain = get(addr, "/metrics", None).await;
+    assert_eq!(plain.status(), 200);
+    assert_eq!(
+        plain.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert_eq!(plain.headers()["vary"], "accept-encoding");
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.text().await.unwrap();
+
+    // What Prometheus sends.
+    let gzip = get(addr, "/metrics", Some("gzip")).await;
+    assert_eq!(gzip.status(), 200);
+    assert_eq!(gzip.headers()["content-encoding"], "gzip");
+    assert_eq!(
+        gzip.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert_eq!(gzip.headers()["vary"], "accept-encoding");
+    let compressed = gzip.bytes().await.unwrap();
+    assert!(
+        compressed.len() * 5 < plain.len(),
+        "{} of {}",
+        compressed.len(),
+        plain.len()
+    );
+    let inflated = inflate(&compressed);
+    assert!(
+        inflated == plain,
+        "the inflated gzip body differs from the plain one"
+    );
+    assert!(plain.contains("cloudflare_aop_hostname_status{"));
+
+    let refused = get(addr, "/metrics", Some("gzip;q=0, identity")).await;
+    assert!(refused.headers().get("content-encoding").is_none());
+    assert!(refused.text().await.unwrap() == plain);
+}
+
+/// Sends a plain `/metrics` request on a socket with a tiny receive buffer and never reads.
+async fn stalled_scraper(addr: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: exporter\r\n\r\n")
+        .await
+        .unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn clients_that_never_read_are_cut_off_and_hold_up_no_scrape() {
+    let limits = ConnectionLimits {
+        write_timeout: Duration::from_secs(1),
+        ..ConnectionLimits::default()
+    };
+    // ~10 MB of text: more than loopback's socket buffers hold.
+    let (addr, _stop) = serve(250, limits).await;
+    let expected = get(addr, "/metrics", None).await.text().await.unwrap();
+    assert!(expected.len() > 8_000_000, "{} bytes", expected.len());
+
+    let mut stalled = Vec::new();
+    for _ in 0..6 {
+        stalled.push(stalled_scraper(addr).await);
+    }
+    // More stalled readers than renders run at once: scrapes still complete.
+    for _ in 0..3 {
+        let response = get(addr, "/metrics", Some("gzip")).await;
+        assert_eq!(response.status(), 200);
+        let body = tokio::time::timeout(GUARD, response.bytes())
+            .await
+            .expect("scrape body stalled")
+            .unwrap();
+        assert!(inflate(&body) == expected);
+    }
+    // Past the write timeout the stalled connections were closed: reading now gets only
+    // what was buffered before the cut, never the whole body.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for mut stream in stalled {
+        let mut received = Vec::new();
+        let _ = tokio::time::timeout(GUARD, stream.read_to_end(&mut received))
+            .await
+            .expect("a stalled connection was never closed");
+        assert!(
+            received.len() < expected.len(),
+            "{} bytes received",
+            received.len()
+        );
+    }
+}
+
+#[tokio::test]
+async fn slow_headers_and_idle_connections_are_closed() {
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_millis(500),
+        ..ConnectionLimits::default()
+    };
+    let (addr, _stop) = serve(1, limits).await;
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: exp")
+        .await
+        .unwrap();
+    for stream in [&mut idle, &mut slow] {
+        let mut received = Vec::new();
+        let _ = tokio::time::timeout(GUARD, stream.read_to_end(&mut received))
+            .await
+            .expect("the connection was held open");
+        // Nothing or an error status, never a response to the unfinished request.
+        assert!(
+            received.is_empty() || received.starts_with(b"HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&received)
+        );
+    }
+    // A keep-alive connection that goes idle after a response is closed too.
+    let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: exporter\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(GUARD, kept.read_to_end(&mut received))
+        .await
+        .expect("the idle keep-alive connection was held open");
+    assert!(received.starts_with(b"HTTP/1.1 200 OK"));
+}
+
+#[tokio::test]
+async fn h2c_is_not_served() {
+    let (addr, _stop) = serve(1, ConnectionLimits::default()).await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The HTTP/2 connection preface with prior knowledge, then an empty SETTINGS frame.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(GUARD, stream.read_to_end(&mut received))
+        .await
+        .expect("the connection was held open");
+    // An HTTP/2 server would answer with its SETTINGS frame (type 4 at byte 3).
+    assert!(
+        received.is_empty() || received.starts_with(b"HTTP/1.1 "),
+        "{received:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_probe_listener_serves_health_and_readiness_only() {
+    let scenario = Scenario::scale(2, 1, 2);
+    let sim = Simulator::start(scenario.clone()).await.unwrap();
+    let mut settings =
+        daemon::demo_settings(&scenario, sim.base_url(), "127.0.0.1:0".parse().unwrap());
+    let state_dir = tempfile::tempdir().unwrap();
+    settings.state.dir = state_dir.path().to_path_buf();
+    settings.schedule.cron = "0 0 0 1 1 *".into();
+    let probe_port = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap()
+    };
+    settings.server.probe_listen = Some(probe_port);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let main = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let daemon = tokio::spawn(daemon::run_on(settings, listener, async {
+        let _ = stopped.await;
+    }));
+
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok(Ok(response)) = tokio::time::timeout(
+            Duration::from_secs(5),
+            reqwest::get(format!("http://{probe_port}/readyz")),
+        )
+        .await
+        {
+            if response.status() == 200 {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "/readyz on the probe listener never became 200");
+    assert_eq!(get(probe_port, "/healthz", None).await.status(), 200);
+    assert_eq!(get(probe_port, "/metrics", None).await.status(), 404);
+    assert_eq!(
+        get(probe_port, "/api/v1/snapshot", None).await.status(),
+        404
+    );
+    assert_eq!(get(main, "/metrics", None).await.status(), 200);
+
+    stop.send(()).unwrap();
+    daemon.await.unwrap().unwrap();
+    // Both listeners are closed after shutdown.
+    assert!(tokio::net::TcpStream::connect(probe_port).await.is_err());
+}
