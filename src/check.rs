@@ -11,7 +11,7 @@ use crate::alerts::Reason;
 use crate::alerts::evaluate::reason_of;
 use crate::config::Settings;
 use crate::daemon::{DaemonError, Exporter};
-use crate::poller::TickScope;
+use crate::poller::{RefreshEstimate, TickScope};
 use crate::state::{
     AssociationState, CertificateState, HostnameSource, HostnameState, Scope, Snapshot, Status,
 };
@@ -77,6 +77,10 @@ pub struct CheckReport {
     /// Every watched hostname of every zone.
     pub hostnames: Vec<HostnameRow>,
     pub findings: Vec<Finding>,
+    /// What a full refresh costs at the configured budget (the daemon's pace, not this check's:
+    /// `check` fetches everything once, however long the budget makes it take).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<RefreshEstimate>,
 }
 
 /// One certificate in the inventory.
@@ -141,12 +145,14 @@ pub async fn run_check(settings: &Settings) -> Result<CheckReport, DaemonError> 
         .alerts
         .expiry_warning
         .unwrap_or(DEFAULT_EXPIRY_WARNING);
-    Ok(report(
+    let mut report = report(
         &snapshot,
         Utc::now(),
         expiry_warning,
         settings.alerts.pending_timeout,
-    ))
+    );
+    report.refresh = Some(RefreshEstimate::of(settings, Utc::now()));
+    Ok(report)
 }
 
 /// Builds the report of a snapshot.
@@ -193,6 +199,7 @@ pub fn report(
         certificates,
         hostnames,
         findings,
+        refresh: None,
     }
 }
 
@@ -441,6 +448,15 @@ pub fn render_table(report: &CheckReport) -> String {
     render_certificates(&mut out, report);
     render_hostnames(&mut out, report);
     render_findings(&mut out, report);
+    if let Some(refresh) = &report.refresh {
+        let _ = writeln!(out, "\nRefresh: {refresh}");
+        if refresh.exceeds_tick() {
+            let _ = writeln!(
+                out,
+                "  more than one tick: each tick refreshes part of the account, oldest data first"
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "\nResult: {} (exit {})",

@@ -14,7 +14,7 @@ use crate::alerts::{AlertError, Alerter};
 use crate::cloudflare::{Client, ClientBuildError};
 use crate::config::{Settings, ZoneSettings};
 use crate::metrics::Metrics;
-use crate::poller::{Poller, PollerOptions, TickScope};
+use crate::poller::{Poller, PollerOptions, RefreshEstimate, TickScope};
 use crate::secret::Secret;
 use crate::server::{self, AppState, ServeOptions};
 use crate::simulator::{Scenario, Simulator, SimulatorError};
@@ -204,6 +204,15 @@ pub async fn run_on(
         stopped(),
     ));
 
+    let refresh = RefreshEstimate::of(&settings, chrono::Utc::now());
+    if refresh.exceeds_tick() {
+        tracing::warn!(
+            "{refresh}: more than one tick, so each tick refreshes part of the account, oldest \
+             data first"
+        );
+    } else {
+        tracing::info!("{refresh}");
+    }
     let mut scheduler = JobScheduler::new().await.map_err(DaemonError::Scheduler)?;
     let jitter = settings.schedule.jitter;
     let job_exporter = exporter.clone();

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use cloudflare_aop_exporter::config::{self, LogFormat, Settings};
+use cloudflare_aop_exporter::poller::RefreshEstimate;
 use cloudflare_aop_exporter::simulator::SimulatorError;
 use cloudflare_aop_exporter::{check, daemon, server};
 use tracing_subscriber::EnvFilter;
@@ -228,8 +229,16 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
             config::check_state_dir(&file, &settings.state)?;
             init_tracing(&logging, Some(&settings))?;
             let effective = settings.effective_toml()?;
+            let refresh = RefreshEstimate::of(&settings, chrono::Utc::now());
+            if refresh.exceeds_tick() {
+                eprintln!(
+                    "warning: schedule.cron: {refresh}: more than one tick, so each tick refreshes \
+                     part of the account, oldest data first (raise cloudflare.requests_per_5m or \
+                     tick less often to refresh everything every tick)"
+                );
+            }
             println!(
-                "# Effective configuration of {} (defaults applied, environment overrides included, secrets redacted)\n{effective}",
+                "# Effective configuration of {} (defaults applied, environment overrides included, secrets redacted)\n# Refresh: {refresh}\n{effective}",
                 file.display()
             );
             Ok(ExitCode::SUCCESS)

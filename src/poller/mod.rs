@@ -732,3 +732,123 @@ impl Drop for RunningGuard<'_> {
         self.0.store(false, Ordering::Release);
     }
 }
+
+/// What a full refresh of the configured zones costs at the configured budget: shown by
+/// `validate-config` and `check`, and logged at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RefreshEstimate {
+    /// Requests for every list and configured hostname once (discovered hostnames add to it;
+    /// zone-level objects come on their own interval).
+    pub requests: u64,
+    /// Requests per 5 minutes the exporter spends at most.
+    pub budget_per_5m: u32,
+    /// Time between ticks.
+    #[serde(serialize_with = "seconds")]
+    pub tick: Duration,
+    /// N/B: the time for every object to be refreshed once, at least one tick.
+    #[serde(serialize_with = "seconds")]
+    pub sweep: Duration,
+}
+
+fn seconds<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(whole_seconds(*duration))
+}
+
+/// Whole seconds, rounded up: an estimate never reads shorter than it is.
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+impl RefreshEstimate {
+    /// The estimate for `settings` at `now` (cron intervals need not be regular).
+    pub fn of(settings: &crate::config::Settings, now: DateTime<Utc>) -> RefreshEstimate {
+        let requests = settings
+            .zones
+            .iter()
+            .map(|zone| 1 + zone.hostnames.len() as u64)
+            .sum();
+        let cloudflare = &settings.cloudflare;
+        // What the client settles at with Cloudflare's documented quota, before it reports one.
+        let quota = crate::cloudflare::client::CLOUDFLARE_QUOTA;
+        let reserve = quota * u64::from(cloudflare.rate_limit_reserve_percent) / 100;
+        let budget_per_5m = cloudflare
+            .requests_per_5m
+            .min(u32::try_from(quota - reserve).unwrap_or(u32::MAX));
+        let tick = settings.schedule.tick_period(now);
+        let per_tick = f64::from(budget_per_5m) * tick.as_secs_f64() / 300.0;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let budget = Budget {
+            requests: per_tick.clamp(1.0, f64::from(u32::MAX)) as u32,
+            tick,
+            zone_level_interval: settings.schedule.zone_level_interval,
+        };
+        RefreshEstimate {
+            requests,
+            budget_per_5m,
+            tick,
+            sweep: budget.sweep(requests),
+        }
+    }
+
+    /// Whether a tick cannot refresh everything: each refreshes part, oldest data first.
+    pub fn exceeds_tick(&self) -> bool {
+        self.sweep > self.tick
+    }
+}
+
+impl std::fmt::Display for RefreshEstimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a full refresh is {} requests (lists and configured hostnames): at {} requests per \
+             5 minutes every object is refreshed within {} (ticks every {})",
+            self.requests,
+            self.budget_per_5m,
+            humantime::format_duration(Duration::from_secs(whole_seconds(self.sweep))),
+            humantime::format_duration(self.tick)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::secret::Secret;
+
+    fn settings(requests_per_5m: u32) -> Settings {
+        let zones = (0..2)
+            .map(|zone| {
+                ZoneSettings::new(
+                    format!("{zone:032x}"),
+                    (0..10)
+                        .map(|host| format!("h{host}.z{zone}.example"))
+                        .collect(),
+                )
+            })
+            .collect();
+        let url = url::Url::parse("http://127.0.0.1:1/client/v4").unwrap();
+        let mut settings = Settings::for_demo(url, Secret::new("t"), zones);
+        settings.cloudflare.requests_per_5m = requests_per_5m;
+        settings
+    }
+
+    #[test]
+    fn the_estimate_is_n_over_b_and_never_below_a_tick() {
+        let now = Utc::now();
+        let ample = RefreshEstimate::of(&settings(600), now);
+        assert_eq!(ample.requests, 22, "2 lists + 20 hostnames");
+        assert_eq!(ample.tick, Duration::from_secs(300));
+        assert_eq!(ample.sweep, ample.tick);
+        assert!(!ample.exceeds_tick());
+
+        // 10 requests per 5 minutes: 22 requests take 660 s, over two ticks.
+        let scarce = RefreshEstimate::of(&settings(10), now);
+        assert_eq!(scarce.sweep, Duration::from_secs(660));
+        assert!(scarce.exceeds_tick());
+        assert!(scarce.to_string().contains("within 11m"), "{scarce}");
+
+        // The budget settles below Cloudflare's quota minus the reserve (1200 - 20 %).
+        assert_eq!(RefreshEstimate::of(&settings(5000), now).budget_per_5m, 960);
+    }
+}

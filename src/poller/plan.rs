@@ -70,6 +70,12 @@ impl Budget {
     fn rate(&self) -> f64 {
         f64::from(self.requests.max(1)) / self.tick.as_secs_f64().max(1e-3)
     }
+
+    /// How long `requests` take at this budget (N/B), at least one tick.
+    pub fn sweep(&self, requests: u64) -> Duration {
+        #[allow(clippy::cast_precision_loss)] // request counts are far below 2^52
+        Duration::from_secs_f64(requests as f64 / self.rate()).max(self.tick)
+    }
 }
 
 /// What a task fetches in its zone.
@@ -137,8 +143,7 @@ pub fn plan(zones: &[ZoneInventory], budget: Budget, now: DateTime<Utc>) -> Plan
                     .sum::<u64>()
         })
         .sum();
-    #[allow(clippy::cast_precision_loss)] // request counts are far below 2^52
-    let sweep = Duration::from_secs_f64(full_cost as f64 / budget.rate()).max(budget.tick);
+    let sweep = budget.sweep(full_cost);
     let due_cost: u64 = full_cost
         + zones
             .iter()
