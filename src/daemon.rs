@@ -107,7 +107,32 @@ impl Exporter {
 
     /// Runs one tick of `scope` now (unless one is running), as [`Exporter::cycle`] does.
     pub async fn tick(&self, scope: TickScope) {
-        match self.poller.try_tick(scope).await {
+        let tick = self.poller.try_tick(scope);
+        let report = match &self.alerter {
+            // A tick spreads its requests over the period when the budget is scarce: alerts
+            // follow the answers as they are published, not only the tick's end.
+            Some(alerter) => {
+                let mut tick = std::pin::pin!(tick);
+                let mut evaluated = self.snapshot.load().generation;
+                let mut every = tokio::time::interval(ALERTS_DURING_A_TICK);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                every.tick().await;
+                loop {
+                    tokio::select! {
+                        report = &mut tick => break report,
+                        _ = every.tick() => {
+                            let snapshot = self.snapshot.load();
+                            if snapshot.generation != evaluated {
+                                evaluated = snapshot.generation;
+                                alerter.after_cycle(&snapshot, chrono::Utc::now());
+                            }
+                        }
+                    }
+                }
+            }
+            None => tick.await,
+        };
+        match report {
             Some(report) => {
                 self.metrics.observe_poll(report.outcome, report.duration);
                 if let Some(alerter) = &self.alerter {
@@ -131,6 +156,9 @@ impl Exporter {
         }
     }
 }
+
+/// How often alerts are evaluated on what a running tick has published so far.
+const ALERTS_DURING_A_TICK: Duration = Duration::from_secs(5);
 
 /// A cron tick: skipped (and counted) when a cycle is running, else a random delay of up to
 /// `jitter` and a cycle.
