@@ -277,7 +277,9 @@ def check_mtls(objects):
     untouched = rules[untouched_name]
     expected = copy.deepcopy(source[untouched_name])
     expected.setdefault("labels", {})["team"] = "sre"
-    expected.setdefault("annotations", {})["runbook_url"] = "https://runbooks.example.com/cloudflare-aop"
+    # ruleAnnotations are defaults: the rule's own annotations (its runbook_url) win.
+    expected["annotations"] = {"runbook_url": "https://runbooks.example.com/cloudflare-aop",
+                               **expected.get("annotations", {})}
     check(untouched == expected, f"{label}: an alert without overrides gets only ruleLabels/ruleAnnotations")
     dashboard = [o for o in objects.values() if o["kind"] == "ConfigMap" and "cloudflare-aop.json" in o.get("data", {})][0]
     check(dashboard["metadata"]["annotations"] == {"grafana_folder": "Cloudflare"}, f"{label}: dashboard folder annotation")
