@@ -6,31 +6,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudflare_aop_exporter::cloudflare::Endpoint;
-use cloudflare_aop_exporter::config::{Settings, ZoneSettings};
-use cloudflare_aop_exporter::daemon::Exporter;
-use cloudflare_aop_exporter::secret::Secret;
+use cloudflare_aop_exporter::config::{self, Settings};
+use cloudflare_aop_exporter::daemon::{self, Exporter};
 use cloudflare_aop_exporter::simulator::{Fault, FaultRule, RateLimit, Scenario, Simulator};
 use cloudflare_aop_exporter::state::Status;
 
 /// Settings for every zone and hostname of the simulator's scenario (ticks every 5 minutes:
-/// each `cycle()` is one tick, sized for that).
+/// each `cycle()` is one tick, sized for that), zone-level objects off.
 fn settings_for(sim: &Simulator, scenario: &Scenario) -> Settings {
-    let zones = scenario
-        .zones()
-        .iter()
-        .map(|zone| {
-            let mut settings = ZoneSettings::new(
-                zone.id.clone(),
-                zone.hostname_names()
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect(),
-            );
-            settings.zone_level = false;
-            settings
-        })
-        .collect();
-    let mut settings = Settings::for_demo(sim.base_url(), Secret::new(sim.token()), zones);
+    let mut settings =
+        daemon::demo_settings(scenario, sim.base_url(), "127.0.0.1:0".parse().unwrap());
+    config::DEFAULT_CRON.clone_into(&mut settings.schedule.cron);
+    for zone in &mut settings.zones {
+        zone.zone_level = false;
+    }
     settings.cloudflare.verify_token = false;
     settings.cloudflare.max_retries = 0;
     settings.cloudflare.retry_initial_backoff = Duration::from_millis(5);
@@ -38,7 +27,6 @@ fn settings_for(sim: &Simulator, scenario: &Scenario) -> Settings {
     settings
 }
 
-/// `name{labels} value` lines of the exporter's `/metrics` text, keyed by `name{labels}`.
 /// Ticks every second: a tick may spend `requests_per_5m / 300` requests.
 fn every_second(settings: &mut Settings) {
     "* * * * * *".clone_into(&mut settings.schedule.cron);
@@ -98,7 +86,8 @@ async fn ample_budget_refreshes_everything_each_tick_with_the_minimum_requests()
     let zone = &scenario.zones()[0];
     let oldest: i64 = all[&format!(
         "cloudflare_aop_zone_oldest_refresh_timestamp_seconds{{zone_id=\"{}\",zone=\"{}\"}}",
-        zone.id, zone.id
+        zone.id,
+        zone.display_name()
     )]
         .parse()
         .unwrap();
@@ -276,7 +265,8 @@ async fn a_hanging_zone_fails_within_the_tick_while_the_others_publish() {
     let all = metrics(&exporter);
     assert_eq!(
         all[&format!(
-            "cloudflare_aop_zone_poll_success{{zone_id=\"{hanging}\",zone=\"{hanging}\"}}"
+            "cloudflare_aop_zone_poll_success{{zone_id=\"{hanging}\",zone=\"{}\"}}",
+            scenario.zones()[0].display_name()
         )],
         "0"
     );

@@ -289,25 +289,11 @@ impl Poller {
                         .hostnames
                         .iter()
                         .map(|(hostname, record)| {
-                            let hot = data
-                                .and_then(|data| data.hostnames.get(hostname).map(|h| (data, h)))
-                                .is_some_and(|(data, hostname)| {
-                                    let unsteady = |status: Option<crate::state::Status>| {
-                                        status.is_some_and(|status| !status.is_steady())
-                                    };
-                                    // The list shows its certificate in another status than
-                                    // the association last said: the association changes too.
-                                    let listed_status = hostname.cert_id.as_ref().and_then(|id| {
-                                        data.certificates
-                                            .get(&(Scope::Hostname, id.clone()))
-                                            .and_then(|certificate| certificate.status)
-                                    });
-                                    unsteady(hostname.status)
-                                        || unsteady(hostname.cert_status)
-                                        || (listed_status.is_some()
-                                            && hostname.cert_status.is_some()
-                                            && listed_status != hostname.cert_status)
-                                });
+                            let hot = data.is_some_and(|data| {
+                                data.hostnames
+                                    .get(hostname)
+                                    .is_some_and(|state| hostname_is_hot(data, state))
+                            });
                             (hostname.clone(), candidate(record, hot))
                         })
                         .collect(),
@@ -316,27 +302,23 @@ impl Poller {
             .collect()
     }
 
-    /// Plans what this tick fetches, at the budget of `scope`.
-    pub fn plan(&self, scope: TickScope, now: DateTime<Utc>) -> Plan {
-        let tick = self.options.schedule.tick_period(now);
-        let requests = match scope {
-            TickScope::Budgeted => self.tick_requests(tick),
-            TickScope::Everything => u32::MAX,
-        };
-        let budget = Budget {
-            requests,
+    /// Plans what a tick of `scope` fetches at `now`, ticks being `tick` apart.
+    pub fn plan(&self, scope: TickScope, now: DateTime<Utc>, tick: Duration) -> Plan {
+        let real = Budget {
+            requests: self.tick_requests(tick),
             tick,
             zone_level_interval: self.options.schedule.zone_level_interval,
         };
+        let budget = match scope {
+            TickScope::Budgeted => real,
+            TickScope::Everything => Budget {
+                requests: u32::MAX,
+                ..real
+            },
+        };
         let mut plan = plan::plan(&self.inventory(), budget, now);
-        if scope == TickScope::Everything {
-            // The sweep at the real budget, not at the unbounded one this tick uses.
-            let real = Budget {
-                requests: self.tick_requests(tick).max(1),
-                ..budget
-            };
-            plan.sweep = plan::plan(&self.inventory(), real, now).sweep;
-        }
+        // The sweep at the real budget, not at the unbounded one of `Everything`.
+        plan.sweep = real.sweep(plan.full_cost);
         plan
     }
 
@@ -350,7 +332,8 @@ impl Poller {
                 "requests are paused after Cloudflare's 429; this tick fetches nothing"
             );
         }
-        let plan = self.plan(scope, now);
+        let period = self.options.schedule.tick_period(now);
+        let plan = self.plan(scope, now, period);
         let mut by_zone: BTreeMap<usize, Vec<Target>> = BTreeMap::new();
         for task in &plan.tasks {
             by_zone
@@ -358,17 +341,15 @@ impl Poller {
                 .or_default()
                 .push(task.target.clone());
         }
-        // Retries and waits end with the tick, so a hanging API shows as failing within it.
-        let deadline = match scope {
-            TickScope::Budgeted => Instant::now() + self.options.schedule.tick_period(now),
-            TickScope::Everything => Instant::now() + Duration::from_secs(365 * 24 * 3600),
-        };
-        let zone_outcomes = join_all(by_zone.into_iter().map(|(zone, targets)| {
-            with_deadline(deadline, async move {
+        let zones =
+            join_all(by_zone.into_iter().map(|(zone, targets)| async move {
                 (zone, self.refresh_zone(zone, targets).await)
-            })
-        }))
-        .await;
+            }));
+        let zone_outcomes = match scope {
+            // Retries and waits end with the tick, so a hanging API shows as failing within it.
+            TickScope::Budgeted => with_deadline(Instant::now() + period, zones).await,
+            TickScope::Everything => zones.await,
+        };
 
         if let Some(dir) = &self.options.state_dir {
             if let Err(error) = lock(&self.history).save(dir) {
@@ -723,6 +704,23 @@ impl Poller {
             }
         }
     }
+}
+
+/// Whether a hostname is worth re-checking every tick: its association is in a non-steady
+/// state, or the list shows its certificate in another status than the association last said
+/// (the association changes too).
+fn hostname_is_hot(zone: &ZoneSnapshot, hostname: &crate::state::HostnameState) -> bool {
+    let unsteady = |status: Option<crate::state::Status>| status.is_some_and(|s| !s.is_steady());
+    let listed_status = hostname.cert_id.as_ref().and_then(|id| {
+        zone.certificates
+            .get(&(Scope::Hostname, id.clone()))
+            .and_then(|certificate| certificate.status)
+    });
+    unsteady(hostname.status)
+        || unsteady(hostname.cert_status)
+        || (listed_status.is_some()
+            && hostname.cert_status.is_some()
+            && listed_status != hostname.cert_status)
 }
 
 struct RunningGuard<'a>(&'a AtomicBool);
