@@ -200,7 +200,11 @@ cert_id = "40000000-0000-4000-8000-000000000001"
 association = "enabled"
 status = "active"
 "#,
-        id = zone["id"].as_str().unwrap(),
+        // A zone given by name: the simulator serves it under an id `check` looks up.
+        id = zone
+            .get("id")
+            .and_then(toml::Value::as_str)
+            .unwrap_or("023e105f4ecef8ad9ca31a8372d0c353"),
         name = zone["name"].as_str().unwrap(),
         hostname = zone["hostnames"].as_array().unwrap()[0].as_str().unwrap(),
     );
