@@ -533,12 +533,12 @@ fn zones_list(state: &SimState, query: Option<&str>) -> ApiReply {
         .filter(|_| account_matches)
         .filter(|zone| {
             name.as_deref()
-                .is_none_or(|name| zone.name.eq_ignore_ascii_case(name))
+                .is_none_or(|name| zone_name(zone).eq_ignore_ascii_case(name))
         })
         .map(|zone| {
             let mut value = to_json(&Zone {
                 id: Some(zone.id.clone()),
-                name: Some(zone.name.clone()),
+                name: Some(zone_name(zone).to_owned()),
                 status: Some("active".to_owned()),
             });
             value["account"] = json!({ "id": state.auth.account_id, "name": "Simulated account" });
@@ -547,6 +547,15 @@ fn zones_list(state: &SimState, query: Option<&str>) -> ApiReply {
         .collect();
     let (zones, result_info) = paginate(zones, Some(per_page), page);
     ApiReply::ok(Value::Array(zones), result_info)
+}
+
+/// A zone's domain name; a scenario zone without one goes by its id.
+fn zone_name(zone: &SimZone) -> &str {
+    if zone.name.is_empty() {
+        &zone.id
+    } else {
+        &zone.name
+    }
 }
 
 /// Always paged (`per_page` default 100, at most 5,000), like Cloudflare's DNS list.
