@@ -723,6 +723,31 @@ mod tests {
     }
 
     #[test]
+    fn the_zone_list_filters_by_name_and_account_and_pages_by_at_most_50() {
+        let scenario = crate::simulator::Scenario::scale(7, 0, 0);
+        let state = SimState::build(&scenario, Utc::now()).unwrap();
+        let names = |reply: &ApiReply| -> Vec<String> {
+            reply.body["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|zone| zone["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let by_name = zones_list(&state, Some("name=ZONE-3.example"));
+        assert_eq!(names(&by_name), ["zone-3.example"]);
+        let account = format!("account.id={}", state.auth.account_id);
+        assert_eq!(names(&zones_list(&state, Some(&account))).len(), 7);
+        assert!(names(&zones_list(&state, Some("account.id=other"))).is_empty());
+        let second = zones_list(&state, Some("per_page=5&page=2"));
+        assert_eq!(names(&second), ["zone-5.example", "zone-6.example"]);
+        assert_eq!(second.body["result_info"]["total_pages"], json!(2));
+        let refused = zones_list(&state, Some("per_page=51"));
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert_eq!(error_code(&refused), 1019);
+    }
+
+    #[test]
     fn unknown_statuses_are_served_verbatim() {
         let value = with_raw_status(json!({"status": "unknown"}), "status", "quarantined");
         assert_eq!(value["status"], json!("quarantined"));
