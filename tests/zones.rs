@@ -299,3 +299,69 @@ async fn a_zone_given_by_name_that_answers_no_such_zone_is_looked_up_again() {
         [(new_id, "zone-0.example".to_owned(), "1".to_owned())]
     );
 }
+
+#[tokio::test]
+async fn the_daemon_resolves_names_and_discovers_zones_before_its_first_tick() {
+    use cloudflare_aop_exporter::daemon::{self, DaemonError};
+
+    let scenario = Scenario::scale(2, 1, 1);
+    let sim = Simulator::start(scenario.clone()).await.unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(
+        &sim,
+        vec![by_name("zone-0.example", &["h0.zone-0.example"])],
+    );
+    settings.zone_discovery = discovery(&[]);
+    settings.state.dir = state_dir.path().to_path_buf();
+    "0 0 0 1 1 *".clone_into(&mut settings.schedule.cron);
+    settings.schedule.jitter = Duration::ZERO;
+
+    // A name nothing answers to: the daemon does not start, and says which zone.
+    let mut unknown = settings.clone();
+    unknown.zones.push(by_name("missing.example", &[]));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = daemon::run_on(unknown, listener, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(matches!(&error, DaemonError::Zones(zone) if zone.is_config_error()));
+    assert!(
+        error
+            .to_string()
+            .starts_with("zones[1] (name missing.example)"),
+        "{error}"
+    );
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(daemon::run_on(settings, listener, async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let mut text = String::new();
+    for _ in 0..100 {
+        if let Ok(response) = http.get(format!("http://{addr}/readyz")).send().await {
+            if response.status() == 200 {
+                text = http
+                    .get(format!("http://{addr}/metrics"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for zone in scenario.zones() {
+        let line = format!(
+            "cloudflare_aop_zone_poll_success{{zone_id=\"{}\",zone=\"{}\"}} 1",
+            zone.id, zone.name
+        );
+        assert!(text.contains(&line), "{line} missing from:\n{text}");
+    }
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+}
