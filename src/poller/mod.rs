@@ -127,19 +127,33 @@ impl ZoneRecords {
 
     /// Keeps what was fetched for a zone whose entry changed (a configured entry now
     /// overriding its discovered one): its configured hostnames, and discovered ones only
-    /// while discovery stays on for it.
-    fn reconciled(mut self, zone: &ZoneSettings) -> Self {
+    /// while discovery stays on for it. Returns the hostnames no longer watched.
+    fn reconcile(&mut self, zone: &ZoneSettings) -> BTreeSet<String> {
         if !zone.discover_hostnames {
             self.discovered.clear();
         }
-        let discovered = &self.discovered;
-        self.hostnames.retain(|hostname, _| {
-            zone.hostnames.contains(hostname) || discovered.contains(hostname)
-        });
+        let watched = |hostname: &String| {
+            zone.hostnames.contains(hostname) || self.discovered.contains(hostname)
+        };
+        let removed: BTreeSet<String> = self
+            .hostnames
+            .keys()
+            .filter(|hostname| !watched(hostname))
+            .cloned()
+            .collect();
+        self.hostnames
+            .retain(|hostname, _| !removed.contains(hostname));
         for hostname in &zone.hostnames {
             self.hostnames.entry(hostname.clone()).or_default();
         }
-        self
+        // A failure of an object no longer watched must not keep the zone failing.
+        self.failing.retain(|target| match target {
+            Target::Hostname(hostname) => !removed.contains(hostname),
+            Target::ZoneLevel => zone.zone_level,
+            Target::DnsRecords => zone.discover_hostnames,
+            Target::CertificateList | Target::Certificate(_) => true,
+        });
+        removed
     }
 
     fn record_mut(&mut self, target: &Target) -> Option<&mut Record> {
@@ -319,10 +333,14 @@ impl Poller {
             .map(|(zone, records)| (zone.id.clone(), (zone, records)))
             .collect();
         let mut added = Vec::new();
+        let mut unwatched_hostnames = BTreeMap::new();
         for zone in &watched {
             records.push(match before.remove(&zone.id) {
                 Some((previous, kept)) if previous == *zone => kept,
-                Some((_, kept)) => kept.reconciled(zone),
+                Some((_, mut kept)) => {
+                    unwatched_hostnames.insert(zone.id.clone(), kept.reconcile(zone));
+                    kept
+                }
                 None => {
                     added.push(zone.id.clone());
                     ZoneRecords::for_zone(zone)
@@ -330,11 +348,9 @@ impl Poller {
             });
         }
         let gone: Vec<String> = before.into_keys().collect();
-        {
-            let mut history = lock(&self.history);
-            for zone_id in &gone {
-                history.retain_zone(zone_id, |_| false);
-            }
+        let mut history = lock(&self.history);
+        for zone_id in &gone {
+            history.retain_zone(zone_id, |_| false);
         }
         self.snapshot.update(|snapshot| {
             for zone_id in &gone {
@@ -348,8 +364,14 @@ impl Poller {
                 if entry.zone_name != zone.name {
                     Arc::make_mut(entry).zone_name.clone_from(&zone.name);
                 }
+                if let Some(hostnames) = unwatched_hostnames.get(&zone.id) {
+                    if !hostnames.is_empty() {
+                        apply::forget_hostnames(Arc::make_mut(entry), hostnames, &mut history);
+                    }
+                }
             }
         });
+        drop(history);
         if !added.is_empty() || !gone.is_empty() {
             tracing::info!(
                 zones = watched.len(),

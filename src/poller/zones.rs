@@ -311,6 +311,45 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_entry_keeps_what_it_still_watches_and_forgets_failures_of_the_rest() {
+        use crate::poller::ZoneRecords;
+        use crate::poller::plan::Target;
+
+        let mut discovered = ZoneSettings::new("aa", vec!["a.example".to_owned()]);
+        discovered.hostnames.push("b.example".to_owned());
+        discovered.discover_hostnames = true;
+        let mut records = ZoneRecords::for_zone(&discovered);
+        records.discovered.insert("c.example".to_owned());
+        records
+            .hostnames
+            .insert("c.example".to_owned(), super::super::Record::default());
+        records
+            .failing
+            .insert(Target::Hostname("b.example".to_owned()));
+        records.failing.insert(Target::DnsRecords);
+        records
+            .failing
+            .insert(Target::Hostname("a.example".to_owned()));
+
+        let configured =
+            ZoneSettings::new("aa", vec!["a.example".to_owned(), "d.example".to_owned()]);
+        let removed = records.reconcile(&configured);
+        assert_eq!(
+            removed.into_iter().collect::<Vec<_>>(),
+            ["b.example", "c.example"]
+        );
+        assert_eq!(
+            records.hostnames.keys().collect::<Vec<_>>(),
+            ["a.example", "d.example"]
+        );
+        assert_eq!(
+            records.failing.into_iter().collect::<Vec<_>>(),
+            [Target::Hostname("a.example".to_owned())],
+            "only failures of objects still watched keep the zone failing"
+        );
+    }
+
+    #[test]
     fn a_gone_zone_is_looked_up_again() {
         let mut directory = ZoneDirectory::new(
             vec![by_name("two.example")],
