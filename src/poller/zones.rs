@@ -120,6 +120,13 @@ impl ZoneDirectory {
         self.listed_at = Some(Instant::now());
         self.discovered = zones
             .iter()
+            // Zones no longer served by Cloudflare: their AOP endpoints would only fail.
+            .filter(|zone| {
+                !matches!(
+                    zone.status.as_deref(),
+                    Some("moved" | "deleted" | "deactivated")
+                )
+            })
             .filter_map(|zone| {
                 let id = zone.id.clone()?;
                 let name = zone.name.as_deref().unwrap_or(&id).to_ascii_lowercase();
@@ -285,6 +292,10 @@ mod tests {
             zone("bb", "two.example"),
             zone("cc", "Staging.example"),
             zone("dd", "three.example"),
+            Zone {
+                status: Some("moved".to_owned()),
+                ..zone("ee", "moved.example")
+            },
         ]);
         assert!(!directory.listing_due());
         assert!(directory.unresolved().is_empty());
