@@ -336,7 +336,7 @@ REFUSED = [
     ({"prometheusRule": {"alerts": {"CloudflareAOPNoSuchAlert": {"for": "5m"}}}}, "'CloudflareAOPNoSuchAlert' not allowed"),
     ({"prometheusRule": {"alerts": {FIRST_ALERT: {"severity": "page"}}}}, "/" + FIRST_ALERT + "/severity"),
     ({"prometheusRule": {"alerts": {FIRST_ALERT: {"for": "five minutes"}}}}, "/" + FIRST_ALERT + "/for"),
-    ({"config": {"zones": [{"name": "no id"}]}}, "missing property 'id'"),
+    ({"config": {"zones": [{"hostnames": ["a.example"]}]}}, "missing property 'id'"),
     ({"serviceMonitor": {"basicAuth": {"username": {"name": "s", "key": "u"}, "password": {"name": "s", "key": "p"}}}}, "https"),
     ({"prometheusRule": {"alerts": {FIRST_ALERT: {"exprReplace": [{"from": "< 99999", "to": "< 5"}]}}}}, "does not occur"),
     ({"config": {"server": {"listen": "0.0.0.0:1"}}}, "set by the chart"),

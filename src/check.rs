@@ -139,6 +139,7 @@ pub struct ZoneResult {
 /// Runs one cycle with `settings` (status history in memory only) and reports.
 pub async fn run_check(settings: &Settings) -> Result<CheckReport, DaemonError> {
     let exporter = Exporter::new(settings, false)?;
+    exporter.poller.resolve_zones().await?;
     exporter.tick(TickScope::Everything).await;
     let snapshot = exporter.snapshot.load();
     let expiry_warning = settings

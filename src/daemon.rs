@@ -14,7 +14,7 @@ use crate::alerts::{AlertError, Alerter};
 use crate::cloudflare::{Client, ClientBuildError};
 use crate::config::{Settings, ZoneSettings};
 use crate::metrics::Metrics;
-use crate::poller::{Poller, PollerOptions, RefreshEstimate, TickScope};
+use crate::poller::{Poller, PollerOptions, RefreshEstimate, TickScope, ZoneError};
 use crate::secret::Secret;
 use crate::server::{self, AppState, ServeOptions};
 use crate::simulator::{Scenario, Simulator, SimulatorError};
@@ -52,6 +52,9 @@ pub enum DaemonError {
     Simulator(#[source] SimulatorError),
     #[error(transparent)]
     Alerts(#[from] AlertError),
+    /// A zone given by name could not be resolved, or discovery could not list the zones.
+    #[error(transparent)]
+    Zones(#[from] ZoneError),
 }
 
 /// The parts of a running exporter.
@@ -74,6 +77,7 @@ impl Exporter {
         let snapshot = Arc::new(SharedSnapshot::default());
         let options = PollerOptions {
             zones: settings.zones.clone(),
+            zone_discovery: settings.zone_discovery.clone(),
             state_dir: persist_state.then(|| settings.state.dir.clone()),
             token_verify_interval: settings
                 .cloudflare
@@ -210,6 +214,9 @@ pub async fn run_on(
         None => None,
     };
     let exporter = Arc::new(Exporter::with_alerts(&settings, true)?);
+    // Names become ids before anything is served or polled: a zone that cannot be found is a
+    // start-up error naming it, not a silent gap.
+    exporter.poller.resolve_zones().await?;
     let (stop_server, server_stopped) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut stopped = server_stopped.clone();

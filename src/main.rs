@@ -156,7 +156,12 @@ fn is_usage_error(error: &anyhow::Error) -> bool {
     });
     let web_config_error = error
         .downcast_ref::<daemon::DaemonError>()
-        .is_some_and(|error| matches!(error, daemon::DaemonError::WebConfig(_)));
+        .is_some_and(|error| match error {
+            daemon::DaemonError::WebConfig(_) => true,
+            // A zone name no zone of the token answers to is the config's fault.
+            daemon::DaemonError::Zones(error) => error.is_config_error(),
+            _ => false,
+        });
     config_error
         || scenario_error
         || web_config_error
@@ -199,7 +204,15 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { config, format } => {
             let settings = config::load(&config.config)?;
             init_tracing(&logging, Some(&settings))?;
-            let report = check::run_check(&settings).await.context("check failed")?;
+            let report = match check::run_check(&settings).await {
+                Ok(report) => report,
+                // The zones could not be looked up: the API is unreachable for them (exit 3).
+                Err(daemon::DaemonError::Zones(error)) if !error.is_config_error() => {
+                    eprintln!("error: check failed: {error}");
+                    return Ok(ExitCode::from(check::CheckStatus::Unreachable.exit_code()));
+                }
+                Err(error) => return Err(anyhow::Error::new(error).context("check failed")),
+            };
             match format {
                 CheckFormat::Table => print!("{}", check::render_table(&report)),
                 CheckFormat::Json => println!(
@@ -237,13 +250,38 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
                      tick less often to refresh everything every tick)"
                 );
             }
+            let lookups = zone_lookup_notes(&settings);
             println!(
-                "# Effective configuration of {} (defaults applied, environment overrides included, secrets redacted)\n# Refresh: {refresh}\n{effective}",
+                "# Effective configuration of {} (defaults applied, environment overrides included, secrets redacted)\n# Refresh: {refresh}\n{lookups}{effective}",
                 file.display()
             );
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `validate-config` is offline: comment lines saying which zones the daemon will look up.
+fn zone_lookup_notes(settings: &config::Settings) -> String {
+    use std::fmt::Write as _;
+    let mut notes = String::new();
+    for (index, zone) in settings.zones.iter().enumerate() {
+        if zone.by_name() {
+            // Writing to a String cannot fail.
+            let _ = writeln!(
+                notes,
+                "# zones[{index}] (name {}): the zone id will be resolved at start-up \
+                 (GET /zones?name=, needs Zone Read)",
+                zone.name
+            );
+        }
+    }
+    if settings.zone_discovery.enabled {
+        notes.push_str(
+            "# zone_discovery: every zone the token can read will be listed at start-up \
+             (GET /zones, needs Zone Read)\n",
+        );
+    }
+    notes
 }
 
 /// `url` without its user name and password: basic-auth credentials in it are secrets.

@@ -200,7 +200,11 @@ cert_id = "40000000-0000-4000-8000-000000000001"
 association = "enabled"
 status = "active"
 "#,
-        id = zone["id"].as_str().unwrap(),
+        // A zone given by name: the simulator serves it under an id `check` looks up.
+        id = zone
+            .get("id")
+            .and_then(toml::Value::as_str)
+            .unwrap_or("023e105f4ecef8ad9ca31a8372d0c353"),
         name = zone["name"].as_str().unwrap(),
         hostname = zone["hostnames"].as_array().unwrap()[0].as_str().unwrap(),
     );
@@ -479,4 +483,79 @@ fn validate_config_refuses_what_cannot_work_with_exit_2_naming_the_key() {
     let stderr = assert_config_error(&output, &file, "cloudflare.api_token");
     assert!(stderr.contains("CLOUDFLARE_API_TOKEN"), "{stderr}");
     assert!(!stderr.contains("SECRET"), "{stderr}");
+}
+
+/// Zones given by name: `validate-config` stays offline and says what `run` and `check` will
+/// look up; `check` with a name no zone answers to exits 2 with one line naming the zone.
+#[tokio::test]
+async fn zones_by_name_are_resolved_at_start_up_not_by_validate_config() {
+    use cloudflare_aop_exporter::simulator::{Scenario, Simulator};
+
+    let sim = Simulator::start(Scenario::scale(1, 1, 0)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "by-name.toml",
+        &format!(
+            "[cloudflare]\napi_base_url = \"{}\"\napi_token = \"{}\"\nverify_token = false\n\
+             max_retries = 0\n\n[[zones]]\nname = \"missing.example\"\n\n[zone_discovery]\n\
+             exclude = [\"zone-0.example\"]\n",
+            sim.base_url(),
+            sim.token()
+        ),
+    );
+    let validate = {
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || {
+            exporter()
+                .arg("validate-config")
+                .arg(&file)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let stdout = text(&validate.stdout);
+    assert_eq!(
+        validate.status.code(),
+        Some(0),
+        "{}",
+        text(&validate.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "# zones[0] (name missing.example): the zone id will be resolved at start-up"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[zone_discovery]\nenabled = false"),
+        "{stdout}"
+    );
+    assert_eq!(sim.stats().total, 0, "validate-config sends no request");
+
+    let check = tokio::task::spawn_blocking(move || {
+        exporter()
+            .arg("check")
+            .arg("--config")
+            .arg(&file)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = text(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "zones[0] (name missing.example): no zone of that name is visible to the token \
+             (needs Zone Read)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        sim.requests(cloudflare_aop_exporter::cloudflare::Endpoint::ZonesList),
+        1
+    );
 }

@@ -32,7 +32,7 @@ use super::Endpoint;
 use super::ratelimit::{CredentialLimit, Hold, RateLimitReading};
 use super::types::{
     ApiMessage, DecodedList, DnsRecord, Envelope, HostnameAssociation, HostnameCertificate,
-    ListItem, ResultInfo, SkipReason, SkippedItem, TokenVerification, ZoneCertificate,
+    ListItem, ResultInfo, SkipReason, SkippedItem, TokenVerification, Zone, ZoneCertificate,
     ZoneSettings, decode_items, raw_item_id,
 };
 use crate::secret::Secret;
@@ -47,6 +47,8 @@ const FORBIDDEN_CODES: [i64; 1] = [10000];
 const MAX_PAGES: u32 = 1000;
 /// Page size asked of DNS record lists (the only list that pages today).
 const DNS_PER_PAGE: u32 = 100;
+/// Zones per page of `GET /zones`: the most Cloudflare serves.
+const ZONES_PER_PAGE: u32 = 50;
 
 /// How requests authenticate.
 #[derive(Debug, Clone)]
@@ -747,6 +749,26 @@ impl Client {
         let mut url = self.url(&["zones", zone_id, "dns_records"]);
         url.query_pairs_mut().append_pair("proxied", "true");
         self.get_all_pages(Endpoint::DnsRecordsList, url, Some(DNS_PER_PAGE))
+            .await
+    }
+
+    /// GET `/zones` (needs Zone Read), every page of at most 50: the zones named `name`
+    /// (every zone when `None`), within `cloudflare.account_id` when it is set.
+    pub async fn list_zones(&self, name: Option<&str>) -> Result<Vec<Zone>, ApiError> {
+        let mut url = self.url(&["zones"]);
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(name) = name {
+                query.append_pair("name", name);
+            }
+            if let Some(account_id) = self.options.account_id.as_deref() {
+                query.append_pair("account.id", account_id);
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        self.get_all_pages(Endpoint::ZonesList, url, Some(ZONES_PER_PAGE))
             .await
     }
 

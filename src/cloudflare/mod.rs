@@ -19,11 +19,12 @@ pub enum Endpoint {
     ZoneSettingsGet,
     TokenVerify,
     DnsRecordsList,
+    ZonesList,
 }
 
 impl Endpoint {
     /// Every endpoint, in label order.
-    pub const ALL: [Endpoint; 7] = [
+    pub const ALL: [Endpoint; 8] = [
         Endpoint::HostnameCertificatesList,
         Endpoint::HostnameCertificateGet,
         Endpoint::HostnameGet,
@@ -31,6 +32,7 @@ impl Endpoint {
         Endpoint::ZoneSettingsGet,
         Endpoint::TokenVerify,
         Endpoint::DnsRecordsList,
+        Endpoint::ZonesList,
     ];
 
     /// The `endpoint` label value.
@@ -43,6 +45,7 @@ impl Endpoint {
             Endpoint::ZoneSettingsGet => "zone_settings_get",
             Endpoint::TokenVerify => "token_verify",
             Endpoint::DnsRecordsList => "dns_records_list",
+            Endpoint::ZonesList => "zones_list",
         }
     }
 }

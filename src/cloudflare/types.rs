@@ -374,6 +374,22 @@ pub struct DnsRecord {
     pub proxied: Option<bool>,
 }
 
+/// An item of GET `/zones` (only what zone resolution and discovery read).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Zone {
+    #[serde(
+        default,
+        deserialize_with = "non_empty_id",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `active`, `pending`, `initializing`, `moved`, `deleted`, `deactivated`, or newer values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
 /// Why a list item was left out: the `reason` label of `api_items_skipped_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SkipReason {
@@ -466,6 +482,12 @@ impl ListItem for ZoneCertificate {
 impl ListItem for DnsRecord {
     fn item_id(&self) -> Option<&str> {
         self.id.as_deref().or(self.name.as_deref())
+    }
+}
+
+impl ListItem for Zone {
+    fn item_id(&self) -> Option<&str> {
+        self.id.as_deref()
     }
 }
 

@@ -168,8 +168,11 @@ pub struct Settings {
     pub cloudflare: CloudflareSettings,
     /// When poll cycles run.
     pub schedule: ScheduleSettings,
-    /// The zones to watch (at least one when loaded from a file).
+    /// The configured zones (at least one when loaded from a file, unless zone discovery is
+    /// on). An entry given by name only has an empty `id` until resolved at start-up.
     pub zones: Vec<ZoneSettings>,
+    /// Watching every zone the token can read.
+    pub zone_discovery: ZoneDiscoverySettings,
     /// The HTTP server (`/metrics` and friends).
     pub server: ServerSettings,
     /// What `/metrics` carries.
@@ -341,8 +344,10 @@ fn parse_cron(expression: &str) -> Result<croner::Cron, croner::errors::CronErro
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZoneSettings {
     /// Zone id: hex digits and dashes, 1 to 64 characters (32 hex or a 36-char UUID in practice).
+    /// Empty for an entry given by `name` only, until resolved (see [`ZoneSettings::by_name`]).
     pub id: String,
-    /// The `zone` metric label: the configured name, else the id.
+    /// The `zone` metric label: the configured name, else the id. For an entry without an
+    /// id, the zone's name at Cloudflare (lowercased).
     pub name: String,
     /// Hostnames whose per-hostname AOP association is polled: lowercased, unique.
     pub hostnames: Vec<String>,
@@ -360,6 +365,44 @@ impl ZoneSettings {
             name: id.clone(),
             id,
             hostnames,
+            zone_level: true,
+            discover_hostnames: false,
+        }
+    }
+
+    /// Whether this entry names its zone by `name` only: its id is looked up with
+    /// `GET /zones?name=` at start-up (and again when the id stops answering).
+    pub fn by_name(&self) -> bool {
+        self.id.is_empty()
+    }
+}
+
+/// The validated `[zone_discovery]` section (also its file format).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ZoneDiscoverySettings {
+    /// Watch every zone the token can read (`GET /zones`, needs Zone Read), besides the
+    /// `[[zones]]` entries, which override a discovered zone of the same id or name.
+    pub enabled: bool,
+    /// How often the zones are listed again: new zones are watched from then on, zones gone
+    /// stop being exported (default `1h`).
+    #[serde(with = "raw::duration")]
+    pub interval: Duration,
+    /// Zone names never watched by discovery (a `[[zones]]` entry still watches its zone).
+    pub exclude: Vec<String>,
+    /// Poll discovered zones' zone-level certificates and setting (default true).
+    pub zone_level: bool,
+    /// Watch discovered zones' proxied DNS record names as hostnames; needs DNS Read
+    /// (default false).
+    pub discover_hostnames: bool,
+}
+
+impl Default for ZoneDiscoverySettings {
+    fn default() -> Self {
+        ZoneDiscoverySettings {
+            enabled: false,
+            interval: Duration::from_secs(3600),
+            exclude: Vec::new(),
             zone_level: true,
             discover_hostnames: false,
         }
@@ -647,6 +690,7 @@ impl Settings {
             cloudflare: CloudflareSettings::with_defaults(base_url, credentials),
             schedule: ScheduleSettings::default(),
             zones,
+            zone_discovery: ZoneDiscoverySettings::default(),
             server: ServerSettings::default(),
             alerts: AlertSettings::default(),
             state: StateSettings {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::{
     ConfigError, Credentials, DEFAULT_API_BASE_URL, ENV_PREFIX, ENV_SEPARATOR, LogSettings,
     MetricsSettings, ScheduleSettings, ServerSettings, Settings, SinkKind, StateSettings,
-    ValueSource,
+    ValueSource, ZoneDiscoverySettings,
 };
 use crate::secret::{REDACTED, Secret};
 use config::{Config, Environment, FileFormat};
@@ -30,6 +30,8 @@ pub struct RawSettings {
     pub schedule: ScheduleSettings,
     /// `[[zones]]`: the zones to watch.
     pub zones: Vec<RawZone>,
+    /// `[zone_discovery]`: watch every zone the token can read.
+    pub zone_discovery: ZoneDiscoverySettings,
     /// `[server]`: the HTTP server.
     pub server: ServerSettings,
     /// `[metrics]`: what `/metrics` carries.
@@ -160,9 +162,11 @@ impl Default for RawCloudflare {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawZone {
-    /// Zone id (required): hex digits and dashes, 1 to 64 characters.
-    pub id: String,
-    /// The `zone` metric label (defaults to the id).
+    /// Zone id: hex digits and dashes, 1 to 64 characters. Leave it out to give the zone by
+    /// `name`: the id is then looked up at start-up (needs Zone Read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The `zone` metric label (defaults to the id); with no `id`, the zone's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Hostnames whose per-hostname AOP association is polled (no association list exists
@@ -177,7 +181,7 @@ pub struct RawZone {
 impl Default for RawZone {
     fn default() -> Self {
         RawZone {
-            id: String::new(),
+            id: None,
             name: None,
             hostnames: Vec::new(),
             zone_level: true,
@@ -511,7 +515,7 @@ pub(super) fn effective(settings: &Settings) -> RawSettings {
         .zones
         .iter()
         .map(|zone| RawZone {
-            id: zone.id.clone(),
+            id: (!zone.by_name()).then(|| zone.id.clone()),
             name: Some(zone.name.clone()),
             hostnames: zone.hostnames.clone(),
             zone_level: zone.zone_level,
@@ -547,6 +551,7 @@ pub(super) fn effective(settings: &Settings) -> RawSettings {
         cloudflare: raw_cloudflare,
         schedule: settings.schedule.clone(),
         zones,
+        zone_discovery: settings.zone_discovery.clone(),
         server: settings.server.clone(),
         metrics: settings.metrics.clone(),
         alerts: RawAlerts {

@@ -111,6 +111,9 @@ fn example_toml_parses_with_its_documented_values() {
         Some(Duration::from_secs(14 * 86_400))
     );
     assert!(settings.alerts.sinks.is_empty(), "sinks are commented out");
+    assert!(!settings.zone_discovery.enabled);
+    assert_eq!(settings.zone_discovery.interval, Duration::from_secs(3600));
+    assert_eq!(settings.zone_discovery.exclude, ["staging.example.com"]);
     assert_eq!(settings.state.dir, PathBuf::from("cloudflare-aop-state"));
 }
 
@@ -209,6 +212,9 @@ fn example_toml_documents_every_key() {
         "max_connections",
         "statesets",
         "exclude_families",
+        "[zone_discovery]",
+        "interval",
+        "exclude",
     ] {
         assert!(text.contains(key), "example.toml does not mention {key}");
     }
@@ -456,8 +462,16 @@ fn zone_ids_are_checked() {
         "{message}"
     );
 
-    let (key, _) = fixture.error("[cloudflare]\napi_token = \"t\"\n[[zones]]\nname = \"x\"\n");
+    // A zone by name only is looked up at start-up.
+    let by_name = fixture
+        .load("[cloudflare]\napi_token = \"t\"\n[[zones]]\nname = \"X.example\"\n")
+        .unwrap();
+    assert!(by_name.zones[0].by_name());
+    assert_eq!(by_name.zones[0].name, "x.example");
+    let (key, message) =
+        fixture.error("[cloudflare]\napi_token = \"t\"\n[[zones]]\nhostnames = []\n");
     assert_eq!(key, "zones[0].id");
+    assert!(message.contains("or its name"), "{message}");
 
     let (_, message) = fixture.error(&zone("example.com"));
     assert!(message.contains("only hex digits"), "{message}");
@@ -472,6 +486,41 @@ fn zone_ids_are_checked() {
     let (key, message) = fixture.error(&format!("{}[[zones]]\nid = \"ABC\"\n", zone("abc")));
     assert_eq!(key, "zones[1].id");
     assert!(message.contains("duplicate zone id"), "{message}");
+}
+
+#[test]
+fn zone_discovery_is_validated_and_replaces_the_need_for_zones() {
+    let fixture = Fixture::new();
+    let settings = fixture
+        .load(
+            "[cloudflare]\napi_token = \"t\"\n[zone_discovery]\nenabled = true\n\
+             exclude = [\"Staging.Example.com.\"]\ninterval = \"10m\"\n",
+        )
+        .unwrap();
+    assert!(settings.zones.is_empty());
+    assert!(settings.zone_discovery.enabled);
+    assert_eq!(settings.zone_discovery.exclude, ["staging.example.com"]);
+    assert_eq!(settings.zone_discovery.interval, Duration::from_secs(600));
+    assert!(settings.zone_discovery.zone_level);
+    assert!(!settings.zone_discovery.discover_hostnames);
+
+    let (key, _) = fixture.error(
+        "[cloudflare]\napi_token = \"t\"\n[zone_discovery]\nenabled = true\ninterval = \"0s\"\n",
+    );
+    assert_eq!(key, "zone_discovery.interval");
+    let (key, _) = fixture.error(
+        "[cloudflare]\napi_token = \"t\"\n[zone_discovery]\nenabled = true\nexclude = [\"a b\"]\n",
+    );
+    assert_eq!(key, "zone_discovery.exclude[0]");
+    let (key, message) = fixture.error(
+        "[cloudflare]\napi_token = \"t\"\n[[zones]]\nname = \"a.example\"\n[[zones]]\nname = \"A.example\"\n",
+    );
+    assert_eq!(key, "zones[1].name");
+    assert!(message.contains("duplicate zone name"), "{message}");
+    // Disabled, it does not stand in for zones.
+    let (key, _) =
+        fixture.error("[cloudflare]\napi_token = \"t\"\n[zone_discovery]\nenabled = false\n");
+    assert_eq!(key, "zones");
 }
 
 #[test]

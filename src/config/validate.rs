@@ -11,7 +11,7 @@ use super::raw::{RawAlerts, RawCloudflare, RawSettings, RawSink, RawZone};
 use super::{
     AlertSettings, CLOUDFLARE_API_TOKEN_ENV, CloudflareSettings, Credentials, LogSettings,
     MetricsSettings, ScheduleSettings, SecretUrl, ServerSettings, Settings, SinkKind, SinkSettings,
-    Sourced, StateSettings, ValueSource, ZoneSettings,
+    Sourced, StateSettings, ValueSource, ZoneDiscoverySettings, ZoneSettings,
 };
 use crate::secret::Secret;
 
@@ -49,16 +49,19 @@ pub(super) fn validate(
         cloudflare,
         schedule,
         zones,
+        zone_discovery,
         server,
         metrics,
         alerts,
         state,
         log,
     } = raw;
+    let zone_discovery = validate_zone_discovery(zone_discovery)?;
     Ok(Settings {
         cloudflare: validate_cloudflare(&cloudflare, env)?,
         schedule: validate_schedule(schedule)?,
-        zones: validate_zones(zones)?,
+        zones: validate_zones(zones, zone_discovery.enabled)?,
+        zone_discovery,
         server: validate_server(server)?,
         metrics: validate_metrics(metrics)?,
         alerts: validate_alerts(alerts, env)?,
@@ -421,26 +424,43 @@ fn validate_schedule(schedule: ScheduleSettings) -> Result<ScheduleSettings, Key
     Ok(schedule)
 }
 
-fn validate_zones(raw_zones: Vec<RawZone>) -> Result<Vec<ZoneSettings>, KeyError> {
-    if raw_zones.is_empty() {
+fn validate_zone_discovery(
+    mut discovery: ZoneDiscoverySettings,
+) -> Result<ZoneDiscoverySettings, KeyError> {
+    if discovery.interval < Duration::from_secs(1) {
+        return Err(key_error(
+            "zone_discovery.interval",
+            "must be at least 1s (e.g. \"1h\")",
+        ));
+    }
+    let mut exclude = Vec::with_capacity(discovery.exclude.len());
+    for (index, raw) in discovery.exclude.iter().enumerate() {
+        let name = normalize_hostname(raw)
+            .map_err(|problem| key_error(format!("zone_discovery.exclude[{index}]"), problem))?;
+        if !exclude.contains(&name) {
+            exclude.push(name);
+        }
+    }
+    discovery.exclude = exclude;
+    Ok(discovery)
+}
+
+fn validate_zones(raw_zones: Vec<RawZone>, discovery: bool) -> Result<Vec<ZoneSettings>, KeyError> {
+    if raw_zones.is_empty() && !discovery {
         return Err(key_error(
             "zones",
-            "no zones configured: add at least one [[zones]] table with an id",
+            "no zones configured: add at least one [[zones]] table with an id or a name, or \
+             enable [zone_discovery]",
         ));
     }
     // Lowercased id → index, so "ABC…" and "abc…" count as the same zone.
     let mut index_by_id: HashMap<String, usize> = HashMap::new();
+    // Zone name → index, for the entries given by name only.
+    let mut index_by_name: HashMap<String, usize> = HashMap::new();
     let mut zones = Vec::with_capacity(raw_zones.len());
     for (index, raw) in raw_zones.into_iter().enumerate() {
         let key = format!("zones[{index}]");
-        let id = raw.id.trim().to_owned();
-        validate_zone_id(&id).map_err(|problem| key_error(format!("{key}.id"), problem))?;
-        if let Some(first) = index_by_id.insert(id.to_ascii_lowercase(), index) {
-            return Err(key_error(
-                format!("{key}.id"),
-                format!("duplicate zone id {id:?} (also zones[{first}].id)"),
-            ));
-        }
+        let id = raw.id.as_deref().map(str::trim);
         let name = match raw.name {
             Some(name) if name.trim().is_empty() => {
                 return Err(key_error(
@@ -448,9 +468,37 @@ fn validate_zones(raw_zones: Vec<RawZone>) -> Result<Vec<ZoneSettings>, KeyError
                     "must not be empty (leave it out to use the zone id)",
                 ));
             }
+            Some(name) if id.is_none() => normalize_hostname(&name)
+                .map_err(|problem| key_error(format!("{key}.name"), problem))?,
             Some(name) => name.trim().to_owned(),
-            None => id.clone(),
+            None => match id {
+                Some(id) => id.to_owned(),
+                None => {
+                    return Err(key_error(
+                        format!("{key}.id"),
+                        "missing: give the zone's id, or its name to look the id up at start-up \
+                         (needs Zone Read)",
+                    ));
+                }
+            },
         };
+        let id = id.unwrap_or_default().to_owned();
+        if raw.id.is_none() {
+            if let Some(first) = index_by_name.insert(name.clone(), index) {
+                return Err(key_error(
+                    format!("{key}.name"),
+                    format!("duplicate zone name {name:?} (also zones[{first}].name)"),
+                ));
+            }
+        } else {
+            validate_zone_id(&id).map_err(|problem| key_error(format!("{key}.id"), problem))?;
+            if let Some(first) = index_by_id.insert(id.to_ascii_lowercase(), index) {
+                return Err(key_error(
+                    format!("{key}.id"),
+                    format!("duplicate zone id {id:?} (also zones[{first}].id)"),
+                ));
+            }
+        }
         let mut index_by_hostname: HashMap<String, usize> = HashMap::new();
         let mut hostnames = Vec::with_capacity(raw.hostnames.len());
         for (host_index, raw_hostname) in raw.hostnames.iter().enumerate() {

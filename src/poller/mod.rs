@@ -11,6 +11,7 @@
 
 mod apply;
 pub mod plan;
+mod zones;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -25,10 +26,12 @@ use crate::cloudflare::types::{
     HostnameAssociation, HostnameCertificate, ZoneCertificate, ZoneSettings as ApiZoneSettings,
 };
 use crate::cloudflare::{ApiError, Auth, Client, ErrorReason, with_deadline};
-use crate::config::{ScheduleSettings, ZoneSettings};
+use crate::config::{ScheduleSettings, ZoneDiscoverySettings, ZoneSettings};
 pub use crate::metrics::PollOutcome;
 use crate::state::{HostnameSource, Scope, SharedSnapshot, Snapshot, StatusHistory, ZoneSnapshot};
 use plan::{Budget, Candidate, Plan, Target, ZoneInventory};
+use zones::ZoneDirectory;
+pub use zones::ZoneError;
 
 /// What one tick did.
 #[derive(Debug, Clone)]
@@ -61,7 +64,11 @@ pub enum TickScope {
 /// Everything the refresher needs besides the client.
 #[derive(Debug, Clone)]
 pub struct PollerOptions {
+    /// The configured zones; entries given by name only are resolved by
+    /// [`Poller::resolve_zones`] (or at the first tick).
     pub zones: Vec<ZoneSettings>,
+    /// Watching every zone the token can read.
+    pub zone_discovery: ZoneDiscoverySettings,
     /// Where the status history is kept; `None` keeps it in memory only.
     pub state_dir: Option<PathBuf>,
     /// Verify the token at start-up and then this often; `None` never verifies.
@@ -102,6 +109,53 @@ struct ZoneRecords {
 }
 
 impl ZoneRecords {
+    /// Nothing fetched yet: the configured hostnames, zone-level objects costing 2 requests.
+    fn for_zone(zone: &ZoneSettings) -> Self {
+        ZoneRecords {
+            hostnames: zone
+                .hostnames
+                .iter()
+                .map(|hostname| (hostname.clone(), Record::default()))
+                .collect(),
+            zone_level: Record {
+                cost: 2,
+                ..Record::default()
+            },
+            ..ZoneRecords::default()
+        }
+    }
+
+    /// Keeps what was fetched for a zone whose entry changed (a configured entry now
+    /// overriding its discovered one): its configured hostnames, and discovered ones only
+    /// while discovery stays on for it. Returns the hostnames no longer watched.
+    fn reconcile(&mut self, zone: &ZoneSettings) -> BTreeSet<String> {
+        if !zone.discover_hostnames {
+            self.discovered.clear();
+        }
+        let watched = |hostname: &String| {
+            zone.hostnames.contains(hostname) || self.discovered.contains(hostname)
+        };
+        let removed: BTreeSet<String> = self
+            .hostnames
+            .keys()
+            .filter(|hostname| !watched(hostname))
+            .cloned()
+            .collect();
+        self.hostnames
+            .retain(|hostname, _| !removed.contains(hostname));
+        for hostname in &zone.hostnames {
+            self.hostnames.entry(hostname.clone()).or_default();
+        }
+        // A failure of an object no longer watched must not keep the zone failing.
+        self.failing.retain(|target| match target {
+            Target::Hostname(hostname) => !removed.contains(hostname),
+            Target::ZoneLevel => zone.zone_level,
+            Target::DnsRecords => zone.discover_hostnames,
+            Target::CertificateList | Target::Certificate(_) => true,
+        });
+        removed
+    }
+
     fn record_mut(&mut self, target: &Target) -> Option<&mut Record> {
         match target {
             Target::CertificateList => Some(&mut self.list),
@@ -153,7 +207,11 @@ pub struct Poller {
     options: PollerOptions,
     snapshot: Arc<SharedSnapshot>,
     history: Mutex<StatusHistory>,
+    /// The watched zones, replaced only between ticks (so indices hold within one).
+    zones: Mutex<Arc<Vec<ZoneSettings>>>,
+    /// Per watched zone, in the same order.
     records: Mutex<Vec<ZoneRecords>>,
+    directory: Mutex<ZoneDirectory>,
     last_token_check: Mutex<Option<Instant>>,
     running: AtomicBool,
 }
@@ -173,39 +231,156 @@ impl Poller {
             }),
             None => StatusHistory::default(),
         };
+        let directory = ZoneDirectory::new(options.zones.clone(), options.zone_discovery.clone());
+        let watched = directory.watched();
         let mut initial = Snapshot::default();
-        for zone in &options.zones {
+        for zone in &watched {
             initial.zones.insert(
                 zone.id.clone(),
                 Arc::new(ZoneSnapshot::new(&zone.id, &zone.name)),
             );
         }
         snapshot.store(initial);
-        let records = options
-            .zones
-            .iter()
-            .map(|zone| ZoneRecords {
-                hostnames: zone
-                    .hostnames
-                    .iter()
-                    .map(|hostname| (hostname.clone(), Record::default()))
-                    .collect(),
-                zone_level: Record {
-                    cost: 2,
-                    ..Record::default()
-                },
-                ..ZoneRecords::default()
-            })
-            .collect();
+        let records = watched.iter().map(ZoneRecords::for_zone).collect();
         Poller {
             client,
             options,
             snapshot,
             history: Mutex::new(history),
+            zones: Mutex::new(Arc::new(watched)),
             records: Mutex::new(records),
+            directory: Mutex::new(directory),
             last_token_check: Mutex::new(None),
             running: AtomicBool::new(false),
         }
+    }
+
+    /// The zones watched now.
+    pub fn zones(&self) -> Arc<Vec<ZoneSettings>> {
+        lock(&self.zones).clone()
+    }
+
+    /// Start-up: lists the zones when discovery is on, and resolves every zone given by name
+    /// to its id; the first failure is returned (naming the zone), nothing is watched from
+    /// a failed step. Call before the first tick.
+    pub async fn resolve_zones(&self) -> Result<(), ZoneError> {
+        if lock(&self.directory).listing_due() {
+            let zones = self
+                .client
+                .list_zones(None)
+                .await
+                .map_err(ZoneError::Discovery)?;
+            lock(&self.directory).listed(&zones);
+        }
+        let unresolved = lock(&self.directory).unresolved();
+        for (index, name) in unresolved {
+            let id = ZoneDirectory::resolve(&self.client, index, &name).await?;
+            tracing::info!(zone = %name, zone_id = %id, "zone resolved by name");
+            lock(&self.directory).resolved(index, id);
+        }
+        let watched = lock(&self.directory).watched();
+        self.install_zones(watched);
+        Ok(())
+    }
+
+    /// At a tick's start: lists the zones again when discovery's interval has passed, and
+    /// looks up names not yet (or no longer) resolved. Failures keep the current set.
+    async fn refresh_zone_set(&self) {
+        let (listing_due, unresolved) = {
+            let directory = lock(&self.directory);
+            (directory.listing_due(), directory.unresolved())
+        };
+        if !listing_due && unresolved.is_empty() {
+            return;
+        }
+        if listing_due {
+            match self.client.list_zones(None).await {
+                Ok(zones) => lock(&self.directory).listed(&zones),
+                Err(error) => {
+                    tracing::warn!(error = %error, "zone discovery: listing failed; keeping the zones watched");
+                }
+            }
+        }
+        let unresolved = lock(&self.directory).unresolved();
+        for (index, name) in unresolved {
+            match ZoneDirectory::resolve(&self.client, index, &name).await {
+                Ok(id) => {
+                    tracing::info!(zone = %name, zone_id = %id, "zone resolved by name");
+                    lock(&self.directory).resolved(index, id);
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "zone not resolved; not watched for now");
+                    lock(&self.directory).resolve_failed(index);
+                }
+            }
+        }
+        let watched = lock(&self.directory).watched();
+        self.install_zones(watched);
+    }
+
+    /// Replaces the watched zones: zones kept keep their records and data; zones gone lose
+    /// their series and status history; new zones start empty.
+    fn install_zones(&self, watched: Vec<ZoneSettings>) {
+        let mut current = lock(&self.zones);
+        if **current == watched {
+            return;
+        }
+        let mut records = lock(&self.records);
+        let mut before: BTreeMap<String, (ZoneSettings, ZoneRecords)> = current
+            .iter()
+            .cloned()
+            .zip(std::mem::take(&mut *records))
+            .map(|(zone, records)| (zone.id.clone(), (zone, records)))
+            .collect();
+        let mut added = Vec::new();
+        let mut unwatched_hostnames = BTreeMap::new();
+        for zone in &watched {
+            records.push(match before.remove(&zone.id) {
+                Some((previous, kept)) if previous == *zone => kept,
+                Some((_, mut kept)) => {
+                    unwatched_hostnames.insert(zone.id.clone(), kept.reconcile(zone));
+                    kept
+                }
+                None => {
+                    added.push(zone.id.clone());
+                    ZoneRecords::for_zone(zone)
+                }
+            });
+        }
+        let gone: Vec<String> = before.into_keys().collect();
+        let mut history = lock(&self.history);
+        for zone_id in &gone {
+            history.retain_zone(zone_id, |_| false);
+        }
+        self.snapshot.update(|snapshot| {
+            for zone_id in &gone {
+                snapshot.zones.remove(zone_id);
+            }
+            for zone in &watched {
+                let entry = snapshot
+                    .zones
+                    .entry(zone.id.clone())
+                    .or_insert_with(|| Arc::new(ZoneSnapshot::new(&zone.id, &zone.name)));
+                if entry.zone_name != zone.name {
+                    Arc::make_mut(entry).zone_name.clone_from(&zone.name);
+                }
+                if let Some(hostnames) = unwatched_hostnames.get(&zone.id) {
+                    if !hostnames.is_empty() {
+                        apply::forget_hostnames(Arc::make_mut(entry), hostnames, &mut history);
+                    }
+                }
+            }
+        });
+        drop(history);
+        if !added.is_empty() || !gone.is_empty() {
+            tracing::info!(
+                zones = watched.len(),
+                added = added.len(),
+                gone = gone.len(),
+                "the watched zones changed"
+            );
+        }
+        *current = Arc::new(watched);
     }
 
     /// The snapshot this refresher publishes.
@@ -257,9 +432,9 @@ impl Poller {
     /// What the planner sees: every watched object's age, cost and whether it is hot.
     fn inventory(&self) -> Vec<ZoneInventory> {
         let snapshot = self.snapshot.load();
+        let zones = self.zones();
         let records = lock(&self.records);
-        self.options
-            .zones
+        zones
             .iter()
             .zip(records.iter())
             .map(|(zone, records)| {
@@ -326,6 +501,8 @@ impl Poller {
         let started = Instant::now();
         let now = Utc::now();
         let token_valid = self.verify_token_if_due().await;
+        self.refresh_zone_set().await;
+        let zones = self.zones();
         if let Some(until) = self.client.paused_until() {
             tracing::warn!(
                 remaining_s = until.saturating_duration_since(Instant::now()).as_secs(),
@@ -341,14 +518,17 @@ impl Poller {
                 .or_default()
                 .push(task.target.clone());
         }
-        let zones =
-            join_all(by_zone.into_iter().map(|(zone, targets)| async move {
-                (zone, self.refresh_zone(zone, targets).await)
-            }));
+        let zone_set = &zones;
+        let refreshes = join_all(by_zone.into_iter().map(|(zone, targets)| async move {
+            (
+                zone,
+                self.refresh_zone(zone, &zone_set[zone], targets).await,
+            )
+        }));
         let zone_outcomes = match scope {
             // Retries and waits end with the tick, so a hanging API shows as failing within it.
-            TickScope::Budgeted => with_deadline(Instant::now() + period, zones).await,
-            TickScope::Everything => zones.await,
+            TickScope::Budgeted => with_deadline(Instant::now() + period, refreshes).await,
+            TickScope::Everything => refreshes.await,
         };
 
         if let Some(dir) = &self.options.state_dir {
@@ -375,8 +555,7 @@ impl Poller {
                     Outcome::NotSent => not_sent += 1,
                     Outcome::Failed(error) => {
                         if !failed {
-                            zone_errors
-                                .push((self.options.zones[zone].id.clone(), error.to_string()));
+                            zone_errors.push((zones[zone].id.clone(), error.to_string()));
                         }
                         failed = true;
                         error_reasons.push(error.reason());
@@ -421,8 +600,12 @@ impl Poller {
     /// Fetches one zone's planned targets concurrently, publishing each answer as it arrives;
     /// then what those answers call for: newly discovered hostnames, and certificates that
     /// refreshed associations name but the list lacks.
-    async fn refresh_zone(&self, zone_index: usize, targets: Vec<Target>) -> Vec<Outcome> {
-        let zone = &self.options.zones[zone_index];
+    async fn refresh_zone(
+        &self,
+        zone_index: usize,
+        zone: &ZoneSettings,
+        targets: Vec<Target>,
+    ) -> Vec<Outcome> {
         let refreshed_hostnames: BTreeSet<String> = targets
             .iter()
             .filter_map(|target| match target {
@@ -637,6 +820,16 @@ impl Poller {
             error = %error,
             "request failed; keeping the object's last good data"
         );
+        if *target == Target::CertificateList
+            && zones::is_no_such_zone(&error)
+            && lock(&self.directory).zone_gone(&zone.id)
+        {
+            tracing::warn!(
+                zone_id = %zone.id,
+                zone = %zone.name,
+                "the zone answers \"no such zone\"; it is looked up again at the next tick"
+            );
+        }
         let mut records = lock(&self.records);
         records[zone_index].failing.insert(target.clone());
         let message = error.to_string();

@@ -13,7 +13,7 @@ use super::state::{SimCertificate, SimHostname, SimState, SimZone};
 use crate::cloudflare::Endpoint;
 use crate::cloudflare::types::{
     ApiMessage, DnsRecord, Envelope, HostnameAssociation, HostnameCertificate, ResultInfo, Status,
-    TokenVerification, ZoneCertificate, ZoneSettings,
+    TokenVerification, Zone, ZoneCertificate, ZoneSettings,
 };
 
 /// A marker inside the fake `private_key` (see `include_private_key`): grep logs, metrics and
@@ -24,6 +24,9 @@ pub const PRIVATE_KEY_MARKER: &str = "SIMULATOR-PRIVATE-KEY-MUST-NOT-LEAK";
 const DNS_DEFAULT_PER_PAGE: usize = 100;
 /// The largest DNS page Cloudflare serves.
 const DNS_MAX_PER_PAGE: usize = 5_000;
+/// Zones per page when the request does not say, and the most Cloudflare serves.
+const ZONES_DEFAULT_PER_PAGE: usize = 20;
+const ZONES_MAX_PER_PAGE: usize = 50;
 
 /// Which endpoint a request is for, with its path parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +55,8 @@ pub(crate) enum Route {
     DnsRecordsList {
         zone_id: String,
     },
+    /// `GET /zones` (filters in the query).
+    ZonesList,
     /// Under `/client/v4` but no endpoint of ours.
     Unrouted,
 }
@@ -66,6 +71,7 @@ impl Route {
             Route::ZoneSettingsGet { .. } => Endpoint::ZoneSettingsGet,
             Route::TokenVerify { .. } => Endpoint::TokenVerify,
             Route::DnsRecordsList { .. } => Endpoint::DnsRecordsList,
+            Route::ZonesList => Endpoint::ZonesList,
             Route::Unrouted => return None,
         })
     }
@@ -78,7 +84,7 @@ impl Route {
             | Route::ZoneCertificatesList { zone_id }
             | Route::ZoneSettingsGet { zone_id }
             | Route::DnsRecordsList { zone_id } => Some(zone_id),
-            Route::TokenVerify { .. } | Route::Unrouted => None,
+            Route::TokenVerify { .. } | Route::ZonesList | Route::Unrouted => None,
         }
     }
 }
@@ -265,6 +271,9 @@ pub(crate) fn answer(
     if let Route::TokenVerify { account_id } = route {
         return token_verification(&state.auth, account_id.as_deref());
     }
+    if *route == Route::ZonesList {
+        return zones_list(state, query);
+    }
     let Some(zone_id) = route.zone_id() else {
         return ApiReply::error(StatusCode::BAD_REQUEST, 7000, "No route for that URI");
     };
@@ -342,7 +351,7 @@ pub(crate) fn answer(
             None,
         ),
         Route::DnsRecordsList { .. } => dns_records(zone, query, page),
-        Route::TokenVerify { .. } | Route::Unrouted => {
+        Route::TokenVerify { .. } | Route::ZonesList | Route::Unrouted => {
             ApiReply::error(StatusCode::BAD_REQUEST, 7000, "No route for that URI")
         }
     }
@@ -495,6 +504,58 @@ fn zone_certificate_item(zone: &SimZone, certificate: &SimCertificate) -> Value 
         uploaded_on: Some(certificate.uploaded_on),
     };
     with_raw_status(to_json(&item), "status", status)
+}
+
+/// `GET /zones` as Cloudflare serves it: filtered by `name` (exact, case-insensitive) and
+/// `account.id` (every simulated zone belongs to the scenario's account), always paged
+/// (`per_page` default 20, at most 50; more is a 400 like Cloudflare's).
+fn zones_list(state: &SimState, query: Option<&str>) -> ApiReply {
+    let per_page = query_param(query, "per_page")
+        .map_or(Ok(ZONES_DEFAULT_PER_PAGE), |value| value.parse::<usize>())
+        .unwrap_or(0);
+    if !(5..=ZONES_MAX_PER_PAGE).contains(&per_page) {
+        return ApiReply::error(
+            StatusCode::BAD_REQUEST,
+            1019,
+            "per_page must be a number between 5 and 50",
+        );
+    }
+    let page = query_param(query, "page")
+        .and_then(|page| page.parse::<usize>().ok())
+        .filter(|page| *page >= 1)
+        .unwrap_or(1);
+    let name = query_param(query, "name");
+    let account_matches = query_param(query, "account.id")
+        .is_none_or(|account_id| account_id == state.auth.account_id);
+    let zones: Vec<Value> = state
+        .zones
+        .iter()
+        .filter(|_| account_matches)
+        .filter(|zone| {
+            name.as_deref()
+                .is_none_or(|name| zone_name(zone).eq_ignore_ascii_case(name))
+        })
+        .map(|zone| {
+            let mut value = to_json(&Zone {
+                id: Some(zone.id.clone()),
+                name: Some(zone_name(zone).to_owned()),
+                status: Some("active".to_owned()),
+            });
+            value["account"] = json!({ "id": state.auth.account_id, "name": "Simulated account" });
+            value
+        })
+        .collect();
+    let (zones, result_info) = paginate(zones, Some(per_page), page);
+    ApiReply::ok(Value::Array(zones), result_info)
+}
+
+/// A zone's domain name; a scenario zone without one goes by its id.
+fn zone_name(zone: &SimZone) -> &str {
+    if zone.name.is_empty() {
+        &zone.id
+    } else {
+        &zone.name
+    }
 }
 
 /// Always paged (`per_page` default 100, at most 5,000), like Cloudflare's DNS list.
@@ -659,6 +720,31 @@ mod tests {
             })
         );
         assert_eq!(paginate(items.clone(), None, 2), (items, None));
+    }
+
+    #[test]
+    fn the_zone_list_filters_by_name_and_account_and_pages_by_at_most_50() {
+        let scenario = crate::simulator::Scenario::scale(7, 0, 0);
+        let state = SimState::build(&scenario, Utc::now()).unwrap();
+        let names = |reply: &ApiReply| -> Vec<String> {
+            reply.body["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|zone| zone["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let by_name = zones_list(&state, Some("name=ZONE-3.example"));
+        assert_eq!(names(&by_name), ["zone-3.example"]);
+        let account = format!("account.id={}", state.auth.account_id);
+        assert_eq!(names(&zones_list(&state, Some(&account))).len(), 7);
+        assert!(names(&zones_list(&state, Some("account.id=other"))).is_empty());
+        let second = zones_list(&state, Some("per_page=5&page=2"));
+        assert_eq!(names(&second), ["zone-5.example", "zone-6.example"]);
+        assert_eq!(second.body["result_info"]["total_pages"], json!(2));
+        let refused = zones_list(&state, Some("per_page=51"));
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert_eq!(error_code(&refused), 1019);
     }
 
     #[test]

@@ -140,6 +140,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/client/v4/zones/{zone_id}/dns_records",
             any(dns_records_list),
         )
+        .route("/client/v4/zones", any(zones_list))
         .route(
             "/__sim/faults",
             get(control_faults)
@@ -273,6 +274,15 @@ async fn dns_records_list(
         zone_id,
     });
     serve_api(&shared, route, &method, &uri, &headers).await
+}
+
+async fn zones_list(
+    State(shared): SharedState,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    serve_api(&shared, Route::ZonesList, &method, &uri, &headers).await
 }
 
 /// Unknown paths: Cloudflare's "no route" under `/client/v4`, a plain 404 elsewhere.
