@@ -411,9 +411,6 @@ level = "warn"
         hot = [i for i in done if i["kind"] == "hot"]
         missed = [i for i in pending + schedule if i["kind"] == "cold"]
         latencies = [i["latency"] for i in cold]
-        exporter_requests = (stats_after["total"] - stats_before["total"]
-                             - (stats_after["requests"].get("token_verify", 0)
-                                - stats_before["requests"].get("token_verify", 0)))
         # Per object, the longest time between two fetches that ends in the window, or
         # from its last fetch to the window's end: the data's age just before each refresh.
         fetches = {}
@@ -455,6 +452,9 @@ level = "warn"
                 per_tick[bucket] = per_tick.get(bucket, 0) + 1
         tick_budget = self.requests_per_5m * TICK_SECONDS // CF_WINDOW_SECONDS
         window_minutes = (window_end - window_start) / 60
+        exporter_requests = sum(
+            1 for record in stats_after.get("request_log", [])
+            if record["endpoint"] != "token_verify" and start_ms <= record["at_ms"] <= end_ms)
         steady_requests = sum(
             1 for record in stats_after.get("request_log", [])
             if record["endpoint"] != "token_verify" and steady_ms <= record["at_ms"] <= end_ms)
@@ -519,19 +519,10 @@ level = "warn"
         self.results["forced_429"] = result
         log(f"{self.size_name}: forced 429 {json.dumps(result)}")
 
-    def window_peak(self, records):
-        """The most admitted requests in any simulator window (sliding over arrivals)."""
-        arrivals = sorted(r["at_ms"] for r in records if r["status_code"] != 429)
-        best, first = 0, 0
-        for last, at in enumerate(arrivals):
-            while at - arrivals[first] >= SIM_WINDOW_SECONDS * 1000:
-                first += 1
-            best = max(best, last + 1 - first)
-        return best
-
-    def into_reserve(self, records):
-        """Exporter requests that arrived while the window had no more than the reserve (20 %
-        of the limit) left for other clients, and the largest bunch of them within 100 ms."""
+    def into_reserve(self, records, since_ms):
+        """Exporter requests from `since_ms` on that arrived while the window had no more than
+        the reserve (20 % of the limit) left for other clients, and the largest bunch of them
+        within 100 ms. Earlier records only fill the window."""
         reserve = self.quota_binding // 5
         window_ms = SIM_WINDOW_SECONDS * 1000
         admitted, head = [], 0
@@ -541,7 +532,7 @@ level = "warn"
             while head < len(admitted) and at - admitted[head] >= window_ms:
                 head += 1
             remaining = self.quota_binding - (len(admitted) - head)
-            if record["endpoint"] != "token_verify" and remaining <= reserve:
+            if at >= since_ms and record["endpoint"] != "token_verify" and remaining <= reserve:
                 count += 1
                 if bunch_start is None or at - bunch_start > 100:
                     bunch_start, bunch = at, 0
@@ -551,22 +542,38 @@ level = "warn"
                 admitted.append(at)
         return count, largest
 
-    def shared_phase(self, name, seconds):
-        """Counts what the simulator served during the phase, split by client."""
-        stats = self.sim("GET", "stats?log=1")
-        records = stats.get("request_log", [])
-        into_reserve, bunch = self.into_reserve(records)
+    def window_peak(self, records, since_ms):
+        """The most admitted requests in any simulator window ending from `since_ms` on."""
+        arrivals = sorted(r["at_ms"] for r in records if r["status_code"] != 429)
+        best, first = 0, 0
+        for last, at in enumerate(arrivals):
+            while at - arrivals[first] >= SIM_WINDOW_SECONDS * 1000:
+                first += 1
+            if at >= since_ms:
+                best = max(best, last + 1 - first)
+        return best
+
+    def shared_phase(self, since, seconds):
+        """What the simulator served from wall time `since` on, split by client. The log also
+        holds the previous phase, whose requests are still in the simulator's window."""
+        since_ms = self.sim_time(since)
+        everything = self.sim("GET", "stats?log=1").get("request_log", [])
+        records = [r for r in everything if r["at_ms"] >= since_ms]
+        into_reserve, bunch = self.into_reserve(everything, since_ms)
         other = [r for r in records if r["endpoint"] == "token_verify"]
         exporter = [r for r in records if r["endpoint"] != "token_verify"]
         minutes = seconds / 60
         return {
             "seconds": seconds, "quota": self.quota_binding, "window": SIM_WINDOW_SECONDS,
-            "rate_limited": stats["rate_limited"],
+            "rate_limited": sum(1 for r in records if r["status_code"] == 429),
             "exporter_429": sum(1 for r in exporter if r["status_code"] == 429),
             "other_429": sum(1 for r in other if r["status_code"] == 429),
+            "first_429_after": next((r["at_ms"] / 1000 + self.sim_offset - since
+                                     for r in sorted(records, key=lambda r: r["at_ms"])
+                                     if r["status_code"] == 429), None),
             "exporter_per_minute": len(exporter) / minutes,
             "other_per_minute": len(other) / minutes,
-            "window_peak": self.window_peak(records),
+            "window_peak": self.window_peak(everything, since_ms),
             "exporter_into_reserve": into_reserve, "largest_bunch_into_reserve": bunch,
         }
 
@@ -583,7 +590,7 @@ level = "warn"
              str(rate), str(seconds)],
             check=True, capture_output=True, text=True)
         elapsed = time.time() - started
-        result = self.shared_phase("other_client", elapsed)
+        result = self.shared_phase(started, elapsed)
         result["other_client"] = json.loads(other.stdout)
         result["other_rate_per_minute"] = rate * 60
         metrics = self.metrics(self.port_one)
@@ -593,11 +600,11 @@ level = "warn"
         log(f"{self.size_name}: other client {json.dumps(result)}")
 
     def phase_two_exporters(self):
-        self.sim("DELETE", "stats")
+        # No stats reset: phase B's requests still fill the simulator's window.
         started = time.time()
         self.start_exporter("two", self.port_two)
         time.sleep(max(0.0, self.phase_seconds - (time.time() - started)))
-        result = self.shared_phase("two_exporters", time.time() - started)
+        result = self.shared_phase(started, time.time() - started)
         result["both_up"] = all(p.poll() is None for p in self.processes)
         self.results["two_exporters"] = result
         log(f"{self.size_name}: two exporters {json.dumps(result)}")
@@ -682,9 +689,11 @@ def report(results, started_at, revision, commands):
                                 ratio(f["latency_max_steady"], sweep),
                                 f["latency_max_steady"] <= 1.1 * sweep))
             if f["hot"]:
-                summary.append((f"hot object's change visible within one tick ({label})",
-                                f"{max(f['hot']):.1f} s (tick {TICK_SECONDS} s)",
-                                max(f["hot"]) <= TICK_SECONDS))
+                # The first tick after the change fetches it: at most a tick's period plus
+                # the time into that tick its request takes.
+                summary.append((f"hot object's change visible at the next tick, ≤ 1.5 ticks "
+                                f"({label})", f"{max(f['hot']):.1f} s (tick {TICK_SECONDS} s)",
+                                max(f["hot"]) <= 1.5 * TICK_SECONDS))
             spent = f.get("requests_per_minute_steady", f["requests_per_minute"])
             summary.append((f"requests ≤ budget, steady state ({label})",
                             f"{spent:,.0f} / {f['budget_per_minute']:,.0f} per minute",
@@ -778,8 +787,10 @@ def report(results, started_at, revision, commands):
             p = r.get(key)
             if not p:
                 continue
+            first = p.get("first_429_after")
             w(f"| {name}: 429s served (exporters / other client) | {p['rate_limited']} "
-              f"({p['exporter_429']} / {p['other_429']}) over {p['seconds']:.0f} s |")
+              f"({p['exporter_429']} / {p['other_429']}) over {p['seconds']:.0f} s"
+              + ("" if first is None else f"; the first {first:.1f} s into the phase") + " |")
             w(f"| {name}: requests per minute, exporters / other client | "
               f"{p['exporter_per_minute']:,.0f} / {p['other_per_minute']:,.0f} |")
             w(f"| {name}: most requests admitted in any {p['window']} s window / limit | "
@@ -794,6 +805,25 @@ def report(results, started_at, revision, commands):
         if r.get("crashed"):
             w(f"| processes that exited with an error | {', '.join(r['crashed'])} |")
         w("")
+        notes = []
+        ticks = f.get("requests_first_ticks") or []
+        if ticks and ticks[0] > 2 * f["tick_budget"]:
+            notes.append(
+                f"The first {TICK_SECONDS} s after start carried {ticks[0]:,} requests against "
+                f"a tick's budget of {f['tick_budget']:,}; the simulator's window then holds "
+                "them for a whole window, the reserve stops the ticks until they leave it "
+                f"({', '.join(f'{n:,}' for n in ticks[8:16])} in the 8th to 15th "
+                f"{TICK_SECONDS} s), and the objects fetched at start wait longer than N/B: "
+                "that start-up, not the steady state, is what the rows measured from the "
+                "first full sweep show.")
+        bunches = [p.get("largest_bunch_into_reserve", 0) for p in (b, c) if p]
+        if bunches and max(bunches) >= CONCURRENCY:
+            notes.append(
+                f"While the window was down to the reserve the exporters still sent bunches of "
+                f"up to {max(bunches)} requests within 100 ms (`max_concurrency` is "
+                f"{CONCURRENCY}).")
+        for note in notes:
+            w(f"_{note}_\n")
     return "\n".join(out) + "\n"
 
 
@@ -811,6 +841,7 @@ def write_section(path, section):
 
 
 def main():
+    global CONCURRENCY  # the exporters' max_concurrency, from --concurrency
     if len(sys.argv) > 1 and sys.argv[1] == "--other-client":
         other_client(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]))
         return 0
@@ -823,10 +854,13 @@ def main():
     parser.add_argument("--injections", type=int, default=20)
     parser.add_argument("--phase-seconds", type=float, default=75.0,
                         help="length of phases B and C")
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY,
+                        help="the exporters' max_concurrency")
     parser.add_argument("--seed", type=int, default=10)
     parser.add_argument("--output", default="BENCHMARKS.md")
     parser.add_argument("--json", help="also write the raw results here")
     args = parser.parse_args()
+    CONCURRENCY = args.concurrency
     sizes = [s for s in args.sizes.split(",") if s]
     unknown = [s for s in sizes if s not in SIZES]
     if unknown or not sizes:
@@ -858,7 +892,8 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
     commands = [f"scripts/bench_refresh.py --binary {args.binary} --sizes {args.sizes} "
                 f"--sweeps {args.sweeps:g} --injections {args.injections} "
-                f"--phase-seconds {args.phase_seconds:g} --seed {args.seed}"]
+                f"--phase-seconds {args.phase_seconds:g} --concurrency {args.concurrency} "
+                f"--seed {args.seed}"]
     section = report(results, started_at, revision, commands)
     for r in results:
         if r.get("error"):
