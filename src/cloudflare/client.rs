@@ -25,11 +25,12 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Serialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
+use strum::VariantArray as _;
 use tokio::sync::Semaphore;
 use url::Url;
 
 use super::Endpoint;
-use super::ratelimit::{CredentialLimit, Hold, RateLimitReading};
+use super::ratelimit::{CredentialLimit, Hold, RateLimitReading, retry_after};
 use super::types::{
     ApiMessage, DecodedList, DnsRecord, Envelope, HostnameAssociation, HostnameCertificate,
     ListItem, ResultInfo, SkipReason, SkippedItem, TokenVerification, Zone, ZoneCertificate,
@@ -136,49 +137,47 @@ fn deadline() -> Option<Instant> {
 }
 
 /// Low-cardinality failure class: the `reason` label of `api_errors_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::EnumIter,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorReason {
+    /// A 429 or a rate-limit code, or not sent while the credential is paused or at its reserve.
     RateLimited,
+    /// Missing, malformed or invalid credentials.
     Unauthorized,
+    /// Valid credentials without the permission.
     Forbidden,
+    /// A 5xx.
     ServerError,
+    /// No complete answer in time.
     Timeout,
+    /// The connection failed.
     Network,
+    /// An answer that does not decode (or is too large).
     Decode,
+    /// `success: false` for another reason.
     ApiError,
 }
 
 impl ErrorReason {
     /// Every reason, in label order.
-    pub const ALL: [ErrorReason; 8] = [
-        ErrorReason::RateLimited,
-        ErrorReason::Unauthorized,
-        ErrorReason::Forbidden,
-        ErrorReason::ServerError,
-        ErrorReason::Timeout,
-        ErrorReason::Network,
-        ErrorReason::Decode,
-        ErrorReason::ApiError,
-    ];
+    pub const ALL: [ErrorReason; ErrorReason::VARIANTS.len()] = crate::labels::every();
 
     /// The `reason` label value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorReason::RateLimited => "rate_limited",
-            ErrorReason::Unauthorized => "unauthorized",
-            ErrorReason::Forbidden => "forbidden",
-            ErrorReason::ServerError => "server_error",
-            ErrorReason::Timeout => "timeout",
-            ErrorReason::Network => "network",
-            ErrorReason::Decode => "decode",
-            ErrorReason::ApiError => "api_error",
-        }
-    }
-}
-
-impl fmt::Display for ErrorReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -602,15 +601,9 @@ impl Client {
         &self,
         zone_id: &str,
     ) -> Result<Vec<HostnameCertificate>, ApiError> {
-        let url = self.url(&[
-            "zones",
-            zone_id,
-            "origin_tls_client_auth",
-            "hostnames",
-            "certificates",
-        ]);
-        self.get_all_pages(Endpoint::HostnameCertificatesList, url, None)
-            .await
+        let endpoint = Endpoint::HostnameCertificatesList;
+        let url = self.url(endpoint.paths()[0], &[zone_id]);
+        self.get_all_pages(endpoint, url, None).await
     }
 
     /// GET one hostname certificate by id; `None` when Cloudflare answers 404.
@@ -619,20 +612,10 @@ impl Client {
         zone_id: &str,
         certificate_id: &str,
     ) -> Result<Option<HostnameCertificate>, ApiError> {
-        let url = self.url(&[
-            "zones",
-            zone_id,
-            "origin_tls_client_auth",
-            "hostnames",
-            "certificates",
-            certificate_id,
-        ]);
+        let endpoint = Endpoint::HostnameCertificateGet;
+        let url = self.url(endpoint.paths()[0], &[zone_id, certificate_id]);
         let envelope = self
-            .get_envelope::<HostnameCertificate>(
-                Endpoint::HostnameCertificateGet,
-                url,
-                NotFound::Absent,
-            )
+            .get_envelope::<HostnameCertificate>(endpoint, url, NotFound::Absent)
             .await?;
         Ok(envelope.and_then(|envelope| envelope.result))
     }
@@ -643,15 +626,10 @@ impl Client {
         zone_id: &str,
         hostname: &str,
     ) -> Result<Option<HostnameAssociation>, ApiError> {
-        let url = self.url(&[
-            "zones",
-            zone_id,
-            "origin_tls_client_auth",
-            "hostnames",
-            hostname,
-        ]);
+        let endpoint = Endpoint::HostnameGet;
+        let url = self.url(endpoint.paths()[0], &[zone_id, hostname]);
         let envelope = self
-            .get_envelope::<HostnameAssociation>(Endpoint::HostnameGet, url, NotFound::Absent)
+            .get_envelope::<HostnameAssociation>(endpoint, url, NotFound::Absent)
             .await?;
         Ok(envelope.and_then(|envelope| envelope.result))
     }
@@ -661,16 +639,17 @@ impl Client {
         &self,
         zone_id: &str,
     ) -> Result<Vec<ZoneCertificate>, ApiError> {
-        let url = self.url(&["zones", zone_id, "origin_tls_client_auth"]);
-        self.get_all_pages(Endpoint::ZoneCertificatesList, url, None)
-            .await
+        let endpoint = Endpoint::ZoneCertificatesList;
+        let url = self.url(endpoint.paths()[0], &[zone_id]);
+        self.get_all_pages(endpoint, url, None).await
     }
 
     /// GET `/zones/{zone_id}/origin_tls_client_auth/settings`.
     pub async fn get_zone_settings(&self, zone_id: &str) -> Result<ZoneSettings, ApiError> {
-        let url = self.url(&["zones", zone_id, "origin_tls_client_auth", "settings"]);
+        let endpoint = Endpoint::ZoneSettingsGet;
+        let url = self.url(endpoint.paths()[0], &[zone_id]);
         let envelope = self
-            .get_envelope::<ZoneSettings>(Endpoint::ZoneSettingsGet, url, NotFound::Error)
+            .get_envelope::<ZoneSettings>(endpoint, url, NotFound::Error)
             .await?;
         Ok(envelope
             .and_then(|envelope| envelope.result)
@@ -684,11 +663,9 @@ impl Client {
     /// [`TokenCheck::Unverifiable`]: the token may well work (polls will tell). Errors that say
     /// nothing about the token (timeouts, 5xx, rate limits, undecodable bodies) are `Err`.
     pub async fn verify_token(&self) -> Result<TokenCheck, ApiError> {
-        let user_path = "/user/tokens/verify";
-        let error = match self
-            .verify_token_at(self.url(&["user", "tokens", "verify"]))
-            .await
-        {
+        let paths = Endpoint::TokenVerify.paths();
+        let (user_path, account_pattern) = (paths[0], paths[1]);
+        let error = match self.verify_token_at(self.url(user_path, &[])).await {
             Ok(verification) => return Ok(checked(&verification, user_path)),
             Err(error) if http_status(&error) == Some(401) => error,
             // A 403 (Cloudflare's "Authentication error") is the answer to a wrong token.
@@ -704,14 +681,14 @@ impl Client {
             return Ok(TokenCheck::Unverifiable {
                 why: format!(
                     "{user_path} answers {}: an account-owned token verifies only at \
-                     /accounts/{{account_id}}/tokens/verify; set cloudflare.account_id to check it",
+                     {account_pattern}; set cloudflare.account_id to check it",
                     error_messages(&error)
                 ),
             });
         };
-        let account_path = format!("/accounts/{account_id}/tokens/verify");
+        let account_path = account_pattern.replace("{account_id}", account_id);
         match self
-            .verify_token_at(self.url(&["accounts", account_id, "tokens", "verify"]))
+            .verify_token_at(self.url(account_pattern, &[account_id]))
             .await
         {
             Ok(verification) => Ok(checked(&verification, &account_path)),
@@ -746,16 +723,16 @@ impl Client {
         &self,
         zone_id: &str,
     ) -> Result<Vec<DnsRecord>, ApiError> {
-        let mut url = self.url(&["zones", zone_id, "dns_records"]);
+        let endpoint = Endpoint::DnsRecordsList;
+        let mut url = self.url(endpoint.paths()[0], &[zone_id]);
         url.query_pairs_mut().append_pair("proxied", "true");
-        self.get_all_pages(Endpoint::DnsRecordsList, url, Some(DNS_PER_PAGE))
-            .await
+        self.get_all_pages(endpoint, url, Some(DNS_PER_PAGE)).await
     }
 
     /// GET `/zones` (needs Zone Read), every page of at most 50: the zones named `name`
     /// (every zone when `None`), within `cloudflare.account_id` when it is set.
     pub async fn list_zones(&self, name: Option<&str>) -> Result<Vec<Zone>, ApiError> {
-        let mut url = self.url(&["zones"]);
+        let mut url = self.url(Endpoint::ZonesList.paths()[0], &[]);
         {
             let mut query = url.query_pairs_mut();
             if let Some(name) = name {
@@ -772,10 +749,23 @@ impl Client {
             .await
     }
 
-    fn url(&self, segments: &[&str]) -> Url {
+    /// The URL of `path` (one of [`Endpoint::paths`]) under the API root, its `{…}` segments
+    /// replaced by `params` in order, each percent-encoded as one segment.
+    fn url(&self, path: &str, params: &[&str]) -> Url {
+        let mut params = params.iter();
+        let segments = path
+            .split('/')
+            .filter(|segment| !segment.is_empty())
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    params.next().copied().unwrap_or_default()
+                } else {
+                    segment
+                }
+            });
         let mut url = self.base_url.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(segments);
+        if let Ok(mut url_path) = url.path_segments_mut() {
+            url_path.pop_if_empty().extend(segments);
         }
         url
     }
@@ -861,10 +851,7 @@ impl Client {
             raw.extend(page_items);
         }
         let mut decoded = decode_items::<T>(raw);
-        if matches!(
-            endpoint,
-            Endpoint::HostnameCertificatesList | Endpoint::ZoneCertificatesList
-        ) {
+        if endpoint.lists_certificates() {
             self.keep_last_good(endpoint, &url, &mut decoded);
         }
         self.report_skipped(endpoint, &decoded.skipped);
@@ -1362,44 +1349,9 @@ pub fn budget_quota(requests: u32, window: Duration) -> Quota {
         .allow_burst(burst)
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is not used by Cloudflare; it falls back to none).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).unwrap());
-        }
-        map
-    }
-
-    #[test]
-    fn retry_after_in_seconds() {
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "12")])),
-            Some(Duration::from_secs(12))
-        );
-        assert_eq!(
-            retry_after(&headers(&[(
-                "retry-after",
-                "Wed, 21 Oct 2015 07:28:00 GMT"
-            )])),
-            None
-        );
-    }
 
     #[test]
     fn budget_quota_never_exceeds_the_budget_in_a_window() {
@@ -1423,26 +1375,19 @@ mod tests {
             documentation_url: None,
         };
         let endpoint = Endpoint::HostnameGet;
-        assert_eq!(
-            failure(endpoint, 200, vec![message(971)]).reason(),
-            ErrorReason::RateLimited
-        );
-        assert_eq!(
-            failure(endpoint, 400, vec![message(9106)]).reason(),
-            ErrorReason::Unauthorized
-        );
-        assert_eq!(
-            failure(endpoint, 400, vec![message(6003)]).reason(),
-            ErrorReason::Unauthorized
-        );
-        assert_eq!(
-            failure(endpoint, 403, vec![message(10000)]).reason(),
-            ErrorReason::Forbidden
-        );
-        assert_eq!(
-            failure(endpoint, 400, vec![message(7003)]).reason(),
-            ErrorReason::ApiError
-        );
+        for (status, code, reason) in [
+            (200, 971, ErrorReason::RateLimited),
+            (400, 9106, ErrorReason::Unauthorized),
+            (400, 6003, ErrorReason::Unauthorized),
+            (403, 10000, ErrorReason::Forbidden),
+            (400, 7003, ErrorReason::ApiError),
+        ] {
+            assert_eq!(
+                failure(endpoint, status, vec![message(code)]).reason(),
+                reason,
+                "HTTP {status}, code {code}"
+            );
+        }
         assert_eq!(
             failure(endpoint, 200, vec![message(1234)]).cloudflare_codes(),
             vec![1234]
