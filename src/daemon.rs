@@ -234,7 +234,10 @@ pub async fn run_on(
     });
     let server = tokio::spawn(server::serve(
         listener,
-        exporter.router(),
+        server::router_with_thresholds(
+            exporter.app_state(),
+            server::ExpiryThresholds::from_alerts(&settings.alerts),
+        ),
         serve_options,
         stopped(),
     ));
