@@ -277,10 +277,7 @@ pub async fn run_on(
     }
     let _ = first.await;
     // Let a cycle in flight persist its history; bounded so a hung API cannot stall shutdown.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while exporter.poller.is_running() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), exporter.poller.wait_idle()).await;
     if let Some(alerter) = &exporter.alerter {
         alerter.shutdown().await;
     }
