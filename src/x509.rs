@@ -239,22 +239,9 @@ impl TryFrom<&str> for CertificateFacts {
 }
 
 /// One `certificate_check` of SPEC §6.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    strum::IntoStaticStr,
-    strum::Display,
-    strum::EnumIter,
-    strum::VariantArray,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::Display, strum::EnumIter, strum::VariantArray)]
 #[strum(serialize_all = "snake_case")]
 pub enum Check {
     /// The body is a parseable PEM certificate.

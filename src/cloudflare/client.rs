@@ -137,21 +137,9 @@ fn deadline() -> Option<Instant> {
 }
 
 /// Low-cardinality failure class: the `reason` label of `api_errors_total`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    strum::IntoStaticStr,
-    strum::Display,
-    strum::EnumIter,
-    strum::VariantArray,
-)]
+#[derive(strum::IntoStaticStr, strum::Display, strum::EnumIter, strum::VariantArray)]
 #[strum(serialize_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ErrorReason {
     /// A 429 or a rate-limit code, or not sent while the credential is paused or at its reserve.
     RateLimited,
@@ -601,9 +589,8 @@ impl Client {
         &self,
         zone_id: &str,
     ) -> Result<Vec<HostnameCertificate>, ApiError> {
-        let endpoint = Endpoint::HostnameCertificatesList;
-        let url = self.url(endpoint.paths()[0], &[zone_id]);
-        self.get_all_pages(endpoint, url, None).await
+        self.list(Endpoint::HostnameCertificatesList, &[zone_id])
+            .await
     }
 
     /// GET one hostname certificate by id; `None` when Cloudflare answers 404.
@@ -612,12 +599,9 @@ impl Client {
         zone_id: &str,
         certificate_id: &str,
     ) -> Result<Option<HostnameCertificate>, ApiError> {
-        let endpoint = Endpoint::HostnameCertificateGet;
-        let url = self.url(endpoint.paths()[0], &[zone_id, certificate_id]);
-        let envelope = self
-            .get_envelope::<HostnameCertificate>(endpoint, url, NotFound::Absent)
-            .await?;
-        Ok(envelope.and_then(|envelope| envelope.result))
+        let params = [zone_id, certificate_id];
+        self.get(Endpoint::HostnameCertificateGet, &params, NotFound::Absent)
+            .await
     }
 
     /// GET one hostname's association; `None` (the state `absent`) when Cloudflare answers 404.
@@ -626,12 +610,9 @@ impl Client {
         zone_id: &str,
         hostname: &str,
     ) -> Result<Option<HostnameAssociation>, ApiError> {
-        let endpoint = Endpoint::HostnameGet;
-        let url = self.url(endpoint.paths()[0], &[zone_id, hostname]);
-        let envelope = self
-            .get_envelope::<HostnameAssociation>(endpoint, url, NotFound::Absent)
-            .await?;
-        Ok(envelope.and_then(|envelope| envelope.result))
+        let params = [zone_id, hostname];
+        self.get(Endpoint::HostnameGet, &params, NotFound::Absent)
+            .await
     }
 
     /// GET `/zones/{zone_id}/origin_tls_client_auth`: zone-level AOP certificates, every page.
@@ -639,21 +620,15 @@ impl Client {
         &self,
         zone_id: &str,
     ) -> Result<Vec<ZoneCertificate>, ApiError> {
-        let endpoint = Endpoint::ZoneCertificatesList;
-        let url = self.url(endpoint.paths()[0], &[zone_id]);
-        self.get_all_pages(endpoint, url, None).await
+        self.list(Endpoint::ZoneCertificatesList, &[zone_id]).await
     }
 
     /// GET `/zones/{zone_id}/origin_tls_client_auth/settings`.
     pub async fn get_zone_settings(&self, zone_id: &str) -> Result<ZoneSettings, ApiError> {
-        let endpoint = Endpoint::ZoneSettingsGet;
-        let url = self.url(endpoint.paths()[0], &[zone_id]);
-        let envelope = self
-            .get_envelope::<ZoneSettings>(endpoint, url, NotFound::Error)
+        let settings = self
+            .get(Endpoint::ZoneSettingsGet, &[zone_id], NotFound::Error)
             .await?;
-        Ok(envelope
-            .and_then(|envelope| envelope.result)
-            .unwrap_or_default())
+        Ok(settings.unwrap_or_default())
     }
 
     /// Verifies the token: `GET /user/tokens/verify`; when that answers 401 (what an
@@ -747,6 +722,29 @@ impl Client {
         }
         self.get_all_pages(Endpoint::ZonesList, url, Some(ZONES_PER_PAGE))
             .await
+    }
+
+    /// GET `endpoint` (its first path, filled in with `params`): the envelope's `result`,
+    /// `None` for a 404 when `not_found` is `Absent` (or an envelope without a result).
+    async fn get<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        params: &[&str],
+        not_found: NotFound,
+    ) -> Result<Option<T>, ApiError> {
+        let url = self.url(endpoint.paths()[0], params);
+        let envelope = self.get_envelope::<T>(endpoint, url, not_found).await?;
+        Ok(envelope.and_then(|envelope| envelope.result))
+    }
+
+    /// Every page of the list `endpoint` (its first path, filled in with `params`).
+    async fn list<T: DeserializeOwned + Serialize + ListItem>(
+        &self,
+        endpoint: Endpoint,
+        params: &[&str],
+    ) -> Result<Vec<T>, ApiError> {
+        let url = self.url(endpoint.paths()[0], params);
+        self.get_all_pages(endpoint, url, None).await
     }
 
     /// The URL of `path` (one of [`Endpoint::paths`]) under the API root, its `{…}` segments

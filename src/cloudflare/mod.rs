@@ -14,22 +14,9 @@ pub use client::{
 /// The API endpoints this product reads: the `endpoint` label of the API metrics (derived
 /// from the variant's name) and where each one lives ([`Endpoint::paths`]). The client fills
 /// those paths in and the simulator routes them, so a new endpoint is declared here once.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    IntoStaticStr,
-    Display,
-    EnumString,
-    EnumIter,
-    VariantArray,
-)]
+#[derive(IntoStaticStr, Display, EnumString, EnumIter, VariantArray)]
 #[strum(serialize_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Endpoint {
     /// Every per-hostname certificate of a zone.
     HostnameCertificatesList,

@@ -361,10 +361,8 @@ impl TokenVerification {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct DnsRecord {
-    #[serde(
-        deserialize_with = "non_empty_id",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "non_empty_id")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -378,10 +376,8 @@ pub struct DnsRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Zone {
-    #[serde(
-        deserialize_with = "non_empty_id",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "non_empty_id")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -391,21 +387,9 @@ pub struct Zone {
 }
 
 /// Why a list item was left out: the `reason` label of `api_items_skipped_total`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    strum::IntoStaticStr,
-    strum::Display,
-    strum::EnumIter,
-    strum::VariantArray,
-)]
+#[derive(strum::IntoStaticStr, strum::Display, strum::EnumIter, strum::VariantArray)]
 #[strum(serialize_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SkipReason {
     /// The item does not decode as the endpoint's item type (a malformed date, a wrong type).
     Undecodable,
