@@ -7,7 +7,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::config::AlertSettings;
-use crate::state::{AssociationState, HostnameSource, Snapshot, Status};
+use crate::state::{
+    AssociationState, CertificateState, HostnameSource, HostnameState, Snapshot, Status,
+    ZoneSnapshot,
+};
 use crate::x509::Check;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -63,8 +66,33 @@ fn escape(text: &str) -> String {
     escaped
 }
 
-fn days_left(expiry: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<i64> {
-    expiry.map(|expiry| (expiry - now).num_days())
+/// What days left are counted from and coloured by.
+#[derive(Debug, Clone, Copy)]
+struct DaysLeft {
+    now: DateTime<Utc>,
+    expiry: ExpiryThresholds,
+}
+
+impl DaysLeft {
+    /// The days-left cell of an expiry at `at`.
+    fn cell(self, at: Option<DateTime<Utc>>) -> String {
+        days_cell(at.map(|at| (at - self.now).num_days()), self.expiry)
+    }
+}
+
+/// Every zone's `objects` with their zone, soonest `expiry` first (unknown first).
+fn soonest_first<'a, T: 'a, I: Iterator<Item = &'a T>>(
+    snapshot: &'a Snapshot,
+    objects: impl Fn(&'a ZoneSnapshot) -> I,
+    expiry: impl Fn(&T) -> Option<DateTime<Utc>>,
+) -> Vec<(&'a ZoneSnapshot, &'a T)> {
+    let mut rows: Vec<_> = snapshot
+        .zones
+        .values()
+        .flat_map(|zone| objects(zone).map(move |object| (&**zone, object)))
+        .collect();
+    rows.sort_by_key(|(_, object)| expiry(object));
+    rows
 }
 
 fn days_cell(days: Option<i64>, expiry: ExpiryThresholds) -> String {
@@ -115,9 +143,10 @@ pub fn render(snapshot: &Snapshot, now: DateTime<Utc>, expiry: ExpiryThresholds)
         snapshot.completed_cycles
     );
 
+    let days_left = DaysLeft { now, expiry };
     render_zones(&mut page, snapshot);
-    render_certificates(&mut page, snapshot, now, expiry);
-    render_hostnames(&mut page, snapshot, now, expiry);
+    render_certificates(&mut page, snapshot, days_left);
+    render_hostnames(&mut page, snapshot, days_left);
     page.push_str("</body></html>\n");
     page
 }
@@ -154,18 +183,12 @@ fn render_zones(page: &mut String, snapshot: &Snapshot) {
     page.push_str("</table>");
 }
 
-fn render_certificates(
-    page: &mut String,
-    snapshot: &Snapshot,
-    now: DateTime<Utc>,
-    expiry: ExpiryThresholds,
-) {
-    let mut certificates: Vec<_> = snapshot
-        .zones
-        .values()
-        .flat_map(|zone| zone.certificates.values().map(move |c| (zone, c)))
-        .collect();
-    certificates.sort_by_key(|(_, certificate)| certificate.expires_at());
+fn render_certificates(page: &mut String, snapshot: &Snapshot, days_left: DaysLeft) {
+    let certificates = soonest_first(
+        snapshot,
+        |zone| zone.certificates.values(),
+        CertificateState::expires_at,
+    );
     page.push_str(
         "<h2>Certificates</h2><table><tr><th>zone</th><th>scope</th><th>certificate id</th>\
          <th>subject</th><th>status</th><th>expires</th><th>days left</th><th>hostnames</th>\
@@ -193,7 +216,7 @@ fn render_certificates(
                     .map_or("–", |facts| facts.subject.as_str())
             ),
             timestamp(certificate.expires_at()),
-            days_cell(days_left(certificate.expires_at(), now), expiry),
+            days_left.cell(certificate.expires_at()),
             certificate.monitored_hostnames,
             if failing.is_empty() {
                 ""
@@ -206,18 +229,12 @@ fn render_certificates(
     page.push_str("</table>");
 }
 
-fn render_hostnames(
-    page: &mut String,
-    snapshot: &Snapshot,
-    now: DateTime<Utc>,
-    expiry: ExpiryThresholds,
-) {
-    let mut hostnames: Vec<_> = snapshot
-        .zones
-        .values()
-        .flat_map(|zone| zone.hostnames.values().map(move |h| (zone, h)))
-        .collect();
-    hostnames.sort_by_key(|(_, hostname)| hostname.cert_expires_on);
+fn render_hostnames(page: &mut String, snapshot: &Snapshot, days_left: DaysLeft) {
+    let hostnames = soonest_first(
+        snapshot,
+        |zone| zone.hostnames.values(),
+        |hostname: &HostnameState| hostname.cert_expires_on,
+    );
     page.push_str(
         "<h2>Hostnames</h2><table><tr><th>zone</th><th>hostname</th><th>source</th>\
          <th>association</th><th>status</th><th>certificate id</th><th>certificate status</th>\
@@ -241,7 +258,7 @@ fn render_hostnames(
             status_text(hostname.status),
             escape(hostname.cert_id.as_deref().unwrap_or("–")),
             status_text(hostname.cert_status),
-            days_cell(days_left(hostname.cert_expires_on, now), expiry),
+            days_left.cell(hostname.cert_expires_on),
         );
     }
     page.push_str("</table>");
