@@ -25,7 +25,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Serialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use url::Url;
 
 use super::Endpoint;
@@ -421,6 +421,15 @@ pub enum ClientBuildError {
     Http(#[source] reqwest::Error),
 }
 
+/// What a clearance check does when nothing holds the request.
+#[derive(Debug, Clone, Copy)]
+enum Clearance {
+    /// Only looks: the request still waits for a permit and the pace.
+    Check,
+    /// Counts the request as sent now: it goes out right after.
+    Take,
+}
+
 /// The Cloudflare API client. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct Client {
     http: reqwest::Client,
@@ -436,6 +445,8 @@ pub struct Client {
     observer: Arc<dyn RequestObserver>,
     /// What Cloudflare's headers say of the credential's shared counter, and any 429 pause.
     limit: Mutex<CredentialLimit>,
+    /// Woken by every answer: requests held while the counter is unread wait for one.
+    answered: Notify,
     /// Certificate lists' last good items (by list path, then id), as JSON without the PEM.
     last_good_items: Mutex<HashMap<String, HashMap<String, serde_json::Value>>>,
 }
@@ -502,6 +513,7 @@ impl Client {
             sent_unanswered: AtomicU64::new(0),
             observer,
             limit: Mutex::new(CredentialLimit::default()),
+            answered: Notify::new(),
             last_good_items: Mutex::new(HashMap::new()),
             options,
         })
@@ -1006,20 +1018,24 @@ impl Client {
         url: &Url,
         not_found: NotFound,
     ) -> Result<Option<Envelope<T>>, ApiError> {
-        self.wait_for_clearance(endpoint).await?;
+        self.wait_for_clearance(endpoint, Clearance::Check).await?;
         // Closed never happens: the semaphore lives as long as the client.
         let permit = self.in_flight.acquire().await.ok();
         // The pace is taken with a permit in hand: requests queued for a permit must not all
         // have passed an older, faster pace (the one before Cloudflare reported its quota).
         self.current_budget().until_ready().await;
-        // The waits may have outlived the clearance.
-        self.wait_for_clearance(endpoint).await?;
+        // The waits may have outlived the clearance; this one counts the request as sent.
+        self.wait_for_clearance(endpoint, Clearance::Take).await?;
         let started = Instant::now();
         let response = {
             let _permit = permit;
             self.sent_unanswered.fetch_add(1, Ordering::Relaxed);
             let response = self.send(endpoint, url).await;
             self.sent_unanswered.fetch_sub(1, Ordering::Relaxed);
+            if response.is_err() {
+                self.lock_limit().unanswered();
+                self.answered.notify_waiters();
+            }
             response
         };
         let status = response.as_ref().ok().map(|raw| raw.status.as_u16());
@@ -1036,40 +1052,74 @@ impl Client {
         result
     }
 
-    /// Waits while the credential is paused or at its reserve; fails unsent when the wait
-    /// would be longer than `max_retry_after` or end after the caller's deadline.
-    async fn wait_for_clearance(&self, endpoint: Endpoint) -> Result<(), ApiError> {
+    /// Waits while the credential is paused, at its reserve or unread with a probe out (see
+    /// [`CredentialLimit`]); fails unsent when the wait would be longer than `max_retry_after`
+    /// or end after the caller's deadline.
+    async fn wait_for_clearance(
+        &self,
+        endpoint: Endpoint,
+        clearance: Clearance,
+    ) -> Result<(), ApiError> {
         loop {
+            // Armed before the check, so an answer arriving in between is not missed.
+            let answered = self.answered.notified();
+            let mut answered = std::pin::pin!(answered);
+            answered.as_mut().enable();
             let now = Instant::now();
             let in_flight = self.sent_unanswered.load(Ordering::Relaxed);
             let reserve = self.reserve();
-            let Some(hold) = self.lock_limit().hold(now, in_flight, reserve) else {
+            let hold = {
+                let mut limit = self.lock_limit();
+                match clearance {
+                    Clearance::Check => limit.hold(now, in_flight, reserve),
+                    Clearance::Take => limit.take(now, in_flight, reserve),
+                }
+            };
+            let Some(hold) = hold else {
                 return Ok(());
             };
             let until = hold.until();
             let remaining = until.saturating_duration_since(now);
-            let too_long = remaining > self.options.max_retry_after
-                || deadline().is_some_and(|deadline| until > deadline);
+            // A probe's answer usually comes long before `until`: only a wait that has run into
+            // the deadline fails an unread request.
+            let too_long = match hold {
+                Hold::Unread { .. } => deadline().is_some_and(|deadline| deadline <= now),
+                Hold::Paused { .. } | Hold::Reserve { .. } => {
+                    remaining > self.options.max_retry_after
+                        || deadline().is_some_and(|deadline| until > deadline)
+                }
+            };
             if too_long {
                 return Err(match hold {
                     Hold::Paused { .. } => ApiError::RateLimitBlocked {
                         endpoint,
                         remaining,
                     },
-                    Hold::Reserve { .. } => ApiError::ReserveReached {
+                    Hold::Reserve { .. } | Hold::Unread { .. } => ApiError::ReserveReached {
                         endpoint,
                         remaining,
                     },
                 });
             }
-            if matches!(hold, Hold::Reserve { .. }) {
-                tracing::debug!(
-                    endpoint = %endpoint,
-                    wait_ms = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX),
-                    "credential at its reserve; waiting for Cloudflare's window to free requests"
-                );
+            match hold {
+                Hold::Paused { .. } => tokio::time::sleep(remaining).await,
+                Hold::Reserve { .. } => {
+                    tracing::debug!(
+                        endpoint = %endpoint,
+                        wait_ms = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX),
+                        "credential at its reserve or this client's share; waiting for \
+                         Cloudflare's window to free requests"
+                    );
+                    tokio::time::sleep(remaining).await;
+                }
+                Hold::Unread { .. } => {
+                    let wake = deadline().map_or(until, |deadline| deadline.min(until));
+                    tokio::select! {
+                        () = tokio::time::sleep_until(wake.into()) => {}
+                        () = answered => {}
+                    }
+                }
             }
-            tokio::time::sleep(remaining).await;
         }
     }
 
@@ -1132,10 +1182,11 @@ impl Client {
 
     fn record_rate_limit(&self, headers: &HeaderMap) {
         let reading = RateLimitReading::from_headers(headers);
+        self.lock_limit().observe(&reading, Instant::now());
+        self.answered.notify_waiters();
         if reading.is_empty() {
             return;
         }
-        self.lock_limit().observe(&reading, Instant::now());
         if let Some(remaining) = reading.remaining {
             self.observer.rate_limit_remaining(remaining);
         }
