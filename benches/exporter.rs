@@ -16,13 +16,11 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use cloudflare_aop_exporter::cloudflare::Endpoint;
-use cloudflare_aop_exporter::config::{Settings, ZoneSettings};
-use cloudflare_aop_exporter::daemon::Exporter;
+use cloudflare_aop_exporter::config::Settings;
+use cloudflare_aop_exporter::daemon::{self, Exporter};
 use cloudflare_aop_exporter::metrics::testing::synthetic_snapshot;
-use cloudflare_aop_exporter::metrics::{
-    Metrics, MetricsOptions, PollOutcome, RENDER_CHUNK_LEN, StateSets,
-};
-use cloudflare_aop_exporter::poller::TickScope;
+use cloudflare_aop_exporter::metrics::{Metrics, MetricsOptions, RENDER_CHUNK_LEN, StateSets};
+use cloudflare_aop_exporter::poller::{PollOutcome, TickScope};
 use cloudflare_aop_exporter::secret::Secret;
 use cloudflare_aop_exporter::server::render_deflate;
 use cloudflare_aop_exporter::simulator::{AssociationState, Scenario, Simulator};
@@ -229,22 +227,8 @@ async fn run_cycle_case(case: &CycleCase) -> CycleResult {
         .await
         .expect("the simulator starts");
     sim.set_latency(LATENCY);
-    let zones = scenario
-        .zones()
-        .iter()
-        .map(|zone| {
-            let mut settings = ZoneSettings::new(
-                zone.id.clone(),
-                zone.hostname_names()
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect(),
-            );
-            zone.display_name().clone_into(&mut settings.name);
-            settings.zone_level = true;
-            settings
-        })
-        .collect();
+    // Zone-level polling is on: `ZoneSettings::new`'s default.
+    let zones = daemon::scenario_zones(&scenario);
     let mut settings = Settings::for_demo(sim.base_url(), Secret::new(sim.token()), zones);
     settings.cloudflare.max_concurrency = case.concurrency;
     settings.cloudflare.requests_per_5m = 10_000_000;

@@ -2,6 +2,7 @@
 //! environment overrides) and validation, once at start-up, into the typed [`Settings`]
 //! the rest of the program reads. Later code never re-parses a string from here.
 
+mod client;
 pub mod limits;
 pub mod raw;
 mod validate;
@@ -18,10 +19,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::cloudflare::{Auth, ClientOptions};
-use crate::metrics::{MetricsOptions, StateSets};
 use crate::secret::{REDACTED, Secret};
+use crate::web_config::WebConfig;
 
+pub use client::{Auth, ClientOptions};
 pub use raw::RawSettings;
 
 /// Prefix of the environment variables that override config keys (`CF_AOP__SERVER__LISTEN`).
@@ -42,7 +43,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/cloudflare-aop-exporter";
 /// Cloudflare's rate-limit window; the client's request budget is counted over it.
 pub const BUDGET_WINDOW: Duration = Duration::from_secs(300);
 
-/// A configuration problem: one line, `<file>: <key>: <problem>`, never a secret value.
+/// A configuration problem (in the config file or in `server.web_config_file`): one line,
+/// `<file>: <key>: <problem>`, never a secret value.
 ///
 /// The cause's text is embedded (already sanitised) instead of chained as a `source`, so
 /// printing the error alone gives the whole story on one line.
@@ -225,22 +227,32 @@ impl CloudflareSettings {
     pub fn with_defaults(api_base_url: Url, credentials: Credentials) -> Self {
         // The file format's defaults are the one source of truth for default values.
         let defaults = raw::RawCloudflare::default();
+        CloudflareSettings::from_raw(&defaults, api_base_url, credentials, None)
+    }
+
+    /// The section from its checked file form, with the values validation parsed.
+    fn from_raw(
+        raw: &raw::RawCloudflare,
+        api_base_url: Url,
+        credentials: Credentials,
+        account_id: Option<String>,
+    ) -> Self {
         CloudflareSettings {
             api_base_url,
             credentials,
-            request_timeout: defaults.request_timeout,
-            max_concurrency: defaults.max_concurrency,
-            requests_per_5m: defaults.requests_per_5m,
-            rate_limit_reserve_percent: defaults.rate_limit_reserve_percent,
-            rate_limit_block: defaults.rate_limit_block,
-            verify_token: defaults.verify_token,
-            token_verify_interval: defaults.token_verify_interval,
-            max_retries: defaults.max_retries,
-            retry_initial_backoff: defaults.retry_initial_backoff,
-            retry_max_backoff: defaults.retry_max_backoff,
-            max_retry_after: defaults.max_retry_after,
-            max_response_bytes: defaults.max_response_bytes,
-            account_id: None,
+            request_timeout: raw.request_timeout,
+            max_concurrency: raw.max_concurrency,
+            requests_per_5m: raw.requests_per_5m,
+            rate_limit_reserve_percent: raw.rate_limit_reserve_percent,
+            rate_limit_block: raw.rate_limit_block,
+            verify_token: raw.verify_token,
+            token_verify_interval: raw.token_verify_interval,
+            max_retries: raw.max_retries,
+            retry_initial_backoff: raw.retry_initial_backoff,
+            retry_max_backoff: raw.retry_max_backoff,
+            max_retry_after: raw.max_retry_after,
+            max_response_bytes: raw.max_response_bytes,
+            account_id,
         }
     }
 }
@@ -420,6 +432,10 @@ pub struct ServerSettings {
     /// whose content checks out (see [`crate::web_config`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub web_config_file: Option<PathBuf>,
+    /// `web_config_file` read and checked by validation (not a key): what the server uses,
+    /// so the file is parsed once.
+    #[serde(skip)]
+    pub web_config: Option<WebConfig>,
     /// Serve `/healthz` without basic auth even when `basic_auth_users` is set (liveness
     /// probes rarely carry credentials). TLS client-certificate requirements still apply.
     pub healthz_without_auth: bool,
@@ -454,6 +470,7 @@ impl Default for ServerSettings {
         ServerSettings {
             listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, DEFAULT_PORT)),
             web_config_file: None,
+            web_config: None,
             healthz_without_auth: true,
             probe_listen: None,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
@@ -475,12 +492,39 @@ pub struct MetricsSettings {
     pub exclude_families: Vec<String>,
 }
 
-impl MetricsSettings {
-    /// The metrics' options (validated names).
-    pub fn options(&self) -> MetricsOptions {
-        MetricsOptions {
-            statesets: self.statesets,
-            exclude_families: self.exclude_families.iter().cloned().collect(),
+/// `metrics.statesets`: how the `StateSet` families (`certificate_status`,
+/// `hostname_association`, `hostname_status`, `hostname_certificate_status`) are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateSets {
+    /// One series per possible value, exactly one of them 1 (SPEC §6; the default).
+    #[default]
+    Full,
+    /// Only the series of the current value (1): 19 fewer series per hostname. Queries that
+    /// select `== 1` work unchanged; `== 0` selections find nothing.
+    Current,
+}
+
+impl StateSets {
+    /// The config value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateSets::Full => "full",
+            StateSets::Current => "current",
+        }
+    }
+}
+
+// By hand: the config crate's enum errors name the Rust type instead of the accepted values.
+impl<'de> Deserialize<'de> for StateSets {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.trim() {
+            "full" => Ok(StateSets::Full),
+            "current" => Ok(StateSets::Current),
+            _ => Err(serde::de::Error::custom(format!(
+                "unknown value {text:?}; expected \"full\" or \"current\""
+            ))),
         }
     }
 }
@@ -703,29 +747,7 @@ impl Settings {
 
     /// The Cloudflare client's options, from the `[cloudflare]` section.
     pub fn client_options(&self) -> ClientOptions {
-        let cloudflare = &self.cloudflare;
-        let auth = match &cloudflare.credentials {
-            Credentials::Token(token) => Auth::Token(token.value.clone()),
-            Credentials::Legacy { email, key } => Auth::Legacy {
-                email: email.value.clone(),
-                key: key.value.clone(),
-            },
-        };
-        // Start from the client's own constructor so fields it adds later get its defaults.
-        let mut options = ClientOptions::new(cloudflare.api_base_url.clone(), auth);
-        options.request_timeout = cloudflare.request_timeout;
-        options.max_concurrency = cloudflare.max_concurrency;
-        options.requests_per_5m = cloudflare.requests_per_5m;
-        options.rate_limit_reserve_percent = cloudflare.rate_limit_reserve_percent;
-        options.rate_limit_block = cloudflare.rate_limit_block;
-        options.budget_window = BUDGET_WINDOW;
-        options.max_retries = cloudflare.max_retries;
-        options.retry_initial_backoff = cloudflare.retry_initial_backoff;
-        options.retry_max_backoff = cloudflare.retry_max_backoff;
-        options.max_retry_after = cloudflare.max_retry_after;
-        options.max_response_bytes = cloudflare.max_response_bytes;
-        options.account_id.clone_from(&cloudflare.account_id);
-        options
+        self.cloudflare.client_options()
     }
 
     /// The effective config in the file format: every key with its value after defaults

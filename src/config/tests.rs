@@ -638,11 +638,11 @@ fn credentials_have_one_source() {
         )
         .unwrap();
     match settings.client_options().auth {
-        crate::cloudflare::Auth::Legacy { email, key } => {
+        super::Auth::Legacy { email, key } => {
             assert_eq!(email, "a@example.com");
             assert_eq!(key.expose(), "legacy-SECRET-key");
         }
-        crate::cloudflare::Auth::Token(_) => panic!("expected legacy auth"),
+        super::Auth::Token(_) => panic!("expected legacy auth"),
     }
 }
 
@@ -976,8 +976,8 @@ fn client_options_follow_the_cloudflare_section() {
     assert_eq!(options.budget_window, Duration::from_secs(300));
     assert_eq!(options.retry_max_backoff, Duration::from_secs(30));
     match options.auth {
-        crate::cloudflare::Auth::Token(token) => assert_eq!(token.expose(), TOKEN),
-        crate::cloudflare::Auth::Legacy { .. } => panic!("expected a token"),
+        super::Auth::Token(token) => assert_eq!(token.expose(), TOKEN),
+        super::Auth::Legacy { .. } => panic!("expected a token"),
     }
 }
 
@@ -1121,7 +1121,7 @@ fn server_hardening_and_metrics_keys_parse_and_validate() {
     assert_eq!(settings.server.header_read_timeout, Duration::from_secs(10));
     assert_eq!(settings.server.write_timeout, Duration::from_secs(30));
     assert_eq!(settings.server.max_connections, 4096);
-    assert_eq!(settings.metrics.statesets, crate::metrics::StateSets::Full);
+    assert_eq!(settings.metrics.statesets, crate::config::StateSets::Full);
     assert!(settings.metrics.exclude_families.is_empty());
 
     let settings = fixture
@@ -1140,9 +1140,9 @@ fn server_hardening_and_metrics_keys_parse_and_validate() {
     assert_eq!(settings.server.max_connections, 10);
     assert_eq!(
         settings.metrics.statesets,
-        crate::metrics::StateSets::Current
+        crate::config::StateSets::Current
     );
-    assert_eq!(settings.metrics.options().exclude_families.len(), 2);
+    assert_eq!(settings.metrics.exclude_families.len(), 2);
 
     for (extra, key, problem) in [
         (
