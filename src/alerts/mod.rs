@@ -300,6 +300,51 @@ pub struct Transition {
     pub at: DateTime<Utc>,
 }
 
+/// Fixtures the sinks' tests share.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use chrono::{DateTime, TimeZone, Utc};
+
+    use super::outbox::Notification;
+    use super::{Alert, AlertObject, Reason, TransitionKind, fingerprint};
+
+    /// `seconds` after a fixed instant (2027-01-15).
+    pub(crate) fn at(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    /// Notification 1 of an alert on `object` in zone `z1` (named `zone`), firing for `reason`
+    /// since `at(0)`; every optional fact unset.
+    pub(crate) fn notification(
+        kind: TransitionKind,
+        object: AlertObject,
+        reason: Reason,
+        zone: &str,
+    ) -> Notification {
+        Notification {
+            id: 1,
+            kind,
+            alert: Alert {
+                fingerprint: fingerprint("z1", &object, reason),
+                reason,
+                zone_id: "z1".into(),
+                zone: zone.into(),
+                object,
+                status: None,
+                cert_status: None,
+                cert_id: None,
+                since: None,
+                expires_at: None,
+                hostnames: Vec::new(),
+                started_at: at(0),
+                last_notified_at: at(0),
+            },
+            created_at: at(0),
+            ends_at: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use strum::IntoEnumIterator as _;
