@@ -16,36 +16,17 @@ use crate::x509::{CertificateFacts, Check};
 
 /// Status of a certificate or an association (the API's `status` and `cert_status`, and the
 /// `status` label). Values Cloudflare adds later decode as `Unknown`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    strum::IntoStaticStr,
-    strum::Display,
-    strum::EnumIter,
-    strum::VariantArray,
-)]
+#[derive(strum::IntoStaticStr, strum::Display, strum::EnumIter, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Status {
-    #[strum(serialize = "initializing")]
     Initializing,
-    #[strum(serialize = "pending_deployment")]
     PendingDeployment,
-    #[strum(serialize = "pending_deletion")]
     PendingDeletion,
-    #[strum(serialize = "active")]
     Active,
-    #[strum(serialize = "deleted")]
     Deleted,
-    #[strum(serialize = "deployment_timed_out")]
     DeploymentTimedOut,
-    #[strum(serialize = "deletion_timed_out")]
     DeletionTimedOut,
-    #[strum(serialize = "unknown")]
     Unknown,
 }
 
@@ -104,27 +85,14 @@ impl<'de> Deserialize<'de> for Status {
 }
 
 /// Which kind of AOP certificate: the `scope` label.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::Display,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::Display)]
+#[strum(serialize_all = "snake_case")]
 pub enum Scope {
     /// Per-hostname certificates (`/origin_tls_client_auth/hostnames/certificates`).
-    #[strum(serialize = "hostname")]
     Hostname,
     /// Zone-level certificates (`/origin_tls_client_auth`).
-    #[strum(serialize = "zone")]
     Zone,
 }
 
@@ -136,35 +104,18 @@ impl Scope {
 }
 
 /// The state of a hostname's association: the `state` label of `hostname_association`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::Display,
-    strum::EnumIter,
-    strum::VariantArray,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::Display, strum::EnumIter, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum AssociationState {
     /// `enabled: true`.
-    #[strum(serialize = "enabled")]
     Enabled,
     /// `enabled: false`.
-    #[strum(serialize = "disabled")]
     Disabled,
     /// `enabled: null`: the association was invalidated.
-    #[strum(serialize = "voided")]
     Voided,
     /// The API answered 404: no association at all.
-    #[strum(serialize = "absent")]
     Absent,
 }
 
@@ -191,29 +142,17 @@ impl AssociationState {
 
 /// Where a watched hostname comes from: the `source` label of `hostname_info`.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    Default,
-    strum::IntoStaticStr,
-    strum::Display,
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::Display)]
+#[strum(serialize_all = "snake_case")]
 pub enum HostnameSource {
     /// Named in the zone's `hostnames`: a missing or disabled association is a finding.
     #[default]
-    #[strum(serialize = "configured")]
     Configured,
     /// A proxied DNS record found by `discover_hostnames`: watched, but without an association
     /// it is simply not using per-hostname AOP, which raises nothing.
-    #[strum(serialize = "discovered")]
     Discovered,
 }
 

@@ -41,34 +41,18 @@ pub const RUNBOOK_URL: &str =
     "https://github.com/cloudflare-aop-exporter/cloudflare-aop-exporter/blob/main/docs/runbook.md";
 
 /// Why an alert fires: the `reason` label (of `alerts_firing` and of every sink's alert).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::Display,
-    strum::EnumIter,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::Display, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
 pub enum Reason {
     /// A certificate, association or association's `cert_status` is `deployment_timed_out`.
-    #[strum(serialize = "deployment_timed_out")]
     DeploymentTimedOut,
     /// The same, `deletion_timed_out`.
-    #[strum(serialize = "deletion_timed_out")]
     DeletionTimedOut,
     /// `initializing` / `pending_*` for longer than `alerts.pending_timeout`.
-    #[strum(serialize = "stuck_pending")]
     StuckPending,
     /// A certificate serving a monitored hostname expires within `alerts.expiry_warning`.
-    #[strum(serialize = "expiring")]
     Expiring,
 }
 
