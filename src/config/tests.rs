@@ -12,13 +12,7 @@ use super::*;
 const TOKEN: &str = "tok-SECRET-123";
 
 /// A minimal valid config: an inline token and one zone.
-const MINIMAL: &str = r#"
-[cloudflare]
-api_token = "tok-SECRET-123"
-
-[[zones]]
-id = "023e105f4ecef8ad9ca31a8372d0c353"
-"#;
+const MINIMAL: &str = "\n[cloudflare]\napi_token = \"tok-SECRET-123\"\n\n[[zones]]\nid = \"023e105f4ecef8ad9ca31a8372d0c353\"\n";
 
 struct Fixture {
     dir: TempDir,
