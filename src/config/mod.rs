@@ -496,6 +496,8 @@ pub struct MetricsSettings {
 /// `hostname_association`, `hostname_status`, `hostname_certificate_status`) are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(strum::IntoStaticStr, strum::EnumIter)]
+#[strum(serialize_all = "lowercase")]
 pub enum StateSets {
     /// One series per possible value, exactly one of them 1 (SPEC §6; the default).
     #[default]
@@ -508,10 +510,7 @@ pub enum StateSets {
 impl StateSets {
     /// The config value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            StateSets::Full => "full",
-            StateSets::Current => "current",
-        }
+        self.into()
     }
 }
 
@@ -519,14 +518,23 @@ impl StateSets {
 impl<'de> Deserialize<'de> for StateSets {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        match text.trim() {
-            "full" => Ok(StateSets::Full),
-            "current" => Ok(StateSets::Current),
-            _ => Err(serde::de::Error::custom(format!(
+        config_value(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
                 "unknown value {text:?}; expected \"full\" or \"current\""
-            ))),
-        }
+            ))
+        })
     }
+}
+
+/// The value of a keyword enum spelled `text` (surrounding blanks ignored), if any.
+fn config_value<T>(text: &str) -> Option<T>
+where
+    T: strum::IntoEnumIterator + Into<&'static str> + Copy,
+{
+    T::iter().find(|value| {
+        let spelled: &str = (*value).into();
+        spelled == text.trim()
+    })
 }
 
 /// The validated `[alerts]` section.
@@ -578,6 +586,8 @@ pub struct SinkSettings {
 /// The kinds of notification sink (`type` in `[[alerts.sinks]]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(strum::IntoStaticStr, strum::Display, strum::EnumIter)]
+#[strum(serialize_all = "lowercase")]
 pub enum SinkKind {
     /// Slack incoming webhook (Block Kit).
     Slack,
@@ -590,16 +600,8 @@ pub enum SinkKind {
 impl SinkKind {
     /// The name used in config files (and the default sink name).
     pub fn as_str(self) -> &'static str {
-        match self {
-            SinkKind::Slack => "slack",
-            SinkKind::Webhook => "webhook",
-            SinkKind::Alertmanager => "alertmanager",
-        }
+        self.into()
     }
-}
-
-impl SinkKind {
-    const ALL: [SinkKind; 3] = [SinkKind::Slack, SinkKind::Webhook, SinkKind::Alertmanager];
 }
 
 // By hand: the config crate's enum errors ("enum SinkKind does not have variant
@@ -607,20 +609,11 @@ impl SinkKind {
 impl<'de> Deserialize<'de> for SinkKind {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        SinkKind::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == text.trim())
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "unknown sink type {text:?}: expected slack, webhook or alertmanager"
-                ))
-            })
-    }
-}
-
-impl fmt::Display for SinkKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        config_value(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown sink type {text:?}: expected slack, webhook or alertmanager"
+            ))
+        })
     }
 }
 
@@ -698,6 +691,8 @@ impl Default for LogSettings {
 /// How log lines are written (to stderr).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(strum::IntoStaticStr, strum::EnumIter)]
+#[strum(serialize_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
     #[default]
@@ -710,13 +705,11 @@ pub enum LogFormat {
 impl<'de> Deserialize<'de> for LogFormat {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        match text.trim() {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            _ => Err(serde::de::Error::custom(format!(
+        config_value(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
                 "unknown log format {text:?}: expected text or json"
-            ))),
-        }
+            ))
+        })
     }
 }
 
