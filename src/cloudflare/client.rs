@@ -412,11 +412,11 @@ impl Client {
         options: ClientOptions,
         observer: Arc<dyn RequestObserver>,
     ) -> Result<Client, ClientBuildError> {
-        if options.base_url.cannot_be_a_base() {
-            return Err(ClientBuildError::BaseUrl(options.base_url.clone()));
+        if options.api_base_url.cannot_be_a_base() {
+            return Err(ClientBuildError::BaseUrl(options.api_base_url.clone()));
         }
         let http = reqwest::Client::builder()
-            .default_headers(auth_headers(&options.auth)?)
+            .default_headers(auth_headers(&options.auth())?)
             .user_agent(concat!(
                 env!("CARGO_PKG_NAME"),
                 "/",
@@ -429,7 +429,7 @@ impl Client {
             .map_err(ClientBuildError::Http)?;
         Ok(Client {
             http,
-            base_url: options.base_url.clone(),
+            base_url: options.api_base_url.clone(),
             budget: RwLock::new(Arc::new(RateLimiter::direct(budget_quota(
                 options.requests_per_5m,
                 options.budget_window,

@@ -187,7 +187,7 @@ pub struct Settings {
     pub log: LogSettings,
 }
 
-/// The validated `[cloudflare]` section.
+/// The validated `[cloudflare]` section: also the API client's options ([`ClientOptions`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudflareSettings {
     /// API root, `http` or `https`.
@@ -220,6 +220,9 @@ pub struct CloudflareSettings {
     pub max_response_bytes: usize,
     /// The account of an account-owned token (32 hex digits): where it verifies.
     pub account_id: Option<String>,
+    /// The request budget's window (not a key): Cloudflare's, [`BUDGET_WINDOW`]; shorter
+    /// only in tests.
+    pub budget_window: Duration,
 }
 
 impl CloudflareSettings {
@@ -253,6 +256,7 @@ impl CloudflareSettings {
             max_retry_after: raw.max_retry_after,
             max_response_bytes: raw.max_response_bytes,
             account_id,
+            budget_window: BUDGET_WINDOW,
         }
     }
 }
@@ -738,9 +742,9 @@ impl Settings {
         }
     }
 
-    /// The Cloudflare client's options, from the `[cloudflare]` section.
+    /// The Cloudflare client's options: the `[cloudflare]` section.
     pub fn client_options(&self) -> ClientOptions {
-        self.cloudflare.client_options()
+        self.cloudflare.clone()
     }
 
     /// The effective config in the file format: every key with its value after defaults

@@ -631,7 +631,7 @@ fn credentials_have_one_source() {
             &[("KEY", "legacy-SECRET-key")],
         )
         .unwrap();
-    match settings.client_options().auth {
+    match settings.client_options().auth() {
         super::Auth::Legacy { email, key } => {
             assert_eq!(email, "a@example.com");
             assert_eq!(key.expose(), "legacy-SECRET-key");
@@ -961,7 +961,10 @@ fn client_options_follow_the_cloudflare_section() {
         ))
         .unwrap();
     let options = settings.client_options();
-    assert_eq!(options.base_url.as_str(), "http://127.0.0.1:8787/client/v4");
+    assert_eq!(
+        options.api_base_url.as_str(),
+        "http://127.0.0.1:8787/client/v4"
+    );
     assert_eq!(options.max_concurrency, 2);
     assert_eq!(options.requests_per_5m, 50);
     assert_eq!(options.request_timeout, Duration::from_secs(3));
@@ -969,7 +972,7 @@ fn client_options_follow_the_cloudflare_section() {
     assert_eq!(options.max_response_bytes, 1024);
     assert_eq!(options.budget_window, Duration::from_secs(300));
     assert_eq!(options.retry_max_backoff, Duration::from_secs(30));
-    match options.auth {
+    match options.auth() {
         super::Auth::Token(token) => assert_eq!(token.expose(), TOKEN),
         super::Auth::Legacy { .. } => panic!("expected a token"),
     }

@@ -25,8 +25,8 @@ use futures::future::join_all;
 use crate::cloudflare::types::{
     HostnameAssociation, HostnameCertificate, ZoneCertificate, ZoneSettings as ApiZoneSettings,
 };
-use crate::cloudflare::{ApiError, Auth, Client, ErrorReason, with_deadline};
-use crate::config::{ScheduleSettings, ZoneDiscoverySettings, ZoneSettings};
+use crate::cloudflare::{ApiError, Client, ErrorReason, with_deadline};
+use crate::config::{Credentials, ScheduleSettings, ZoneDiscoverySettings, ZoneSettings};
 use crate::state::{HostnameSource, Scope, SharedSnapshot, Snapshot, StatusHistory, ZoneSnapshot};
 use plan::{Budget, Candidate, Plan, Target, ZoneInventory};
 use zones::ZoneDirectory;
@@ -906,7 +906,7 @@ impl Poller {
     /// `Some(valid)` when the token was checked now and the answer is conclusive.
     async fn verify_token_if_due(&self) -> Option<bool> {
         let interval = self.options.token_verify_interval?;
-        if !matches!(self.client.options().auth, Auth::Token(_)) {
+        if !matches!(self.client.options().credentials, Credentials::Token(_)) {
             return None;
         }
         {
