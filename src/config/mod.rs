@@ -521,24 +521,26 @@ impl StateSets {
 // By hand: the config crate's enum errors name the Rust type instead of the accepted values.
 impl<'de> Deserialize<'de> for StateSets {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        config_value(&text).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "unknown value {text:?}; expected \"full\" or \"current\""
-            ))
+        keyword(deserializer, |text| {
+            format!("unknown value {text:?}; expected \"full\" or \"current\"")
         })
     }
 }
 
-/// The value of a keyword enum spelled `text` (surrounding blanks ignored), if any.
-fn config_value<T>(text: &str) -> Option<T>
+/// A keyword enum's value, spelled as its label (surrounding blanks ignored); anything else
+/// is the error `problem` describes (given the text as written).
+fn keyword<'de, D, T>(deserializer: D, problem: impl FnOnce(&str) -> String) -> Result<T, D::Error>
 where
+    D: serde::Deserializer<'de>,
     T: strum::IntoEnumIterator + Into<&'static str> + Copy,
 {
-    T::iter().find(|value| {
-        let spelled: &str = (*value).into();
-        spelled == text.trim()
-    })
+    let text = String::deserialize(deserializer)?;
+    T::iter()
+        .find(|value| {
+            let spelled: &str = (*value).into();
+            spelled == text.trim()
+        })
+        .ok_or_else(|| serde::de::Error::custom(problem(&text)))
 }
 
 /// The validated `[alerts]` section.
@@ -612,11 +614,8 @@ impl SinkKind {
 // constructor …") name the Rust type instead of the accepted values.
 impl<'de> Deserialize<'de> for SinkKind {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        config_value(&text).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "unknown sink type {text:?}: expected slack, webhook or alertmanager"
-            ))
+        keyword(deserializer, |text| {
+            format!("unknown sink type {text:?}: expected slack, webhook or alertmanager")
         })
     }
 }
@@ -708,11 +707,8 @@ pub enum LogFormat {
 // By hand, for the same reason as `SinkKind`.
 impl<'de> Deserialize<'de> for LogFormat {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        config_value(&text).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "unknown log format {text:?}: expected text or json"
-            ))
+        keyword(deserializer, |text| {
+            format!("unknown log format {text:?}: expected text or json")
         })
     }
 }
