@@ -35,7 +35,6 @@ use super::types::{
     ListItem, ResultInfo, SkipReason, SkippedItem, TokenVerification, Zone, ZoneCertificate,
     ZoneSettings, decode_items, raw_item_id,
 };
-use crate::secret::Secret;
 
 /// Cloudflare error codes that mean "rate limited" even without HTTP 429.
 const RATE_LIMIT_CODES: [i64; 2] = [971, 10100];
@@ -50,70 +49,8 @@ const DNS_PER_PAGE: u32 = 100;
 /// Zones per page of `GET /zones`: the most Cloudflare serves.
 const ZONES_PER_PAGE: u32 = 50;
 
-/// How requests authenticate.
-#[derive(Debug, Clone)]
-pub enum Auth {
-    /// `Authorization: Bearer <token>` (the token needs "SSL and Certificates Read").
-    Token(Secret),
-    /// Legacy `X-Auth-Email` + `X-Auth-Key`.
-    Legacy { email: String, key: Secret },
-}
-
-/// Everything the client needs, validated (built from the `[cloudflare]` config section).
-#[derive(Debug, Clone)]
-pub struct ClientOptions {
-    /// API root, e.g. `https://api.cloudflare.com/client/v4` (no trailing slash needed).
-    pub base_url: Url,
-    pub auth: Auth,
-    /// Per HTTP attempt, including reading the body.
-    pub request_timeout: Duration,
-    /// Requests in flight at once.
-    pub max_concurrency: usize,
-    /// Requests allowed per `budget_window` (all attempts count).
-    pub requests_per_5m: u32,
-    /// The budget's window: 5 minutes, shorter only in tests.
-    pub budget_window: Duration,
-    /// Retries after the first attempt of a retryable failure.
-    pub max_retries: u32,
-    /// First backoff delay; doubles per retry, with jitter.
-    pub retry_initial_backoff: Duration,
-    /// Largest backoff delay.
-    pub retry_max_backoff: Duration,
-    /// A `Retry-After` longer than this is not waited for: the request fails as rate limited.
-    pub max_retry_after: Duration,
-    /// Bodies larger than this are refused.
-    pub max_response_bytes: usize,
-    /// Share of the credential's quota (percent) left to its other users: when Cloudflare
-    /// reports fewer requests remaining, the client waits for the window to free up.
-    pub rate_limit_reserve_percent: u8,
-    /// How long a 429 without a usable `Retry-After` pauses every request.
-    pub rate_limit_block: Duration,
-    /// The account owning an account-owned token: where the token verifies when
-    /// `/user/tokens/verify` answers 401.
-    pub account_id: Option<String>,
-}
-
-impl ClientOptions {
-    /// Options with production defaults for the given API root and credentials.
-    pub fn new(base_url: Url, auth: Auth) -> Self {
-        ClientOptions {
-            base_url,
-            auth,
-            request_timeout: Duration::from_secs(10),
-            max_concurrency: 8,
-            requests_per_5m: 1000,
-            budget_window: Duration::from_secs(300),
-            max_retries: 3,
-            retry_initial_backoff: Duration::from_millis(500),
-            retry_max_backoff: Duration::from_secs(30),
-            max_retry_after: Duration::from_secs(60),
-            max_response_bytes: 8 * 1024 * 1024,
-            rate_limit_reserve_percent: 20,
-            rate_limit_block: CLOUDFLARE_BLOCK,
-            account_id: None,
-        }
-    }
-}
+// The options are what the `[cloudflare]` section validates into, so they live with it.
+pub use crate::config::{Auth, ClientOptions};
 
 /// Cloudflare's rate-limit window and block, and its documented quota per user.
 pub const CLOUDFLARE_BLOCK: Duration = Duration::from_secs(300);
@@ -486,11 +423,11 @@ impl Client {
         options: ClientOptions,
         observer: Arc<dyn RequestObserver>,
     ) -> Result<Client, ClientBuildError> {
-        if options.base_url.cannot_be_a_base() {
-            return Err(ClientBuildError::BaseUrl(options.base_url.clone()));
+        if options.api_base_url.cannot_be_a_base() {
+            return Err(ClientBuildError::BaseUrl(options.api_base_url.clone()));
         }
         let http = reqwest::Client::builder()
-            .default_headers(auth_headers(&options.auth)?)
+            .default_headers(auth_headers(&options.auth())?)
             .user_agent(concat!(
                 env!("CARGO_PKG_NAME"),
                 "/",
@@ -503,7 +440,7 @@ impl Client {
             .map_err(ClientBuildError::Http)?;
         Ok(Client {
             http,
-            base_url: options.base_url.clone(),
+            base_url: options.api_base_url.clone(),
             budget: RwLock::new(Arc::new(RateLimiter::direct(budget_quota(
                 options.requests_per_5m,
                 options.budget_window,

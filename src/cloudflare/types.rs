@@ -8,7 +8,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// The response envelope of every Cloudflare v4 endpoint.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -118,94 +118,8 @@ fn non_empty_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Str
     Ok(Option::<String>::deserialize(deserializer)?.filter(|id| !id.trim().is_empty()))
 }
 
-/// Status of a certificate or an association. Values Cloudflare adds later parse as `Unknown`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Status {
-    Initializing,
-    PendingDeployment,
-    PendingDeletion,
-    Active,
-    Deleted,
-    DeploymentTimedOut,
-    DeletionTimedOut,
-    Unknown,
-}
-
-impl Status {
-    /// Whether the status is where an object rests (`active`, `deleted`, or a value this
-    /// version does not know). Every other status is on its way somewhere or stuck there
-    /// (`initializing`, `pending_*`, `*_timed_out`): the refresher re-checks such objects
-    /// every tick.
-    pub fn is_steady(self) -> bool {
-        matches!(self, Status::Active | Status::Deleted | Status::Unknown)
-    }
-
-    /// Every value, in the order metrics expose them (`unknown` last).
-    pub const ALL: [Status; 8] = [
-        Status::Initializing,
-        Status::PendingDeployment,
-        Status::PendingDeletion,
-        Status::Active,
-        Status::Deleted,
-        Status::DeploymentTimedOut,
-        Status::DeletionTimedOut,
-        Status::Unknown,
-    ];
-
-    /// The API's spelling (and the `status` label value).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Initializing => "initializing",
-            Status::PendingDeployment => "pending_deployment",
-            Status::PendingDeletion => "pending_deletion",
-            Status::Active => "active",
-            Status::Deleted => "deleted",
-            Status::DeploymentTimedOut => "deployment_timed_out",
-            Status::DeletionTimedOut => "deletion_timed_out",
-            Status::Unknown => "unknown",
-        }
-    }
-
-    /// Parses the API's spelling; anything else is `Unknown`.
-    pub fn parse(value: &str) -> Status {
-        Status::ALL
-            .into_iter()
-            .find(|status| status.as_str() == value)
-            .unwrap_or(Status::Unknown)
-    }
-
-    /// `initializing` or `pending_*`: a state that should not last.
-    pub fn is_pending(self) -> bool {
-        matches!(
-            self,
-            Status::Initializing | Status::PendingDeployment | Status::PendingDeletion
-        )
-    }
-
-    /// `deployment_timed_out` or `deletion_timed_out`.
-    pub fn is_timed_out(self) -> bool {
-        matches!(self, Status::DeploymentTimedOut | Status::DeletionTimedOut)
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for Status {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Status {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = String::deserialize(deserializer)?;
-        Ok(Status::parse(&value))
-    }
-}
+/// Statuses belong to the domain; the DTOs decode into it.
+pub use crate::state::Status;
 
 /// An item of the hostname-certificate list, or the result of getting one certificate.
 ///
