@@ -16,17 +16,18 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use cloudflare_aop_exporter::cloudflare::Endpoint;
-use cloudflare_aop_exporter::config::{Settings, ZoneSettings};
-use cloudflare_aop_exporter::daemon::Exporter;
+use cloudflare_aop_exporter::config::Settings;
+use cloudflare_aop_exporter::daemon::{self, Exporter};
 use cloudflare_aop_exporter::metrics::testing::synthetic_snapshot;
 use cloudflare_aop_exporter::metrics::{
-    Metrics, MetricsOptions, PollOutcome, RENDER_CHUNK_LEN, StateSets,
+    Metrics, MetricsOptions, RENDER_CHUNK_LEN, StateSets, render_snapshot,
 };
-use cloudflare_aop_exporter::poller::TickScope;
+use cloudflare_aop_exporter::poller::{PollOutcome, TickScope};
 use cloudflare_aop_exporter::secret::Secret;
 use cloudflare_aop_exporter::server::render_deflate;
 use cloudflare_aop_exporter::simulator::{AssociationState, Scenario, Simulator};
 use cloudflare_aop_exporter::state::Snapshot;
+use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use serde_json::json;
 
 /// Latency the simulator adds to every API request (SPEC §9).
@@ -229,22 +230,8 @@ async fn run_cycle_case(case: &CycleCase) -> CycleResult {
         .await
         .expect("the simulator starts");
     sim.set_latency(LATENCY);
-    let zones = scenario
-        .zones()
-        .iter()
-        .map(|zone| {
-            let mut settings = ZoneSettings::new(
-                zone.id.clone(),
-                zone.hostname_names()
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect(),
-            );
-            zone.display_name().clone_into(&mut settings.name);
-            settings.zone_level = true;
-            settings
-        })
-        .collect();
+    // Zone-level polling is on: `ZoneSettings::new`'s default.
+    let zones = daemon::scenario_zones(&scenario);
     let mut settings = Settings::for_demo(sim.base_url(), Secret::new(sim.token()), zones);
     settings.cloudflare.max_concurrency = case.concurrency;
     settings.cloudflare.requests_per_5m = 10_000_000;
@@ -344,6 +331,100 @@ fn render_group(real_snapshot: Option<&Snapshot>, verdicts: &mut Vec<Verdict>) {
     }
     println!();
     encoding_and_mode_rows(&synthetic, synthetic_label);
+    encoder_comparison_rows(&synthetic, synthetic_label);
+}
+
+/// Why `/metrics` has its own renderer: the prometheus crate's `TextEncoder` on the same
+/// snapshot series, its `MetricFamily` values built beforehand (untimed, so the encoder is
+/// favoured), against [`render_snapshot`] writing them straight from the snapshot.
+fn encoder_comparison_rows(snapshot: &Snapshot, label: &str) {
+    println!("### `/metrics` renderer against the prometheus crate's `TextEncoder`\n");
+    println!(
+        "Same snapshot ({label}), its snapshot families only, {RENDER_RUNS} timed runs after \
+         {RENDER_WARMUP} warm-up runs, one thread. The encoder's `MetricFamily` values are \
+         built before timing.\n"
+    );
+    println!("| method | median | p90 | output | series |");
+    println!("|---|---|---|---|---|");
+    let mut text = String::new();
+    render_snapshot(snapshot, &mut text);
+    let families = metric_families(&text);
+    let series: usize = families
+        .iter()
+        .map(|family| family.get_metric().len())
+        .sum();
+    let own = time_runs(|| {
+        let mut out = String::new();
+        render_snapshot(snapshot, &mut out);
+        out.len()
+    });
+    let encoder = prometheus::TextEncoder::new();
+    let mut encoded_len = 0;
+    let encoder_times = time_runs(|| {
+        let mut out = String::new();
+        encoder
+            .encode_utf8(&families, &mut out)
+            .expect("the families encode");
+        encoded_len = out.len();
+        out.len()
+    });
+    for (method, times, bytes) in [
+        ("`render_snapshot`", &own, text.len()),
+        ("`TextEncoder::encode_utf8`", &encoder_times, encoded_len),
+    ] {
+        println!(
+            "| {method} | {} | {} | {} | {series} |",
+            ms(percentile(times, 0.5)),
+            ms(percentile(times, 0.9)),
+            mebibytes(bytes),
+        );
+    }
+    println!();
+}
+
+/// The gauge families of a rendered text, as the prometheus crate models them.
+fn metric_families(text: &str) -> Vec<MetricFamily> {
+    let mut families: Vec<MetricFamily> = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').expect("HELP has a name and a text");
+            let mut family = MetricFamily::default();
+            family.set_name(name.to_owned());
+            family.set_help(help.to_owned());
+            family.set_field_type(MetricType::GAUGE);
+            families.push(family);
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
+            let labels = series
+                .split_once('{')
+                .map_or("", |(_, labels)| labels.trim_end_matches('}'));
+            let mut gauge = Gauge::default();
+            gauge.set_value(value.parse().expect("a numeric value"));
+            let mut metric = Metric::from_gauge(gauge);
+            metric.set_label(label_pairs(labels));
+            families
+                .last_mut()
+                .expect("samples follow their HELP")
+                .mut_metric()
+                .push(metric);
+        }
+    }
+    families
+}
+
+/// `a="x",b="y"` as label pairs (the synthetic snapshot's values hold no quotes or commas).
+fn label_pairs(labels: &str) -> Vec<LabelPair> {
+    labels
+        .split("\",")
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once("=\"").expect("name=\"value\"");
+            let mut label = LabelPair::default();
+            label.set_name(name.to_owned());
+            label.set_value(value.trim_end_matches('"').to_owned());
+            label
+        })
+        .collect()
 }
 
 /// What a scrape costs and weighs per encoding and `metrics.statesets` mode: the plain text

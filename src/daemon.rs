@@ -14,7 +14,9 @@ use crate::alerts::{AlertError, Alerter};
 use crate::cloudflare::{Client, ClientBuildError};
 use crate::config::{Settings, ZoneSettings};
 use crate::metrics::Metrics;
-use crate::poller::{Poller, PollerOptions, RefreshEstimate, TickScope, ZoneError};
+use crate::poller::{
+    PollObserver as _, Poller, PollerOptions, RefreshEstimate, TickScope, ZoneError,
+};
 use crate::secret::Secret;
 use crate::server::{self, AppState, ServeOptions};
 use crate::simulator::{Scenario, Simulator, SimulatorError};
@@ -69,7 +71,7 @@ pub struct Exporter {
 impl Exporter {
     /// Builds the client, metrics, snapshot and poller from validated settings.
     pub fn new(settings: &Settings, persist_state: bool) -> Result<Exporter, DaemonError> {
-        let metrics = Arc::new(Metrics::with_options(settings.metrics.options())?);
+        let metrics = Arc::new(Metrics::with_options(settings.metrics.clone())?);
         let client = Arc::new(Client::with_observer(
             settings.client_options(),
             metrics.clone(),
@@ -138,7 +140,7 @@ impl Exporter {
         };
         match report {
             Some(report) => {
-                self.metrics.observe_poll(report.outcome, report.duration);
+                self.metrics.poll_finished(report.outcome, report.duration);
                 if let Some(alerter) = &self.alerter {
                     alerter.after_cycle(&self.snapshot.load(), chrono::Utc::now());
                 }
@@ -294,23 +296,23 @@ pub async fn run_on(
     }
 }
 
-/// Settings for the demo: the built-in scenario's zones and hostnames, polled every 15 s.
-pub fn demo_settings(scenario: &Scenario, base_url: Url, listen: SocketAddr) -> Settings {
-    let zones = scenario
+/// A scenario's zones and hostnames as configured zones (named as the scenario names them).
+pub fn scenario_zones(scenario: &Scenario) -> Vec<ZoneSettings> {
+    scenario
         .zones()
         .iter()
         .map(|zone| {
-            let mut settings = ZoneSettings::new(
-                zone.id.clone(),
-                zone.hostname_names()
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect(),
-            );
+            let hostnames = zone.hostname_names().into_iter().map(str::to_owned);
+            let mut settings = ZoneSettings::new(zone.id.clone(), hostnames.collect());
             zone.display_name().clone_into(&mut settings.name);
             settings
         })
-        .collect();
+        .collect()
+}
+
+/// Settings for the demo: the built-in scenario's zones and hostnames, polled every 15 s.
+pub fn demo_settings(scenario: &Scenario, base_url: Url, listen: SocketAddr) -> Settings {
+    let zones = scenario_zones(scenario);
     let mut settings = Settings::for_demo(base_url, Secret::new(scenario.token()), zones);
     "*/15 * * * * *".clone_into(&mut settings.schedule.cron);
     settings.schedule.jitter = Duration::ZERO;

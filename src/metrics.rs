@@ -14,7 +14,6 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeSet;
 use std::sync::Once;
 use std::time::{Duration, SystemTime};
 
@@ -23,59 +22,18 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use serde::{Deserialize, Serialize};
+use strum::IntoEnumIterator as _;
 
+use crate::alerts::{AlertObserver, NotificationOutcome, Reason};
 use crate::cloudflare::types::SkipReason;
 use crate::cloudflare::{Attempt, Endpoint, ErrorReason, RequestObserver};
+use crate::poller::{PollObserver, PollOutcome};
 use crate::state::Snapshot;
 
+/// What `/metrics` writes beyond the defaults: the `[metrics]` settings (`StateSet` mode,
+/// excluded families, names from [`family_names`]).
+pub use crate::config::{MetricsSettings as MetricsOptions, StateSets};
 pub use snapshot::{SNAPSHOT_FAMILIES, render_snapshot, render_snapshot_chunks};
-
-/// `metrics.statesets`: how the `StateSet` families (`certificate_status`,
-/// `hostname_association`, `hostname_status`, `hostname_certificate_status`) are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StateSets {
-    /// One series per possible value, exactly one of them 1 (SPEC §6; the default).
-    #[default]
-    Full,
-    /// Only the series of the current value (1): 19 fewer series per hostname. Queries that
-    /// select `== 1` work unchanged; `== 0` selections find nothing.
-    Current,
-}
-
-impl StateSets {
-    /// The config value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StateSets::Full => "full",
-            StateSets::Current => "current",
-        }
-    }
-}
-
-// By hand: the config crate's enum errors name the Rust type instead of the accepted values.
-impl<'de> Deserialize<'de> for StateSets {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        match text.trim() {
-            "full" => Ok(StateSets::Full),
-            "current" => Ok(StateSets::Current),
-            _ => Err(serde::de::Error::custom(format!(
-                "unknown value {text:?}; expected \"full\" or \"current\""
-            ))),
-        }
-    }
-}
-
-/// What `/metrics` writes beyond the defaults (`[metrics]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MetricsOptions {
-    /// Full `StateSet`s or only their current member.
-    pub statesets: StateSets,
-    /// Families left out of `/metrics` entirely (names from [`family_names`]).
-    pub exclude_families: BTreeSet<String>,
-}
 
 /// The families this exporter's own registry holds (besides [`SNAPSHOT_FAMILIES`]).
 const REGISTRY_FAMILIES: [&str; 14] = [
@@ -131,71 +89,11 @@ const POLL_DURATION_BUCKETS: [f64; 13] = [
 const API_REQUEST_DURATION_BUCKETS: [f64; 11] =
     [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-/// The `reason` values of `alerts_firing`, pre-set to 0 so "nothing firing" is visible.
-pub const ALERT_REASONS: [&str; 4] = [
-    "deployment_timed_out",
-    "deletion_timed_out",
-    "stuck_pending",
-    "expiring",
-];
-
 /// The revision baked in at build time (CI sets `CF_AOP_GIT_REVISION`).
 const REVISION: &str = match option_env!("CF_AOP_GIT_REVISION") {
     Some(revision) => revision,
     None => "unknown",
 };
-
-/// How one poll cycle ended: the `outcome` label of `polls_total` (`skipped` has its own
-/// method, [`Metrics::poll_skipped`], because a skipped cycle has no duration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PollOutcome {
-    /// Every zone polled successfully.
-    Success,
-    /// Some zones failed, others succeeded.
-    Partial,
-    /// No zone could be polled.
-    Failure,
-}
-
-impl PollOutcome {
-    /// The `outcome` label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PollOutcome::Success => "success",
-            PollOutcome::Partial => "partial",
-            PollOutcome::Failure => "failure",
-        }
-    }
-}
-
-/// What became of one notification: the `outcome` label of `notifications_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NotificationOutcome {
-    /// The sink accepted it.
-    Sent,
-    /// Delivery failed (it may be retried).
-    Failed,
-    /// Given up on (queue full or retries exhausted).
-    Dropped,
-}
-
-impl NotificationOutcome {
-    /// Every value, in label order.
-    pub const ALL: [NotificationOutcome; 3] = [
-        NotificationOutcome::Sent,
-        NotificationOutcome::Failed,
-        NotificationOutcome::Dropped,
-    ];
-
-    /// The `outcome` label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NotificationOutcome::Sent => "sent",
-            NotificationOutcome::Failed => "failed",
-            NotificationOutcome::Dropped => "dropped",
-        }
-    }
-}
 
 /// A metric family could not be created or registered (a programming error caught at start-up).
 #[derive(Debug, thiserror::Error)]
@@ -419,16 +317,16 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION])
             .set(1);
-        for outcome in ["success", "partial", "failure", "skipped"] {
-            polls.with_label_values(&[outcome]);
+        for outcome in PollOutcome::iter() {
+            polls.with_label_values(&[outcome.as_str()]);
         }
         for endpoint in Endpoint::ALL {
             for reason in ErrorReason::ALL {
                 api_errors.with_label_values(&[endpoint.as_str(), reason.as_str()]);
             }
         }
-        for reason in ALERT_REASONS {
-            alerts_firing.with_label_values(&[reason]).set(0);
+        for reason in Reason::iter() {
+            alerts_firing.with_label_values(&[reason.as_str()]).set(0);
         }
 
         Ok(Metrics {
@@ -445,49 +343,6 @@ impl Metrics {
             notifications,
             notification_queue_length,
         })
-    }
-
-    /// Records a finished poll cycle.
-    pub fn observe_poll(&self, outcome: PollOutcome, duration: Duration) {
-        self.poll_duration.observe(duration.as_secs_f64());
-        self.polls.with_label_values(&[outcome.as_str()]).inc();
-    }
-
-    /// Records a cycle that did not start because the previous one was still running.
-    pub fn poll_skipped(&self) {
-        self.polls.with_label_values(&["skipped"]).inc();
-    }
-
-    /// Sets how many of the exporter's own alerts with `reason` are firing.
-    pub fn set_alerts_firing(&self, reason: &str, firing: usize) {
-        self.alerts_firing
-            .with_label_values(&[reason])
-            .set(saturating_i64(firing));
-    }
-
-    /// Counts one notification to `sink`.
-    pub fn notification(&self, sink: &str, outcome: NotificationOutcome) {
-        self.notifications
-            .with_label_values(&[sink, outcome.as_str()])
-            .inc();
-    }
-
-    /// Sets how many notifications wait in `sink`'s queue.
-    pub fn set_queue_length(&self, sink: &str, length: usize) {
-        self.notification_queue_length
-            .with_label_values(&[sink])
-            .set(saturating_i64(length));
-    }
-
-    /// Creates `sink`'s series at 0, so its counters exist before the first notification.
-    pub fn register_sink(&self, sink: &str) {
-        for outcome in NotificationOutcome::ALL {
-            self.notifications
-                .with_label_values(&[sink, outcome.as_str()]);
-        }
-        self.notification_queue_length
-            .with_label_values(&[sink])
-            .set(0);
     }
 
     /// The whole `/metrics` body: the snapshot families, then the registry's.
@@ -518,9 +373,7 @@ impl Metrics {
     /// Appends the process-lifetime families (text format), less the excluded ones.
     fn render_registry(&self, out: &mut String) {
         let mut families = self.registry.gather();
-        families.retain(|family| {
-            !self.options.exclude_families.contains(family.name()) && !unknown_start_time(family)
-        });
+        families.retain(|family| !self.excluded(family.name()) && !unknown_start_time(family));
         if let Err(error) = TextEncoder::new().encode_utf8(&families, out) {
             // Only malformed families fail to encode; the snapshot part is still worth serving.
             tracing::warn!(error = %error, "encoding the registry's metric families failed");
@@ -528,12 +381,55 @@ impl Metrics {
     }
 }
 
+impl PollObserver for Metrics {
+    fn poll_finished(&self, outcome: PollOutcome, duration: Duration) {
+        self.poll_duration.observe(duration.as_secs_f64());
+        self.polls.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    fn poll_skipped(&self) {
+        self.polls
+            .with_label_values(&[PollOutcome::Skipped.as_str()])
+            .inc();
+    }
+}
+
+impl AlertObserver for Metrics {
+    fn alerts_firing(&self, reason: Reason, firing: usize) {
+        self.alerts_firing
+            .with_label_values(&[reason.as_str()])
+            .set(saturating_i64(firing));
+    }
+
+    fn sink_registered(&self, sink: &str) {
+        for outcome in NotificationOutcome::iter() {
+            self.notifications
+                .with_label_values(&[sink, outcome.as_str()]);
+        }
+        self.notification_queue_length
+            .with_label_values(&[sink])
+            .set(0);
+    }
+
+    fn notification(&self, sink: &str, outcome: NotificationOutcome) {
+        self.notifications
+            .with_label_values(&[sink, outcome.as_str()])
+            .inc();
+    }
+
+    fn queue_length(&self, sink: &str, length: usize) {
+        self.notification_queue_length
+            .with_label_values(&[sink])
+            .set(saturating_i64(length));
+    }
+}
+
 impl RequestObserver for Metrics {
     fn attempt_finished(&self, attempt: &Attempt) {
         let endpoint = attempt.endpoint.as_str();
-        let mut digits = snapshot::IntBuffer::new();
+        let mut digits = itoa::Buffer::new();
         let code = match attempt.status {
-            Some(status) => digits.format(i64::from(status)),
+            Some(status) => digits.format(status),
             None => "error",
         };
         self.api_requests.with_label_values(&[endpoint, code]).inc();
@@ -579,6 +475,14 @@ impl RequestObserver for Metrics {
 }
 
 impl Metrics {
+    /// Whether `metrics.exclude_families` names `family`.
+    fn excluded(&self, family: &str) -> bool {
+        self.options
+            .exclude_families
+            .iter()
+            .any(|excluded| excluded == family)
+    }
+
     /// Registers a gauge that has no value until its first reading (unknown is no series).
     fn register_once(&self, once: &Once, gauge: &IntGauge) {
         once.call_once(|| {

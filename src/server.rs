@@ -104,14 +104,18 @@ pub struct ServeOptions {
 }
 
 impl ServeOptions {
-    /// Loads and checks the web config the settings name, if any.
+    /// The web config the settings name, if any (loaded and checked unless validation did).
     pub fn from_settings(server: &ServerSettings) -> Result<ServeOptions, WebConfigError> {
         Ok(ServeOptions {
-            web_config: server
-                .web_config_file
-                .as_deref()
-                .map(WebConfig::load)
-                .transpose()?,
+            // Read once by config validation; settings built in code are read here.
+            web_config: match &server.web_config {
+                Some(loaded) => Some(loaded.clone()),
+                None => server
+                    .web_config_file
+                    .as_deref()
+                    .map(WebConfig::load)
+                    .transpose()?,
+            },
             healthz_without_auth: server.healthz_without_auth,
             limits: ConnectionLimits {
                 header_read_timeout: server.header_read_timeout,

@@ -4,7 +4,6 @@
 //! Only the poller writes here; metrics, alerts and the server read. No Cloudflare DTOs.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -13,12 +12,83 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use crate::cloudflare::types::Status;
 use crate::x509::{CertificateFacts, Check};
+
+/// Status of a certificate or an association (the API's `status` and `cert_status`, and the
+/// `status` label). Values Cloudflare adds later decode as `Unknown`.
+#[derive(strum::IntoStaticStr, strum::Display, strum::EnumIter, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Status {
+    Initializing,
+    PendingDeployment,
+    PendingDeletion,
+    Active,
+    Deleted,
+    DeploymentTimedOut,
+    DeletionTimedOut,
+    Unknown,
+}
+
+impl Status {
+    /// Every value, in the order metrics expose them (`unknown` last).
+    pub const ALL: &'static [Status] = <Status as strum::VariantArray>::VARIANTS;
+
+    /// Whether the status is where an object rests (`active`, `deleted`, or a value this
+    /// version does not know). Every other status is on its way somewhere or stuck there
+    /// (`initializing`, `pending_*`, `*_timed_out`): the refresher re-checks such objects
+    /// every tick.
+    pub fn is_steady(self) -> bool {
+        matches!(self, Status::Active | Status::Deleted | Status::Unknown)
+    }
+
+    /// The API's spelling (and the `status` label value).
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Parses the API's spelling; anything else is `Unknown`.
+    pub fn parse(value: &str) -> Status {
+        Status::ALL
+            .iter()
+            .copied()
+            .find(|status| status.as_str() == value)
+            .unwrap_or(Status::Unknown)
+    }
+
+    /// `initializing` or `pending_*`: a state that should not last.
+    pub fn is_pending(self) -> bool {
+        matches!(
+            self,
+            Status::Initializing | Status::PendingDeployment | Status::PendingDeletion
+        )
+    }
+
+    /// `deployment_timed_out` or `deletion_timed_out`.
+    pub fn is_timed_out(self) -> bool {
+        matches!(self, Status::DeploymentTimedOut | Status::DeletionTimedOut)
+    }
+}
+
+impl Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+// By hand: an unknown value is `Unknown`, never an error that fails the poll.
+impl<'de> Deserialize<'de> for Status {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        Ok(Status::parse(&value))
+    }
+}
 
 /// Which kind of AOP certificate: the `scope` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::Display)]
+#[strum(serialize_all = "snake_case")]
 pub enum Scope {
     /// Per-hostname certificates (`/origin_tls_client_auth/hostnames/certificates`).
     Hostname,
@@ -29,22 +99,15 @@ pub enum Scope {
 impl Scope {
     /// The `scope` label value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Hostname => "hostname",
-            Scope::Zone => "zone",
-        }
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
 /// The state of a hostname's association: the `state` label of `hostname_association`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::Display, strum::EnumIter, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum AssociationState {
     /// `enabled: true`.
     Enabled,
@@ -58,21 +121,12 @@ pub enum AssociationState {
 
 impl AssociationState {
     /// Every value, in label order.
-    pub const ALL: [AssociationState; 4] = [
-        AssociationState::Enabled,
-        AssociationState::Disabled,
-        AssociationState::Voided,
-        AssociationState::Absent,
-    ];
+    pub const ALL: &'static [AssociationState] =
+        <AssociationState as strum::VariantArray>::VARIANTS;
 
     /// The `state` label value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            AssociationState::Enabled => "enabled",
-            AssociationState::Disabled => "disabled",
-            AssociationState::Voided => "voided",
-            AssociationState::Absent => "absent",
-        }
+        self.into()
     }
 
     /// From the association's `enabled` field (`None` when the hostname answered 404).
@@ -86,17 +140,13 @@ impl AssociationState {
     }
 }
 
-impl fmt::Display for AssociationState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Where a watched hostname comes from: the `source` label of `hostname_info`.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::Display)]
+#[strum(serialize_all = "snake_case")]
 pub enum HostnameSource {
     /// Named in the zone's `hostnames`: a missing or disabled association is a finding.
     #[default]
@@ -109,10 +159,7 @@ pub enum HostnameSource {
 impl HostnameSource {
     /// The `source` label value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            HostnameSource::Configured => "configured",
-            HostnameSource::Discovered => "discovered",
-        }
+        self.into()
     }
 
     /// `Configured` when `hostname` is among the zone's configured `hostnames`.
@@ -122,12 +169,6 @@ impl HostnameSource {
         } else {
             HostnameSource::Discovered
         }
-    }
-}
-
-impl fmt::Display for HostnameSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -273,6 +314,25 @@ pub struct CertificateState {
 }
 
 impl CertificateState {
+    /// A certificate known by its scope and id only: every fact unknown, no checks.
+    pub fn new(scope: Scope, id: impl Into<String>) -> Self {
+        CertificateState {
+            scope,
+            id: id.into(),
+            status: None,
+            status_since: None,
+            api_expires_on: None,
+            uploaded_on: None,
+            issuer: None,
+            serial_number: None,
+            signature: None,
+            facts: None,
+            pem_error: None,
+            checks: Vec::new(),
+            monitored_hostnames: 0,
+        }
+    }
+
     /// Expiry: the API's `expires_on`, else the PEM's notAfter.
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.api_expires_on
@@ -313,6 +373,26 @@ pub struct HostnameState {
     pub refreshed_at: Option<DateTime<Utc>>,
     /// The last fetch failed: the data is from `refreshed_at`.
     pub stale: bool,
+}
+
+impl HostnameState {
+    /// A configured hostname whose association is in `association`, every other fact unknown.
+    pub fn new(hostname: impl Into<String>, association: AssociationState) -> Self {
+        HostnameState {
+            hostname: hostname.into(),
+            source: HostnameSource::Configured,
+            association,
+            status: None,
+            status_since: None,
+            cert_id: None,
+            cert_status: None,
+            cert_status_since: None,
+            cert_expires_on: None,
+            association_expires_on: None,
+            refreshed_at: None,
+            stale: false,
+        }
+    }
 }
 
 /// What a status-history entry is about.
@@ -575,22 +655,14 @@ mod tests {
     #[test]
     fn since_holds_while_status_is_unchanged_and_resets_on_change() {
         let mut history = StatusHistory::default();
-        assert_eq!(
-            history.observe(cert_key("a"), Status::PendingDeployment, at(100)),
-            at(100)
-        );
-        assert_eq!(
-            history.observe(cert_key("a"), Status::PendingDeployment, at(200)),
-            at(100)
-        );
-        assert_eq!(
-            history.observe(cert_key("a"), Status::Active, at(300)),
-            at(300)
-        );
-        assert_eq!(
-            history.observe(cert_key("a"), Status::Active, at(400)),
-            at(300)
-        );
+        for (status, now, since) in [
+            (Status::PendingDeployment, 100, 100),
+            (Status::PendingDeployment, 200, 100),
+            (Status::Active, 300, 300),
+            (Status::Active, 400, 300),
+        ] {
+            assert_eq!(history.observe(cert_key("a"), status, at(now)), at(since));
+        }
     }
 
     #[test]

@@ -34,38 +34,10 @@ use crate::config::limits;
 pub use basic_auth::{BasicAuth, REALM, require_basic_auth};
 pub use tls::{RELOAD_CHECK_INTERVAL, TlsListener};
 
-/// A problem with the web config file: one line, `<file>: <key>: <problem>`, never a secret.
-#[derive(Debug, thiserror::Error)]
-pub enum WebConfigError {
-    /// The file could not be read or is not YAML.
-    #[error("{}: {problem}", file.display())]
-    File {
-        /// The web config file.
-        file: PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
-    /// A key is unknown, missing, or has a value that is not allowed (or names a bad file).
-    #[error("{}: {key}: {problem}", file.display())]
-    Key {
-        /// The web config file.
-        file: PathBuf,
-        /// The key's path, e.g. `tls_server_config.min_version` or `basic_auth_users.alice`.
-        key: String,
-        /// What is wrong with it.
-        problem: String,
-    },
-}
-
-impl WebConfigError {
-    /// The key path the error is about, when it is about one key.
-    pub fn key(&self) -> Option<&str> {
-        match self {
-            WebConfigError::Key { key, .. } => Some(key),
-            WebConfigError::File { .. } => None,
-        }
-    }
-}
+/// A problem with the web config file: one line, `<file>: <problem>` or
+/// `<file>: <key>: <problem>` (e.g. `tls_server_config.min_version`), never a secret; the
+/// same shape as a problem with the config file itself.
+pub type WebConfigError = crate::config::ConfigError;
 
 /// `tls_server_config.client_auth_type`: whether clients must present a certificate, and
 /// whether it is verified against `client_ca_file` (Go's `tls.ClientAuthType` names).
@@ -255,6 +227,19 @@ impl WebConfig {
     }
 }
 
+/// Equal when read from the same file with the same content (the TLS files' content is
+/// re-read while serving, so it does not count).
+impl PartialEq for WebConfig {
+    fn eq(&self, other: &Self) -> bool {
+        fn users(config: &WebConfig) -> Option<&BTreeMap<String, String>> {
+            config.basic_auth.as_deref().map(BasicAuth::users)
+        }
+        self.file == other.file && self.tls == other.tls && users(self) == users(other)
+    }
+}
+
+impl Eq for WebConfig {}
+
 /// What the file says, before the TLS files are read.
 struct RawWebConfig {
     tls: Option<TlsSettings>,
@@ -367,24 +352,16 @@ impl Parser<'_> {
             _ => return Err(self.key_error("tls_server_config", "must be a mapping")),
         };
         let mut fields = TlsFields::default();
-        let TlsFields {
-            cert_file,
-            key_file,
-            client_ca_file,
-            client_auth,
-            min_version,
-            max_version,
-        } = &mut fields;
         for (key, value) in entries {
             let name = self.key_name(key, "tls_server_config.")?;
             let key = format!("tls_server_config.{name}");
             match name {
-                "cert_file" => *cert_file = self.path(&key, value)?,
-                "key_file" => *key_file = self.path(&key, value)?,
-                "client_ca_file" => *client_ca_file = self.path(&key, value)?,
+                "cert_file" => fields.cert_file = self.path(&key, value)?,
+                "key_file" => fields.key_file = self.path(&key, value)?,
+                "client_ca_file" => fields.client_ca_file = self.path(&key, value)?,
                 "client_auth_type" => {
                     let text = self.string(&key, value)?.unwrap_or_default();
-                    *client_auth = Some(ClientAuth::parse(text).ok_or_else(|| {
+                    fields.client_auth = Some(ClientAuth::parse(text).ok_or_else(|| {
                         self.key_error(
                             &key,
                             format!(
@@ -403,9 +380,9 @@ impl Parser<'_> {
                         None => None,
                     };
                     if name == "min_version" {
-                        *min_version = parsed;
+                        fields.min_version = parsed;
                     } else {
-                        *max_version = parsed;
+                        fields.max_version = parsed;
                     }
                 }
                 // Ignored by Go since 1.18 and by rustls (the server's order always wins).

@@ -305,10 +305,11 @@ async fn zone_level_certificates_settings_token_and_dns() {
 async fn legacy_email_and_key_authenticate() {
     let sim = simulator().await;
     let mut options = fast_options(&sim);
-    options.auth = Auth::Legacy {
+    options.credentials = Auth::Legacy {
         email: "ops@example.com".to_owned(),
         key: Secret::new("legacy-key-9a7e"),
-    };
+    }
+    .into();
     let client = Client::new(options).unwrap();
     assert!(client.get_zone_settings(ZONE).await.is_ok());
 }
@@ -317,7 +318,7 @@ async fn legacy_email_and_key_authenticate() {
 async fn auth_failures_are_typed_and_not_retried() {
     let sim = simulator().await;
     let mut options = fast_options(&sim);
-    options.auth = Auth::Token(Secret::new("wrong-token"));
+    options.credentials = Auth::Token(Secret::new("wrong-token")).into();
     let (client, recorder) = observed(&sim, options);
     let error = client.list_hostname_certificates(ZONE).await.unwrap_err();
     assert_eq!(error.reason(), ErrorReason::Forbidden, "{error}");
@@ -331,10 +332,11 @@ async fn auth_failures_are_typed_and_not_retried() {
     assert!(!error.to_string().contains("wrong-token"));
 
     let mut options = fast_options(&sim);
-    options.auth = Auth::Legacy {
+    options.credentials = Auth::Legacy {
         email: String::new(),
         key: Secret::new(""),
-    };
+    }
+    .into();
     // Empty legacy headers are sent but not accepted: Cloudflare-style 400/403.
     let error = Client::new(options)
         .unwrap()

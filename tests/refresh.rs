@@ -358,28 +358,28 @@ fn other_tool(
 
 #[tokio::test]
 async fn beside_another_tool_spending_40_percent_nobody_gets_a_429() {
-    // 100 requests per 4 s window (25/s); the other tool spends 10/s (40 %); the exporter alone
-    // would go much faster: the reserve holds it back.
+    // 50 requests per 2 s window (25/s); the other tool spends 10/s (40 %) for five windows; the
+    // exporter alone would go much faster: its reserve and the others' share hold it back.
     let scenario = Scenario::scale(4, 1, 25);
     let sim = Simulator::start(scenario.clone()).await.unwrap();
     sim.set_rate_limit(Some(RateLimit {
-        max_requests: 100,
-        window: Duration::from_secs(4),
-        retry_after: Duration::from_secs(4),
+        max_requests: 50,
+        window: Duration::from_secs(2),
+        retry_after: Duration::from_secs(2),
     }));
     let mut settings = settings_for(&sim, &scenario);
     every_second(&mut settings);
     settings.cloudflare.requests_per_5m = 1_000_000;
-    settings.cloudflare.max_concurrency = 4;
+    settings.cloudflare.max_concurrency = 8;
     let exporter = Arc::new(Exporter::new(&settings, false).unwrap());
-    let other = other_tool(&sim, 10, Duration::from_secs(8));
+    let other = other_tool(&sim, 10, Duration::from_secs(10));
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(8) {
+    while started.elapsed() < Duration::from_secs(10) {
         exporter.cycle().await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (sent, refused) = other.await.unwrap();
-    assert!(sent >= 60, "the other tool kept going ({sent})");
+    assert!(sent >= 80, "the other tool kept going ({sent})");
     assert_eq!(refused, 0, "the other tool never saw a 429");
     assert_eq!(sim.stats().rate_limited, 0, "the simulator served no 429");
     let exporter_requests: usize = sim
@@ -396,27 +396,31 @@ async fn beside_another_tool_spending_40_percent_nobody_gets_a_429() {
 
 #[tokio::test]
 async fn two_exporters_with_one_token_cause_no_429() {
+    // 50 requests per 2 s window; the second exporter starts fresh after 3 s, when the first has
+    // the window in use: it must read the counter before it spends.
     let scenario = Scenario::scale(4, 1, 25);
     let sim = Simulator::start(scenario.clone()).await.unwrap();
     sim.set_rate_limit(Some(RateLimit {
-        max_requests: 100,
-        window: Duration::from_secs(4),
-        retry_after: Duration::from_secs(4),
+        max_requests: 50,
+        window: Duration::from_secs(2),
+        retry_after: Duration::from_secs(2),
     }));
     let mut settings = settings_for(&sim, &scenario);
     every_second(&mut settings);
     settings.cloudflare.requests_per_5m = 1_000_000;
-    settings.cloudflare.max_concurrency = 4;
+    settings.cloudflare.max_concurrency = 8;
     let pair: Vec<Arc<Exporter>> = (0..2)
         .map(|_| Arc::new(Exporter::new(&settings, false).unwrap()))
         .collect();
+    let start = Instant::now();
     let runs: Vec<_> = pair
         .iter()
-        .map(|exporter| {
+        .zip([Duration::ZERO, Duration::from_secs(3)])
+        .map(|(exporter, delay)| {
             let exporter = exporter.clone();
             tokio::spawn(async move {
-                let started = Instant::now();
-                while started.elapsed() < Duration::from_secs(8) {
+                tokio::time::sleep(delay).await;
+                while start.elapsed() < Duration::from_secs(10) {
                     exporter.cycle().await;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use strum::IntoEnumIterator as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -12,9 +13,8 @@ use super::delivery::{self, RetryOptions, SinkWorker};
 use super::outbox::{
     OUTBOX_FILE_NAME, Outbox, Pending, SharedOutbox, SinkChanges, SinkIdentity, sink_fingerprint,
 };
-use super::{Reason, Transition, TransitionKind, evaluate};
+use super::{AlertObserver, Reason, Transition, TransitionKind, evaluate};
 use crate::config::{AlertSettings, ScheduleSettings, Settings, SinkKind};
-use crate::metrics::Metrics;
 use crate::state::Snapshot;
 
 /// How long the workers get at shutdown to notice the stop signal.
@@ -35,7 +35,7 @@ pub enum AlertError {
 pub struct Alerter {
     settings: AlertSettings,
     outbox: Arc<SharedOutbox>,
-    metrics: Arc<Metrics>,
+    observer: Arc<dyn AlertObserver>,
     /// How far ahead a firing Alertmanager post's `endsAt` lies.
     alertmanager_ends_after: TimeDelta,
     stop: watch::Sender<bool>,
@@ -44,20 +44,21 @@ pub struct Alerter {
 
 impl Alerter {
     /// Loads the outbox (from `[state] dir` when `persist`, a corrupt file moved aside) and
-    /// starts one delivery worker per configured sink. Call inside a Tokio runtime.
+    /// starts one delivery worker per configured sink, reporting to `observer`. Call inside a
+    /// Tokio runtime.
     pub fn start(
         settings: &Settings,
         persist: bool,
-        metrics: Arc<Metrics>,
+        observer: Arc<dyn AlertObserver>,
     ) -> Result<Alerter, AlertError> {
-        Alerter::start_with(settings, persist, metrics, RetryOptions::default())
+        Alerter::start_with(settings, persist, observer, RetryOptions::default())
     }
 
     /// [`Alerter::start`] with explicit retry timing.
     pub fn start_with(
         settings: &Settings,
         persist: bool,
-        metrics: Arc<Metrics>,
+        observer: Arc<dyn AlertObserver>,
         retry: RetryOptions,
     ) -> Result<Alerter, AlertError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| AlertError::NoRuntime)?;
@@ -88,17 +89,17 @@ impl Alerter {
             );
         }
         for name in &names {
-            metrics.register_sink(name);
+            observer.sink_registered(name);
             let queued = outbox.len(name);
             if queued > 0 {
                 tracing::info!(sink = %name, queued, "undelivered notifications reloaded");
             }
         }
-        for reason in Reason::ALL {
-            metrics.set_alerts_firing(reason.as_str(), outbox.firing.count(reason));
+        for reason in Reason::iter() {
+            observer.alerts_firing(reason, outbox.firing.count(reason));
         }
 
-        let outbox = Arc::new(SharedOutbox::new(outbox, path, metrics.clone(), &names));
+        let outbox = Arc::new(SharedOutbox::new(outbox, path, observer.clone(), &names));
         if changes != SinkChanges::default() {
             // The sinks now known (and any announcement queued) survive a crash before the
             // first cycle.
@@ -121,21 +122,21 @@ impl Alerter {
             };
             // Wake it once: reloaded notifications are waiting.
             waker.notify_one();
-            let worker = SinkWorker::new(
-                sink.clone(),
-                outbox.clone(),
-                metrics.clone(),
-                http.clone(),
+            let worker = SinkWorker {
+                sink: sink.clone(),
+                outbox: outbox.clone(),
+                observer: observer.clone(),
+                http: http.clone(),
                 retry,
                 waker,
-                stop_receiver.clone(),
-            );
+                stop: stop_receiver.clone(),
+            };
             workers.push(runtime.spawn(worker.run()));
         }
         Ok(Alerter {
             settings: settings.alerts.clone(),
             outbox,
-            metrics,
+            observer,
             alertmanager_ends_after: alertmanager_ends_after(&settings.schedule),
             stop,
             workers: Mutex::new(workers),
@@ -183,9 +184,9 @@ impl Alerter {
                 }
             }
             outbox.firing = evaluation.state;
-            for reason in Reason::ALL {
-                self.metrics
-                    .set_alerts_firing(reason.as_str(), outbox.firing.count(reason));
+            for reason in Reason::iter() {
+                self.observer
+                    .alerts_firing(reason, outbox.firing.count(reason));
             }
             // Before the sinks wake, so the log tells the story in order.
             for transition in &evaluation.transitions {
@@ -310,19 +311,17 @@ fn log_transition(transition: &Transition) {
             "alert firing: {}",
             super::message::summary(alert)
         ),
-        TransitionKind::Repeat => tracing::info!(
+        TransitionKind::Repeat | TransitionKind::Resolved => tracing::info!(
             reason = %alert.reason,
             zone = %alert.zone,
             object = %alert.object,
             fingerprint = %alert.fingerprint,
-            "alert still firing; notifying again"
-        ),
-        TransitionKind::Resolved => tracing::info!(
-            reason = %alert.reason,
-            zone = %alert.zone,
-            object = %alert.object,
-            fingerprint = %alert.fingerprint,
-            "alert resolved"
+            "{}",
+            if transition.kind == TransitionKind::Repeat {
+                "alert still firing; notifying again"
+            } else {
+                "alert resolved"
+            }
         ),
     }
 }

@@ -107,39 +107,27 @@ fn postable_alert(notification: &Notification) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::{Reason, fingerprint};
+    use crate::alerts::fixtures::{self, at};
+    use crate::alerts::{Alert, Reason};
     use crate::state::{Scope, Status};
-    use chrono::{DateTime, TimeZone, Utc};
-
-    fn at(seconds: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
-    }
 
     fn notification(kind: TransitionKind, ends_at: Option<i64>) -> Notification {
         let object = AlertObject::Certificate {
             scope: Scope::Hostname,
             cert_id: "c1".into(),
         };
+        let notification =
+            fixtures::notification(kind, object, Reason::DeploymentTimedOut, "shop.example");
         Notification {
-            id: 1,
-            kind,
-            alert: Alert {
-                fingerprint: fingerprint("z1", &object, Reason::DeploymentTimedOut),
-                reason: Reason::DeploymentTimedOut,
-                zone_id: "z1".into(),
-                zone: "shop.example".into(),
-                object,
-                status: Some(Status::DeploymentTimedOut),
-                cert_status: None,
-                cert_id: Some("c1".into()),
-                since: Some(at(-60)),
-                expires_at: None,
-                hostnames: Vec::new(),
-                started_at: at(0),
-                last_notified_at: at(0),
-            },
             created_at: at(10),
             ends_at: ends_at.map(at),
+            alert: Alert {
+                status: Some(Status::DeploymentTimedOut),
+                cert_id: Some("c1".into()),
+                since: Some(at(-60)),
+                ..notification.alert
+            },
+            ..notification
         }
     }
 

@@ -22,10 +22,10 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use tokio::sync::{Notify, watch};
 
 use super::outbox::{Notification, SharedOutbox};
+use super::{AlertObserver, NotificationOutcome};
 use super::{TransitionKind, alertmanager, slack, webhook};
 use crate::cloudflare::ratelimit::retry_after;
 use crate::config::{SinkKind, SinkSettings};
-use crate::metrics::{Metrics, NotificationOutcome};
 
 /// Alertmanager takes many alerts per post; other sinks one notification per request.
 const ALERTMANAGER_BATCH: usize = 64;
@@ -103,39 +103,18 @@ enum Verdict {
     GiveUp(DeliveryError),
 }
 
-/// One sink's worker.
+/// One sink's worker: woken by `waker` when its queue gets work, ended by `stop`.
 pub struct SinkWorker {
-    sink: SinkSettings,
-    outbox: Arc<SharedOutbox>,
-    metrics: Arc<Metrics>,
-    http: reqwest::Client,
-    retry: RetryOptions,
-    waker: Arc<Notify>,
-    stop: watch::Receiver<bool>,
+    pub(super) sink: SinkSettings,
+    pub(super) outbox: Arc<SharedOutbox>,
+    pub(super) observer: Arc<dyn AlertObserver>,
+    pub(super) http: reqwest::Client,
+    pub(super) retry: RetryOptions,
+    pub(super) waker: Arc<Notify>,
+    pub(super) stop: watch::Receiver<bool>,
 }
 
 impl SinkWorker {
-    /// A worker for `sink`, woken by `waker` when its queue gets work, ended by `stop`.
-    pub fn new(
-        sink: SinkSettings,
-        outbox: Arc<SharedOutbox>,
-        metrics: Arc<Metrics>,
-        http: reqwest::Client,
-        retry: RetryOptions,
-        waker: Arc<Notify>,
-        stop: watch::Receiver<bool>,
-    ) -> SinkWorker {
-        SinkWorker {
-            sink,
-            outbox,
-            metrics,
-            http,
-            retry,
-            waker,
-            stop,
-        }
-    }
-
     fn stopped(&self) -> bool {
         *self.stop.borrow()
     }
@@ -197,7 +176,7 @@ impl SinkWorker {
                 Verdict::Delivered => {
                     let removed = self.outbox.update(|outbox| outbox.remove(&name, &ids));
                     for notification in &batch {
-                        self.metrics.notification(&name, NotificationOutcome::Sent);
+                        self.observer.notification(&name, NotificationOutcome::Sent);
                         self.log_delivered(notification, failed_attempts);
                     }
                     if removed < ids.len() {
@@ -209,9 +188,9 @@ impl SinkWorker {
                 Verdict::GiveUp(error) => {
                     self.outbox.update(|outbox| outbox.remove(&name, &ids));
                     for notification in &batch {
-                        self.metrics
+                        self.observer
                             .notification(&name, NotificationOutcome::Failed);
-                        self.metrics
+                        self.observer
                             .notification(&name, NotificationOutcome::Dropped);
                         tracing::error!(
                             sink = %name,
@@ -227,7 +206,7 @@ impl SinkWorker {
                 Verdict::Retry(retry_after, error) => {
                     failed_attempts = failed_attempts.saturating_add(1);
                     for _ in &batch {
-                        self.metrics
+                        self.observer
                             .notification(&name, NotificationOutcome::Failed);
                     }
                     let backoff = backoff.get_or_insert_with(|| self.new_backoff());
@@ -302,7 +281,7 @@ impl SinkWorker {
         self.outbox
             .update(|outbox| outbox.remove(&self.sink.name, &ids));
         for notification in expired {
-            self.metrics
+            self.observer
                 .notification(&self.sink.name, NotificationOutcome::Dropped);
             tracing::error!(
                 sink = %self.sink.name,

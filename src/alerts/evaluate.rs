@@ -280,36 +280,21 @@ mod tests {
 
     fn certificate(id: &str, status: Status, since: DateTime<Utc>) -> CertificateState {
         CertificateState {
-            scope: Scope::Hostname,
-            id: id.into(),
             status: Some(status),
             status_since: Some(since),
             api_expires_on: Some(at(60 * 24 * 300)),
-            uploaded_on: None,
-            issuer: None,
-            serial_number: None,
-            signature: None,
-            facts: None,
-            pem_error: None,
-            checks: Vec::new(),
-            monitored_hostnames: 0,
+            ..CertificateState::new(Scope::Hostname, id)
         }
     }
 
     fn hostname(name: &str, cert_id: &str, status: Status, cert_status: Status) -> HostnameState {
         HostnameState {
-            hostname: name.into(),
-            source: crate::state::HostnameSource::Configured,
-            association: AssociationState::Enabled,
             status: Some(status),
             status_since: Some(at(0)),
             cert_id: Some(cert_id.into()),
             cert_status: Some(cert_status),
             cert_status_since: Some(at(0)),
-            cert_expires_on: None,
-            association_expires_on: None,
-            refreshed_at: None,
-            stale: false,
+            ..HostnameState::new(name, AssociationState::Enabled)
         }
     }
 

@@ -43,6 +43,8 @@ pub const RUNBOOK_URL: &str =
 /// Why an alert fires: the `reason` label (of `alerts_firing` and of every sink's alert).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::Display, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
 pub enum Reason {
     /// A certificate, association or association's `cert_status` is `deployment_timed_out`.
     DeploymentTimedOut,
@@ -55,22 +57,9 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// Every reason, in the order of [`crate::metrics::ALERT_REASONS`].
-    pub const ALL: [Reason; 4] = [
-        Reason::DeploymentTimedOut,
-        Reason::DeletionTimedOut,
-        Reason::StuckPending,
-        Reason::Expiring,
-    ];
-
     /// The `reason` label value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::DeploymentTimedOut => "deployment_timed_out",
-            Reason::DeletionTimedOut => "deletion_timed_out",
-            Reason::StuckPending => "stuck_pending",
-            Reason::Expiring => "expiring",
-        }
+        self.into()
     }
 
     /// The `alertname` label: Alertmanager routes and silences on it.
@@ -107,10 +96,49 @@ impl Reason {
     }
 }
 
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// What became of one notification: the `outcome` label of `notifications_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumIter)]
+pub enum NotificationOutcome {
+    /// The sink accepted it.
+    #[strum(serialize = "sent")]
+    Sent,
+    /// Delivery failed (it may be retried).
+    #[strum(serialize = "failed")]
+    Failed,
+    /// Given up on (queue full or retries exhausted).
+    #[strum(serialize = "dropped")]
+    Dropped,
+}
+
+impl NotificationOutcome {
+    /// The `outcome` label value.
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
+}
+
+/// Where the alerter reports what it does (the metrics, in the daemon): alerts firing,
+/// notifications and queue lengths, per sink name.
+pub trait AlertObserver: Send + Sync + fmt::Debug {
+    /// `firing` alerts with `reason` are firing now.
+    fn alerts_firing(&self, reason: Reason, firing: usize);
+    /// A sink's counters start at 0, before its first notification.
+    fn sink_registered(&self, sink: &str);
+    /// One notification to `sink` ended with `outcome`.
+    fn notification(&self, sink: &str, outcome: NotificationOutcome);
+    /// `length` notifications wait in `sink`'s queue.
+    fn queue_length(&self, sink: &str, length: usize);
+}
+
+/// An observer that records nothing (tests, one-shot uses).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopAlertObserver;
+
+impl AlertObserver for NoopAlertObserver {
+    fn alerts_firing(&self, _reason: Reason, _firing: usize) {}
+    fn sink_registered(&self, _sink: &str) {}
+    fn notification(&self, _sink: &str, _outcome: NotificationOutcome) {}
+    fn queue_length(&self, _sink: &str, _length: usize) {}
 }
 
 /// What an alert is about, within its zone.
@@ -256,8 +284,55 @@ pub struct Transition {
     pub at: DateTime<Utc>,
 }
 
+/// Fixtures the sinks' tests share.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use chrono::{DateTime, TimeZone, Utc};
+
+    use super::outbox::Notification;
+    use super::{Alert, AlertObject, Reason, TransitionKind, fingerprint};
+
+    /// `seconds` after a fixed instant (2027-01-15).
+    pub(crate) fn at(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    /// Notification 1 of an alert on `object` in zone `z1` (named `zone`), firing for `reason`
+    /// since `at(0)`; every optional fact unset.
+    pub(crate) fn notification(
+        kind: TransitionKind,
+        object: AlertObject,
+        reason: Reason,
+        zone: &str,
+    ) -> Notification {
+        Notification {
+            id: 1,
+            kind,
+            alert: Alert {
+                fingerprint: fingerprint("z1", &object, reason),
+                reason,
+                zone_id: "z1".into(),
+                zone: zone.into(),
+                object,
+                status: None,
+                cert_status: None,
+                cert_id: None,
+                since: None,
+                expires_at: None,
+                hostnames: Vec::new(),
+                started_at: at(0),
+                last_notified_at: at(0),
+            },
+            created_at: at(0),
+            ends_at: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use strum::IntoEnumIterator as _;
+
     use super::*;
 
     #[test]
@@ -295,8 +370,11 @@ mod tests {
     }
 
     #[test]
-    fn reasons_match_the_metric_labels() {
-        let labels: Vec<&str> = Reason::ALL.iter().map(|reason| reason.as_str()).collect();
-        assert_eq!(labels, crate::metrics::ALERT_REASONS);
+    fn reason_labels_are_spelled_as_documented() {
+        let labels: Vec<&str> = Reason::iter().map(Reason::as_str).collect();
+        assert_eq!(
+            labels.join(" "),
+            "deployment_timed_out deletion_timed_out stuck_pending expiring"
+        );
     }
 }

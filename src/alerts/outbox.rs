@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use super::AlertObserver;
 use super::{Alert, AlertState, TransitionKind};
-use crate::metrics::Metrics;
 use crate::state::{StateError, move_aside, write_atomically};
 
 /// The outbox's file name inside `[state] dir`.
@@ -336,7 +336,7 @@ pub struct SharedOutbox {
     outbox: Mutex<Outbox>,
     /// `None`: in memory only (`check`, tests).
     path: Option<PathBuf>,
-    metrics: Arc<Metrics>,
+    observer: Arc<dyn AlertObserver>,
     /// One per configured sink, by name.
     wakers: BTreeMap<String, Arc<Notify>>,
 }
@@ -346,7 +346,7 @@ impl SharedOutbox {
     pub fn new(
         outbox: Outbox,
         path: Option<PathBuf>,
-        metrics: Arc<Metrics>,
+        observer: Arc<dyn AlertObserver>,
         sinks: &[&str],
     ) -> SharedOutbox {
         let wakers = sinks
@@ -356,7 +356,7 @@ impl SharedOutbox {
         let shared = SharedOutbox {
             outbox: Mutex::new(outbox),
             path,
-            metrics,
+            observer,
             wakers,
         };
         shared.publish_queue_lengths(&shared.lock());
@@ -408,7 +408,7 @@ impl SharedOutbox {
 
     fn publish_queue_lengths(&self, outbox: &Outbox) {
         for sink in self.wakers.keys() {
-            self.metrics.set_queue_length(sink, outbox.len(sink));
+            self.observer.queue_length(sink, outbox.len(sink));
         }
     }
 }

@@ -163,39 +163,25 @@ fn cut(text: &str, limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::{Alert, Reason, fingerprint};
+    use crate::alerts::fixtures::{self, at};
+    use crate::alerts::{Alert, Reason};
     use crate::state::Status;
-    use chrono::{DateTime, TimeZone, Utc};
-
-    fn at(seconds: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
-    }
 
     fn notification(kind: TransitionKind) -> Notification {
         let object = AlertObject::Hostname {
             hostname: "eu.pay.example".into(),
         };
-        Notification {
-            id: 1,
-            kind,
-            alert: Alert {
-                fingerprint: fingerprint("z1", &object, Reason::DeploymentTimedOut),
-                reason: Reason::DeploymentTimedOut,
-                zone_id: "z1".into(),
-                zone: "pay & co".into(),
-                object,
-                status: Some(Status::DeploymentTimedOut),
-                cert_status: Some(Status::DeploymentTimedOut),
-                cert_id: Some("c1".into()),
-                since: Some(at(-7200)),
-                expires_at: Some(at(86_400 * 300)),
-                hostnames: Vec::new(),
-                started_at: at(0),
-                last_notified_at: at(0),
-            },
-            created_at: at(0),
-            ends_at: None,
-        }
+        let mut notification =
+            fixtures::notification(kind, object, Reason::DeploymentTimedOut, "pay & co");
+        notification.alert = Alert {
+            status: Some(Status::DeploymentTimedOut),
+            cert_status: Some(Status::DeploymentTimedOut),
+            cert_id: Some("c1".into()),
+            since: Some(at(-7200)),
+            expires_at: Some(at(86_400 * 300)),
+            ..notification.alert
+        };
+        notification
     }
 
     fn texts(body: &Value) -> String {

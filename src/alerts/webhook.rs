@@ -82,39 +82,23 @@ pub fn signature(secret: &[u8], body: &[u8]) -> Result<String, InvalidLength> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::{Alert, Reason, fingerprint};
+    use crate::alerts::Reason;
+    use crate::alerts::fixtures::{self, at};
     use crate::state::Status;
-    use chrono::{DateTime, TimeZone, Utc};
-
-    fn at(seconds: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
-    }
 
     fn notification(kind: TransitionKind) -> Notification {
         let object = AlertObject::Hostname {
             hostname: "www.shop.example".into(),
         };
-        Notification {
-            id: 7,
-            kind,
-            alert: Alert {
-                fingerprint: fingerprint("z1", &object, Reason::StuckPending),
-                reason: Reason::StuckPending,
-                zone_id: "z1".into(),
-                zone: "shop.example".into(),
-                object,
-                status: Some(Status::PendingDeployment),
-                cert_status: Some(Status::Active),
-                cert_id: Some("c1".into()),
-                since: Some(at(-3600)),
-                expires_at: None,
-                hostnames: Vec::new(),
-                started_at: at(0),
-                last_notified_at: at(0),
-            },
-            created_at: at(5),
-            ends_at: None,
-        }
+        let mut notification =
+            fixtures::notification(kind, object, Reason::StuckPending, "shop.example");
+        notification.id = 7;
+        notification.created_at = at(5);
+        notification.alert.status = Some(Status::PendingDeployment);
+        notification.alert.cert_status = Some(Status::Active);
+        notification.alert.cert_id = Some("c1".into());
+        notification.alert.since = Some(at(-3600));
+        notification
     }
 
     #[test]

@@ -26,7 +26,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Serialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use strum::VariantArray as _;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use url::Url;
 
 use super::Endpoint;
@@ -36,7 +36,6 @@ use super::types::{
     ListItem, ResultInfo, SkipReason, SkippedItem, TokenVerification, Zone, ZoneCertificate,
     ZoneSettings, decode_items, raw_item_id,
 };
-use crate::secret::Secret;
 
 /// Cloudflare error codes that mean "rate limited" even without HTTP 429.
 const RATE_LIMIT_CODES: [i64; 2] = [971, 10100];
@@ -51,70 +50,8 @@ const DNS_PER_PAGE: u32 = 100;
 /// Zones per page of `GET /zones`: the most Cloudflare serves.
 const ZONES_PER_PAGE: u32 = 50;
 
-/// How requests authenticate.
-#[derive(Debug, Clone)]
-pub enum Auth {
-    /// `Authorization: Bearer <token>` (the token needs "SSL and Certificates Read").
-    Token(Secret),
-    /// Legacy `X-Auth-Email` + `X-Auth-Key`.
-    Legacy { email: String, key: Secret },
-}
-
-/// Everything the client needs, validated (built from the `[cloudflare]` config section).
-#[derive(Debug, Clone)]
-pub struct ClientOptions {
-    /// API root, e.g. `https://api.cloudflare.com/client/v4` (no trailing slash needed).
-    pub base_url: Url,
-    pub auth: Auth,
-    /// Per HTTP attempt, including reading the body.
-    pub request_timeout: Duration,
-    /// Requests in flight at once.
-    pub max_concurrency: usize,
-    /// Requests allowed per `budget_window` (all attempts count).
-    pub requests_per_5m: u32,
-    /// The budget's window: 5 minutes, shorter only in tests.
-    pub budget_window: Duration,
-    /// Retries after the first attempt of a retryable failure.
-    pub max_retries: u32,
-    /// First backoff delay; doubles per retry, with jitter.
-    pub retry_initial_backoff: Duration,
-    /// Largest backoff delay.
-    pub retry_max_backoff: Duration,
-    /// A `Retry-After` longer than this is not waited for: the request fails as rate limited.
-    pub max_retry_after: Duration,
-    /// Bodies larger than this are refused.
-    pub max_response_bytes: usize,
-    /// Share of the credential's quota (percent) left to its other users: when Cloudflare
-    /// reports fewer requests remaining, the client waits for the window to free up.
-    pub rate_limit_reserve_percent: u8,
-    /// How long a 429 without a usable `Retry-After` pauses every request.
-    pub rate_limit_block: Duration,
-    /// The account owning an account-owned token: where the token verifies when
-    /// `/user/tokens/verify` answers 401.
-    pub account_id: Option<String>,
-}
-
-impl ClientOptions {
-    /// Options with production defaults for the given API root and credentials.
-    pub fn new(base_url: Url, auth: Auth) -> Self {
-        ClientOptions {
-            base_url,
-            auth,
-            request_timeout: Duration::from_secs(10),
-            max_concurrency: 8,
-            requests_per_5m: 1000,
-            budget_window: Duration::from_secs(300),
-            max_retries: 3,
-            retry_initial_backoff: Duration::from_millis(500),
-            retry_max_backoff: Duration::from_secs(30),
-            max_retry_after: Duration::from_secs(60),
-            max_response_bytes: 8 * 1024 * 1024,
-            rate_limit_reserve_percent: 20,
-            rate_limit_block: CLOUDFLARE_BLOCK,
-            account_id: None,
-        }
-    }
-}
+// The options are what the `[cloudflare]` section validates into, so they live with it.
+pub use crate::config::{Auth, ClientOptions};
 
 /// Cloudflare's rate-limit window and block, and its documented quota per user.
 pub const CLOUDFLARE_BLOCK: Duration = Duration::from_secs(300);
@@ -408,6 +345,15 @@ pub enum ClientBuildError {
     Http(#[source] reqwest::Error),
 }
 
+/// What a clearance check does when nothing holds the request.
+#[derive(Debug, Clone, Copy)]
+enum Clearance {
+    /// Only looks: the request still waits for a permit and the pace.
+    Check,
+    /// Counts the request as sent now: it goes out right after.
+    Take,
+}
+
 /// The Cloudflare API client. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct Client {
     http: reqwest::Client,
@@ -423,6 +369,8 @@ pub struct Client {
     observer: Arc<dyn RequestObserver>,
     /// What Cloudflare's headers say of the credential's shared counter, and any 429 pause.
     limit: Mutex<CredentialLimit>,
+    /// Woken by every answer: requests held while the counter is unread wait for one.
+    answered: Notify,
     /// Certificate lists' last good items (by list path, then id), as JSON without the PEM.
     last_good_items: Mutex<HashMap<String, HashMap<String, serde_json::Value>>>,
 }
@@ -462,11 +410,11 @@ impl Client {
         options: ClientOptions,
         observer: Arc<dyn RequestObserver>,
     ) -> Result<Client, ClientBuildError> {
-        if options.base_url.cannot_be_a_base() {
-            return Err(ClientBuildError::BaseUrl(options.base_url.clone()));
+        if options.api_base_url.cannot_be_a_base() {
+            return Err(ClientBuildError::BaseUrl(options.api_base_url.clone()));
         }
         let http = reqwest::Client::builder()
-            .default_headers(auth_headers(&options.auth)?)
+            .default_headers(auth_headers(&options.auth())?)
             .user_agent(concat!(
                 env!("CARGO_PKG_NAME"),
                 "/",
@@ -479,7 +427,7 @@ impl Client {
             .map_err(ClientBuildError::Http)?;
         Ok(Client {
             http,
-            base_url: options.base_url.clone(),
+            base_url: options.api_base_url.clone(),
             budget: RwLock::new(Arc::new(RateLimiter::direct(budget_quota(
                 options.requests_per_5m,
                 options.budget_window,
@@ -489,6 +437,7 @@ impl Client {
             sent_unanswered: AtomicU64::new(0),
             observer,
             limit: Mutex::new(CredentialLimit::default()),
+            answered: Notify::new(),
             last_good_items: Mutex::new(HashMap::new()),
             options,
         })
@@ -991,20 +940,24 @@ impl Client {
         url: &Url,
         not_found: NotFound,
     ) -> Result<Option<Envelope<T>>, ApiError> {
-        self.wait_for_clearance(endpoint).await?;
+        self.wait_for_clearance(endpoint, Clearance::Check).await?;
         // Closed never happens: the semaphore lives as long as the client.
         let permit = self.in_flight.acquire().await.ok();
         // The pace is taken with a permit in hand: requests queued for a permit must not all
         // have passed an older, faster pace (the one before Cloudflare reported its quota).
         self.current_budget().until_ready().await;
-        // The waits may have outlived the clearance.
-        self.wait_for_clearance(endpoint).await?;
+        // The waits may have outlived the clearance; this one counts the request as sent.
+        self.wait_for_clearance(endpoint, Clearance::Take).await?;
         let started = Instant::now();
         let response = {
             let _permit = permit;
             self.sent_unanswered.fetch_add(1, Ordering::Relaxed);
             let response = self.send(endpoint, url).await;
             self.sent_unanswered.fetch_sub(1, Ordering::Relaxed);
+            if response.is_err() {
+                self.lock_limit().unanswered();
+                self.answered.notify_waiters();
+            }
             response
         };
         let status = response.as_ref().ok().map(|raw| raw.status.as_u16());
@@ -1021,40 +974,74 @@ impl Client {
         result
     }
 
-    /// Waits while the credential is paused or at its reserve; fails unsent when the wait
-    /// would be longer than `max_retry_after` or end after the caller's deadline.
-    async fn wait_for_clearance(&self, endpoint: Endpoint) -> Result<(), ApiError> {
+    /// Waits while the credential is paused, at its reserve or unread with a probe out (see
+    /// [`CredentialLimit`]); fails unsent when the wait would be longer than `max_retry_after`
+    /// or end after the caller's deadline.
+    async fn wait_for_clearance(
+        &self,
+        endpoint: Endpoint,
+        clearance: Clearance,
+    ) -> Result<(), ApiError> {
         loop {
+            // Armed before the check, so an answer arriving in between is not missed.
+            let answered = self.answered.notified();
+            let mut answered = std::pin::pin!(answered);
+            answered.as_mut().enable();
             let now = Instant::now();
             let in_flight = self.sent_unanswered.load(Ordering::Relaxed);
             let reserve = self.reserve();
-            let Some(hold) = self.lock_limit().hold(now, in_flight, reserve) else {
+            let hold = {
+                let mut limit = self.lock_limit();
+                match clearance {
+                    Clearance::Check => limit.hold(now, in_flight, reserve),
+                    Clearance::Take => limit.take(now, in_flight, reserve),
+                }
+            };
+            let Some(hold) = hold else {
                 return Ok(());
             };
             let until = hold.until();
             let remaining = until.saturating_duration_since(now);
-            let too_long = remaining > self.options.max_retry_after
-                || deadline().is_some_and(|deadline| until > deadline);
+            // A probe's answer usually comes long before `until`: only a wait that has run into
+            // the deadline fails an unread request.
+            let too_long = match hold {
+                Hold::Unread { .. } => deadline().is_some_and(|deadline| deadline <= now),
+                Hold::Paused { .. } | Hold::Reserve { .. } => {
+                    remaining > self.options.max_retry_after
+                        || deadline().is_some_and(|deadline| until > deadline)
+                }
+            };
             if too_long {
                 return Err(match hold {
                     Hold::Paused { .. } => ApiError::RateLimitBlocked {
                         endpoint,
                         remaining,
                     },
-                    Hold::Reserve { .. } => ApiError::ReserveReached {
+                    Hold::Reserve { .. } | Hold::Unread { .. } => ApiError::ReserveReached {
                         endpoint,
                         remaining,
                     },
                 });
             }
-            if matches!(hold, Hold::Reserve { .. }) {
-                tracing::debug!(
-                    endpoint = %endpoint,
-                    wait_ms = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX),
-                    "credential at its reserve; waiting for Cloudflare's window to free requests"
-                );
+            match hold {
+                Hold::Paused { .. } => tokio::time::sleep(remaining).await,
+                Hold::Reserve { .. } => {
+                    tracing::debug!(
+                        endpoint = %endpoint,
+                        wait_ms = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX),
+                        "credential at its reserve or this client's share; waiting for \
+                         Cloudflare's window to free requests"
+                    );
+                    tokio::time::sleep(remaining).await;
+                }
+                Hold::Unread { .. } => {
+                    let wake = deadline().map_or(until, |deadline| deadline.min(until));
+                    tokio::select! {
+                        () = tokio::time::sleep_until(wake.into()) => {}
+                        () = answered => {}
+                    }
+                }
             }
-            tokio::time::sleep(remaining).await;
         }
     }
 
@@ -1117,10 +1104,11 @@ impl Client {
 
     fn record_rate_limit(&self, headers: &HeaderMap) {
         let reading = RateLimitReading::from_headers(headers);
+        self.lock_limit().observe(&reading, Instant::now());
+        self.answered.notify_waiters();
         if reading.is_empty() {
             return;
         }
-        self.lock_limit().observe(&reading, Instant::now());
         if let Some(remaining) = reading.remaining {
             self.observer.rate_limit_remaining(remaining);
         }

@@ -9,9 +9,22 @@
 //!
 //! (RFC 8941 lists; several items may appear, the tightest counts), else the older
 //! `x-ratelimit-remaining` / `x-ratelimit-limit` / `x-ratelimit-reset`. A missing header means
-//! unknown, never zero. [`CredentialLimit`] keeps the latest reading and any pause after a 429,
-//! and answers the one question the client asks before each request: may it go now?
+//! unknown, never zero. [`CredentialLimit`] keeps the latest reading, this client's own requests
+//! in the window and any pause after a 429, and answers the one question the client asks before
+//! each request: may it go now?
+//!
+//! Three rules keep the exporter from being the one that trips the limit:
+//!
+//! - **The reserve.** It never takes the counter below the reserve kept for the credential's
+//!   other users.
+//! - **Others' share.** The counter's use minus this client's own requests in the window is what
+//!   the others spend; this client keeps its own requests in the window to the quota minus the
+//!   reserve minus that, so a steady other user keeps its rate, not only a burst's worth.
+//! - **No blind bursts.** While the counter is unread (before the first answer, or once the last
+//!   reading has expired) one request goes out at a time, until an answer reads the counter.
+//!   Answers that never carry the headers turn this off: unknown is not zero.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
@@ -128,16 +141,18 @@ fn param(item: &str, name: &str) -> Option<u64> {
 pub enum Hold {
     /// Cloudflare answered 429: nothing of this credential goes out until then.
     Paused { until: Instant },
-    /// The shared budget is down to the reserve kept for the credential's other users:
-    /// wait until the window frees requests.
+    /// The shared budget is down to the reserve kept for the credential's other users, or this
+    /// client has spent its share of the window: wait until the window frees requests.
     Reserve { until: Instant },
+    /// The counter is unread and a probe is on its way: wait for its answer, or `until`.
+    Unread { until: Instant },
 }
 
 impl Hold {
-    /// When the hold ends.
+    /// When the hold ends at the latest.
     pub fn until(self) -> Instant {
         match self {
-            Hold::Paused { until } | Hold::Reserve { until } => until,
+            Hold::Paused { until } | Hold::Reserve { until } | Hold::Unread { until } => until,
         }
     }
 }
@@ -151,29 +166,83 @@ pub struct CredentialLimit {
     quota: Option<(u64, Duration)>,
     /// Set by a 429: no request before this instant.
     paused_until: Option<Instant>,
+    /// When this client sent its requests of the last window (Cloudflare's, once learned).
+    sent: VecDeque<Instant>,
+    /// The credential's other users' requests in the window, from the reading in `remaining`.
+    others: Option<u64>,
+    /// Whether any answer came back, and whether any carried a reading.
+    answered: bool,
+    read: bool,
+    /// When the probe sent while the counter was unread went out.
+    probe_sent: Option<Instant>,
 }
 
 /// How long a reading without `t` is trusted: short, since other clients move the counter.
 const READING_TTL: Duration = Duration::from_secs(1);
 
+/// How long a probe may stay unanswered before another request goes out (a hanging request
+/// must not stall every zone): a few of Cloudflare's usual answer times.
+const PROBE_WAIT: Duration = Duration::from_millis(250);
+
 impl CredentialLimit {
-    /// Takes in one answer's reading (taken at `now`).
+    /// Takes in one answer's reading (taken at `now`; empty when the answer had no headers).
     pub fn observe(&mut self, reading: &RateLimitReading, now: Instant) {
-        if let Some(remaining) = reading.remaining {
-            let valid_until = now + reading.reset.unwrap_or(READING_TTL);
-            // Answers overtake each other under concurrency: within one reading's life keep the
-            // lowest count seen (the counter only falls until the window frees requests).
-            self.remaining = match self.remaining {
-                Some((previous, until)) if until > now && previous < remaining => {
-                    Some((previous, until.min(valid_until)))
-                }
-                _ => Some((remaining, valid_until)),
-            };
+        self.answered = true;
+        if reading.is_empty() {
+            return;
         }
+        self.read = true;
         if let Some(quota) = reading.quota {
             let window = reading.window.unwrap_or(Duration::from_secs(300));
             self.quota = Some((quota, window));
         }
+        if let Some(remaining) = reading.remaining {
+            self.probe_sent = None;
+            let valid_until = now + reading.reset.unwrap_or(READING_TTL);
+            let others = self.quota.map(|(quota, _)| {
+                quota
+                    .saturating_sub(remaining)
+                    .saturating_sub(self.sent_in_window(now))
+            });
+            // Answers overtake each other under concurrency: within one reading's life keep the
+            // lowest count seen (the counter only falls until the window frees requests), and
+            // the most the others were seen to spend.
+            match self.remaining {
+                Some((previous, until)) if until > now => {
+                    self.remaining = Some((previous.min(remaining), until.min(valid_until)));
+                    self.others = self.others.max(others);
+                }
+                _ => {
+                    self.remaining = Some((remaining, valid_until));
+                    self.others = others;
+                }
+            }
+        }
+    }
+
+    /// A request ended without an answer (timeout, network error): a probe then no longer
+    /// holds the others back, the next request is the new probe.
+    pub fn unanswered(&mut self) {
+        self.probe_sent = None;
+    }
+
+    /// The window this client's own requests are counted over: Cloudflare's, once learned.
+    fn window(&self) -> Duration {
+        self.quota
+            .map_or(Duration::from_secs(300), |(_, window)| window)
+    }
+
+    /// This client's requests sent within the window before `now`.
+    fn sent_in_window(&mut self, now: Instant) -> u64 {
+        let window = self.window();
+        while self
+            .sent
+            .front()
+            .is_some_and(|at| now.saturating_duration_since(*at) >= window)
+        {
+            self.sent.pop_front();
+        }
+        self.sent.len() as u64
     }
 
     /// A 429 arrived: pause every request for `pause`.
@@ -204,13 +273,50 @@ impl CredentialLimit {
     }
 
     /// Whether a request may go out at `now`, with `in_flight` requests already sent and not
-    /// yet answered and `reserve` requests left for the credential's other users.
-    pub fn hold(&self, now: Instant, in_flight: u64, reserve: u64) -> Option<Hold> {
+    /// yet answered and `reserve` requests left for the credential's other users (see the
+    /// module documentation for the rules).
+    pub fn hold(&mut self, now: Instant, in_flight: u64, reserve: u64) -> Option<Hold> {
         if let Some(until) = self.paused_until(now) {
             return Some(Hold::Paused { until });
         }
-        let (remaining, until) = self.remaining.filter(|(_, until)| *until > now)?;
-        (remaining.saturating_sub(in_flight) <= reserve).then_some(Hold::Reserve { until })
+        let Some((remaining, until)) = self.remaining.filter(|(_, until)| *until > now) else {
+            let unread = !self.answered || self.read;
+            let probe_out = self
+                .probe_sent
+                .map(|sent| sent + PROBE_WAIT)
+                .filter(|until| *until > now && in_flight > 0);
+            return probe_out
+                .filter(|_| unread)
+                .map(|until| Hold::Unread { until });
+        };
+        if remaining.saturating_sub(in_flight) <= reserve {
+            return Some(Hold::Reserve { until });
+        }
+        let (quota, window) = self.quota?;
+        let share = quota
+            .saturating_sub(reserve)
+            .saturating_sub(self.others.unwrap_or(0));
+        if self.sent_in_window(now) < share {
+            return None;
+        }
+        // Held until one of this client's requests leaves the window, or the reading expires.
+        let oldest_leaves = self.sent.front().map_or(until, |at| *at + window);
+        Some(Hold::Reserve {
+            until: oldest_leaves.min(until),
+        })
+    }
+
+    /// [`CredentialLimit::hold`], and when nothing holds, the request counted as sent at `now`.
+    pub fn take(&mut self, now: Instant, in_flight: u64, reserve: u64) -> Option<Hold> {
+        let hold = self.hold(now, in_flight, reserve);
+        if hold.is_none() {
+            self.sent_in_window(now);
+            self.sent.push_back(now);
+            if self.remaining(now).is_none() {
+                self.probe_sent = Some(now);
+            }
+        }
+        hold
     }
 }
 
@@ -328,6 +434,81 @@ mod tests {
         limit.observe(&reading(100), now);
         limit.observe(&reading(130), now + Duration::from_millis(5));
         assert_eq!(limit.remaining(now + Duration::from_millis(6)), Some(100));
+    }
+
+    #[test]
+    fn the_others_keep_their_share_of_the_window() {
+        let now = Instant::now();
+        let window = Duration::from_secs(10);
+        let mut limit = CredentialLimit::default();
+        let reading = |remaining| RateLimitReading {
+            remaining: Some(remaining),
+            reset: Some(Duration::from_secs(5)),
+            quota: Some(100),
+            window: Some(window),
+        };
+        limit.observe(&reading(100), now);
+        for _ in 0..30 {
+            assert_eq!(limit.take(now, 0, 20), None);
+        }
+        // 70 used: 30 of them ours, so the others spend 40; our share is 100 - 20 - 40.
+        let later = now + Duration::from_millis(100);
+        limit.observe(&reading(30), later);
+        for _ in 0..10 {
+            assert_eq!(limit.take(later, 0, 20), None);
+        }
+        // 40 of ours in the window: held although the counter (30 left) is above the reserve
+        // (20), until our oldest request leaves the window or the reading expires.
+        assert_eq!(
+            limit.take(later, 0, 20),
+            Some(Hold::Reserve {
+                until: now + Duration::from_secs(5)
+            })
+        );
+    }
+
+    #[test]
+    fn an_unread_counter_takes_one_request_at_a_time() {
+        let now = Instant::now();
+        let mut limit = CredentialLimit::default();
+        // Before any answer: one probe, then the others wait for its answer (at most a second).
+        assert_eq!(limit.take(now, 0, 20), None);
+        assert_eq!(
+            limit.take(now, 1, 20),
+            Some(Hold::Unread {
+                until: now + PROBE_WAIT
+            })
+        );
+        // A probe that never answers does not stall everything.
+        assert_eq!(limit.take(now + PROBE_WAIT, 1, 20), None);
+        // The answer reads the counter: free to go, concurrently.
+        limit.observe(
+            &RateLimitReading {
+                remaining: Some(500),
+                reset: Some(Duration::from_secs(2)),
+                ..RateLimitReading::default()
+            },
+            now + PROBE_WAIT,
+        );
+        assert_eq!(limit.take(now + PROBE_WAIT, 5, 20), None);
+        // The reading expires: unread again, one at a time.
+        let expired = now + PROBE_WAIT + Duration::from_secs(2);
+        assert_eq!(limit.take(expired, 5, 20), None);
+        assert!(matches!(
+            limit.take(expired, 6, 20),
+            Some(Hold::Unread { .. })
+        ));
+    }
+
+    #[test]
+    fn answers_without_headers_leave_the_client_unhindered() {
+        let now = Instant::now();
+        let mut limit = CredentialLimit::default();
+        assert_eq!(limit.take(now, 0, 20), None);
+        limit.observe(&RateLimitReading::default(), now);
+        for in_flight in 1..10 {
+            assert_eq!(limit.take(now, in_flight, 20), None, "unknown is not zero");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! environment overrides) and validation, once at start-up, into the typed [`Settings`]
 //! the rest of the program reads. Later code never re-parses a string from here.
 
+mod client;
 pub mod limits;
 pub mod raw;
 mod validate;
@@ -18,10 +19,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::cloudflare::{Auth, ClientOptions};
-use crate::metrics::{MetricsOptions, StateSets};
 use crate::secret::{REDACTED, Secret};
+use crate::web_config::WebConfig;
 
+pub use client::{Auth, ClientOptions};
 pub use raw::RawSettings;
 
 /// Prefix of the environment variables that override config keys (`CF_AOP__SERVER__LISTEN`).
@@ -42,7 +43,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/cloudflare-aop-exporter";
 /// Cloudflare's rate-limit window; the client's request budget is counted over it.
 pub const BUDGET_WINDOW: Duration = Duration::from_secs(300);
 
-/// A configuration problem: one line, `<file>: <key>: <problem>`, never a secret value.
+/// A configuration problem (in the config file or in `server.web_config_file`): one line,
+/// `<file>: <key>: <problem>`, never a secret value.
 ///
 /// The cause's text is embedded (already sanitised) instead of chained as a `source`, so
 /// printing the error alone gives the whole story on one line.
@@ -185,7 +187,7 @@ pub struct Settings {
     pub log: LogSettings,
 }
 
-/// The validated `[cloudflare]` section.
+/// The validated `[cloudflare]` section: also the API client's options ([`ClientOptions`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudflareSettings {
     /// API root, `http` or `https`.
@@ -218,6 +220,9 @@ pub struct CloudflareSettings {
     pub max_response_bytes: usize,
     /// The account of an account-owned token (32 hex digits): where it verifies.
     pub account_id: Option<String>,
+    /// The request budget's window (not a key): Cloudflare's, [`BUDGET_WINDOW`]; shorter
+    /// only in tests.
+    pub budget_window: Duration,
 }
 
 impl CloudflareSettings {
@@ -225,22 +230,33 @@ impl CloudflareSettings {
     pub fn with_defaults(api_base_url: Url, credentials: Credentials) -> Self {
         // The file format's defaults are the one source of truth for default values.
         let defaults = raw::RawCloudflare::default();
+        CloudflareSettings::from_raw(&defaults, api_base_url, credentials, None)
+    }
+
+    /// The section from its checked file form, with the values validation parsed.
+    fn from_raw(
+        raw: &raw::RawCloudflare,
+        api_base_url: Url,
+        credentials: Credentials,
+        account_id: Option<String>,
+    ) -> Self {
         CloudflareSettings {
             api_base_url,
             credentials,
-            request_timeout: defaults.request_timeout,
-            max_concurrency: defaults.max_concurrency,
-            requests_per_5m: defaults.requests_per_5m,
-            rate_limit_reserve_percent: defaults.rate_limit_reserve_percent,
-            rate_limit_block: defaults.rate_limit_block,
-            verify_token: defaults.verify_token,
-            token_verify_interval: defaults.token_verify_interval,
-            max_retries: defaults.max_retries,
-            retry_initial_backoff: defaults.retry_initial_backoff,
-            retry_max_backoff: defaults.retry_max_backoff,
-            max_retry_after: defaults.max_retry_after,
-            max_response_bytes: defaults.max_response_bytes,
-            account_id: None,
+            request_timeout: raw.request_timeout,
+            max_concurrency: raw.max_concurrency,
+            requests_per_5m: raw.requests_per_5m,
+            rate_limit_reserve_percent: raw.rate_limit_reserve_percent,
+            rate_limit_block: raw.rate_limit_block,
+            verify_token: raw.verify_token,
+            token_verify_interval: raw.token_verify_interval,
+            max_retries: raw.max_retries,
+            retry_initial_backoff: raw.retry_initial_backoff,
+            retry_max_backoff: raw.retry_max_backoff,
+            max_retry_after: raw.max_retry_after,
+            max_response_bytes: raw.max_response_bytes,
+            account_id,
+            budget_window: BUDGET_WINDOW,
         }
     }
 }
@@ -420,6 +436,10 @@ pub struct ServerSettings {
     /// whose content checks out (see [`crate::web_config`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub web_config_file: Option<PathBuf>,
+    /// `web_config_file` read and checked by validation (not a key): what the server uses,
+    /// so the file is parsed once.
+    #[serde(skip)]
+    pub web_config: Option<WebConfig>,
     /// Serve `/healthz` without basic auth even when `basic_auth_users` is set (liveness
     /// probes rarely carry credentials). TLS client-certificate requirements still apply.
     pub healthz_without_auth: bool,
@@ -454,6 +474,7 @@ impl Default for ServerSettings {
         ServerSettings {
             listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, DEFAULT_PORT)),
             web_config_file: None,
+            web_config: None,
             healthz_without_auth: true,
             probe_listen: None,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
@@ -475,14 +496,51 @@ pub struct MetricsSettings {
     pub exclude_families: Vec<String>,
 }
 
-impl MetricsSettings {
-    /// The metrics' options (validated names).
-    pub fn options(&self) -> MetricsOptions {
-        MetricsOptions {
-            statesets: self.statesets,
-            exclude_families: self.exclude_families.iter().cloned().collect(),
-        }
+/// `metrics.statesets`: how the `StateSet` families (`certificate_status`,
+/// `hostname_association`, `hostname_status`, `hostname_certificate_status`) are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[derive(strum::IntoStaticStr, strum::EnumIter)]
+#[strum(serialize_all = "lowercase")]
+pub enum StateSets {
+    /// One series per possible value, exactly one of them 1 (SPEC §6; the default).
+    #[default]
+    Full,
+    /// Only the series of the current value (1): 19 fewer series per hostname. Queries that
+    /// select `== 1` work unchanged; `== 0` selections find nothing.
+    Current,
+}
+
+impl StateSets {
+    /// The config value.
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
+}
+
+// By hand: the config crate's enum errors name the Rust type instead of the accepted values.
+impl<'de> Deserialize<'de> for StateSets {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        keyword(deserializer, |text| {
+            format!("unknown value {text:?}; expected \"full\" or \"current\"")
+        })
+    }
+}
+
+/// A keyword enum's value, spelled as its label (surrounding blanks ignored); anything else
+/// is the error `problem` describes (given the text as written).
+fn keyword<'de, D, T>(deserializer: D, problem: impl FnOnce(&str) -> String) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: strum::IntoEnumIterator + Into<&'static str> + Copy,
+{
+    let text = String::deserialize(deserializer)?;
+    T::iter()
+        .find(|value| {
+            let spelled: &str = (*value).into();
+            spelled == text.trim()
+        })
+        .ok_or_else(|| serde::de::Error::custom(problem(&text)))
 }
 
 /// The validated `[alerts]` section.
@@ -534,6 +592,8 @@ pub struct SinkSettings {
 /// The kinds of notification sink (`type` in `[[alerts.sinks]]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(strum::IntoStaticStr, strum::Display, strum::EnumIter)]
+#[strum(serialize_all = "lowercase")]
 pub enum SinkKind {
     /// Slack incoming webhook (Block Kit).
     Slack,
@@ -546,37 +606,17 @@ pub enum SinkKind {
 impl SinkKind {
     /// The name used in config files (and the default sink name).
     pub fn as_str(self) -> &'static str {
-        match self {
-            SinkKind::Slack => "slack",
-            SinkKind::Webhook => "webhook",
-            SinkKind::Alertmanager => "alertmanager",
-        }
+        self.into()
     }
-}
-
-impl SinkKind {
-    const ALL: [SinkKind; 3] = [SinkKind::Slack, SinkKind::Webhook, SinkKind::Alertmanager];
 }
 
 // By hand: the config crate's enum errors ("enum SinkKind does not have variant
 // constructor …") name the Rust type instead of the accepted values.
 impl<'de> Deserialize<'de> for SinkKind {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        SinkKind::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == text.trim())
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "unknown sink type {text:?}: expected slack, webhook or alertmanager"
-                ))
-            })
-    }
-}
-
-impl fmt::Display for SinkKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        keyword(deserializer, |text| {
+            format!("unknown sink type {text:?}: expected slack, webhook or alertmanager")
+        })
     }
 }
 
@@ -654,6 +694,8 @@ impl Default for LogSettings {
 /// How log lines are written (to stderr).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(strum::IntoStaticStr, strum::EnumIter)]
+#[strum(serialize_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
     #[default]
@@ -665,14 +707,9 @@ pub enum LogFormat {
 // By hand, for the same reason as `SinkKind`.
 impl<'de> Deserialize<'de> for LogFormat {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        match text.trim() {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            _ => Err(serde::de::Error::custom(format!(
-                "unknown log format {text:?}: expected text or json"
-            ))),
-        }
+        keyword(deserializer, |text| {
+            format!("unknown log format {text:?}: expected text or json")
+        })
     }
 }
 
@@ -701,31 +738,9 @@ impl Settings {
         }
     }
 
-    /// The Cloudflare client's options, from the `[cloudflare]` section.
+    /// The Cloudflare client's options: the `[cloudflare]` section.
     pub fn client_options(&self) -> ClientOptions {
-        let cloudflare = &self.cloudflare;
-        let auth = match &cloudflare.credentials {
-            Credentials::Token(token) => Auth::Token(token.value.clone()),
-            Credentials::Legacy { email, key } => Auth::Legacy {
-                email: email.value.clone(),
-                key: key.value.clone(),
-            },
-        };
-        // Start from the client's own constructor so fields it adds later get its defaults.
-        let mut options = ClientOptions::new(cloudflare.api_base_url.clone(), auth);
-        options.request_timeout = cloudflare.request_timeout;
-        options.max_concurrency = cloudflare.max_concurrency;
-        options.requests_per_5m = cloudflare.requests_per_5m;
-        options.rate_limit_reserve_percent = cloudflare.rate_limit_reserve_percent;
-        options.rate_limit_block = cloudflare.rate_limit_block;
-        options.budget_window = BUDGET_WINDOW;
-        options.max_retries = cloudflare.max_retries;
-        options.retry_initial_backoff = cloudflare.retry_initial_backoff;
-        options.retry_max_backoff = cloudflare.retry_max_backoff;
-        options.max_retry_after = cloudflare.max_retry_after;
-        options.max_response_bytes = cloudflare.max_response_bytes;
-        options.account_id.clone_from(&cloudflare.account_id);
-        options
+        self.cloudflare.clone()
     }
 
     /// The effective config in the file format: every key with its value after defaults

@@ -12,13 +12,7 @@ use super::*;
 const TOKEN: &str = "tok-SECRET-123";
 
 /// A minimal valid config: an inline token and one zone.
-const MINIMAL: &str = r#"
-[cloudflare]
-api_token = "tok-SECRET-123"
-
-[[zones]]
-id = "023e105f4ecef8ad9ca31a8372d0c353"
-"#;
+const MINIMAL: &str = "\n[cloudflare]\napi_token = \"tok-SECRET-123\"\n\n[[zones]]\nid = \"023e105f4ecef8ad9ca31a8372d0c353\"\n";
 
 struct Fixture {
     dir: TempDir,
@@ -637,12 +631,12 @@ fn credentials_have_one_source() {
             &[("KEY", "legacy-SECRET-key")],
         )
         .unwrap();
-    match settings.client_options().auth {
-        crate::cloudflare::Auth::Legacy { email, key } => {
+    match settings.client_options().auth() {
+        super::Auth::Legacy { email, key } => {
             assert_eq!(email, "a@example.com");
             assert_eq!(key.expose(), "legacy-SECRET-key");
         }
-        crate::cloudflare::Auth::Token(_) => panic!("expected legacy auth"),
+        super::Auth::Token(_) => panic!("expected legacy auth"),
     }
 }
 
@@ -967,7 +961,10 @@ fn client_options_follow_the_cloudflare_section() {
         ))
         .unwrap();
     let options = settings.client_options();
-    assert_eq!(options.base_url.as_str(), "http://127.0.0.1:8787/client/v4");
+    assert_eq!(
+        options.api_base_url.as_str(),
+        "http://127.0.0.1:8787/client/v4"
+    );
     assert_eq!(options.max_concurrency, 2);
     assert_eq!(options.requests_per_5m, 50);
     assert_eq!(options.request_timeout, Duration::from_secs(3));
@@ -975,9 +972,9 @@ fn client_options_follow_the_cloudflare_section() {
     assert_eq!(options.max_response_bytes, 1024);
     assert_eq!(options.budget_window, Duration::from_secs(300));
     assert_eq!(options.retry_max_backoff, Duration::from_secs(30));
-    match options.auth {
-        crate::cloudflare::Auth::Token(token) => assert_eq!(token.expose(), TOKEN),
-        crate::cloudflare::Auth::Legacy { .. } => panic!("expected a token"),
+    match options.auth() {
+        super::Auth::Token(token) => assert_eq!(token.expose(), TOKEN),
+        super::Auth::Legacy { .. } => panic!("expected a token"),
     }
 }
 
@@ -1121,7 +1118,7 @@ fn server_hardening_and_metrics_keys_parse_and_validate() {
     assert_eq!(settings.server.header_read_timeout, Duration::from_secs(10));
     assert_eq!(settings.server.write_timeout, Duration::from_secs(30));
     assert_eq!(settings.server.max_connections, 4096);
-    assert_eq!(settings.metrics.statesets, crate::metrics::StateSets::Full);
+    assert_eq!(settings.metrics.statesets, crate::config::StateSets::Full);
     assert!(settings.metrics.exclude_families.is_empty());
 
     let settings = fixture
@@ -1140,9 +1137,9 @@ fn server_hardening_and_metrics_keys_parse_and_validate() {
     assert_eq!(settings.server.max_connections, 10);
     assert_eq!(
         settings.metrics.statesets,
-        crate::metrics::StateSets::Current
+        crate::config::StateSets::Current
     );
-    assert_eq!(settings.metrics.options().exclude_families.len(), 2);
+    assert_eq!(settings.metrics.exclude_families.len(), 2);
 
     for (extra, key, problem) in [
         (

@@ -145,23 +145,12 @@ fn validate_cloudflare(
             Some(id.to_ascii_lowercase())
         }
     };
-    Ok(CloudflareSettings {
-        account_id,
+    Ok(CloudflareSettings::from_raw(
+        raw,
         api_base_url,
         credentials,
-        request_timeout: raw.request_timeout,
-        max_concurrency: raw.max_concurrency,
-        requests_per_5m: raw.requests_per_5m,
-        rate_limit_reserve_percent: raw.rate_limit_reserve_percent,
-        rate_limit_block: raw.rate_limit_block,
-        verify_token: raw.verify_token,
-        token_verify_interval: raw.token_verify_interval,
-        max_retries: raw.max_retries,
-        retry_initial_backoff: raw.retry_initial_backoff,
-        retry_max_backoff: raw.retry_max_backoff,
-        max_retry_after: raw.max_retry_after,
-        max_response_bytes: raw.max_response_bytes,
-    })
+        account_id,
+    ))
 }
 
 /// A token, or legacy e-mail + key (both or neither, never with a token); with nothing
@@ -594,7 +583,7 @@ fn normalize_hostname(raw: &str) -> Result<String, String> {
     Ok(hostname)
 }
 
-fn validate_server(server: ServerSettings) -> Result<ServerSettings, KeyError> {
+fn validate_server(mut server: ServerSettings) -> Result<ServerSettings, KeyError> {
     if server.probe_listen == Some(server.listen) {
         return Err(key_error(
             "server.probe_listen",
@@ -611,9 +600,11 @@ fn validate_server(server: ServerSettings) -> Result<ServerSettings, KeyError> {
     }
     if let Some(path) = &server.web_config_file {
         check_readable_file("server.web_config_file", path)?;
-        // Its content too, so `validate-config` and start-up catch a bad web config.
-        crate::web_config::WebConfig::load(path)
+        // Its content too, so `validate-config` and start-up catch a bad web config; the
+        // server is started with what is read here.
+        let web_config = crate::web_config::WebConfig::load(path)
             .map_err(|error| key_error("server.web_config_file", error.to_string()))?;
+        server.web_config = Some(web_config);
     }
     Ok(server)
 }

@@ -6,6 +6,10 @@
 //! each object's series prefix (name and escaped labels) is built once per family in a
 //! scratch buffer and copied into each of its lines.
 
+use std::sync::LazyLock;
+
+use strum::IntoEnumIterator as _;
+
 use super::{MetricsOptions, StateSets};
 use crate::state::{
     AssociationState, CertificateState, HostnameState, Scope, Snapshot, Status, ZoneSnapshot,
@@ -25,148 +29,63 @@ struct Family {
     help: &'static str,
 }
 
-const CERTIFICATE_INFO: Family = Family {
-    name: "cloudflare_aop_certificate_info",
-    help: refreshed!(
-        "AOP certificate metadata (value always 1), as of the last successful poll of the zone"
-    ),
-};
-const CERTIFICATE_EXPIRY: Family = Family {
-    name: "cloudflare_aop_certificate_expiry_timestamp_seconds",
-    help: refreshed!(
-        "Certificate expiry as a Unix timestamp: the API's expires_on, else the PEM notAfter"
-    ),
-};
-const CERTIFICATE_NOT_BEFORE: Family = Family {
-    name: "cloudflare_aop_certificate_not_before_timestamp_seconds",
-    help: refreshed!("Start of the certificate's validity (PEM notBefore) as a Unix timestamp"),
-};
-const CERTIFICATE_UPLOADED: Family = Family {
-    name: "cloudflare_aop_certificate_uploaded_timestamp_seconds",
-    help: refreshed!("When the certificate was uploaded to Cloudflare, as a Unix timestamp"),
-};
-const CERTIFICATE_STATUS: Family = Family {
-    name: "cloudflare_aop_certificate_status",
-    help: refreshed!("Certificate status as a StateSet: one series per status, the current one 1"),
-};
-const CERTIFICATE_STATUS_SINCE: Family = Family {
-    name: "cloudflare_aop_certificate_status_since_timestamp_seconds",
-    help: refreshed!(
-        "When the certificate's current status was first seen, as a Unix timestamp \
-         (kept across restarts)"
-    ),
-};
-const CERTIFICATE_HOSTNAMES: Family = Family {
-    name: "cloudflare_aop_certificate_hostnames",
-    help: refreshed!("Monitored hostnames whose association uses this per-hostname certificate"),
-};
-const CERTIFICATE_CHECK: Family = Family {
-    name: "cloudflare_aop_certificate_check",
-    help: refreshed!("Certificate checks: 1 pass, 0 fail"),
-};
-const HOSTNAME_INFO: Family = Family {
-    name: "cloudflare_aop_hostname_info",
-    help: refreshed!(
-        "A watched hostname (value always 1): source is configured (named in the config) or \
-         discovered (a proxied DNS record, discover_hostnames)"
-    ),
-};
-const HOSTNAME_ASSOCIATION: Family = Family {
-    name: "cloudflare_aop_hostname_association",
-    help: refreshed!(
-        "Hostname AOP association as a StateSet: enabled, disabled, voided (enabled null) \
-         or absent (404)"
-    ),
-};
-const HOSTNAME_ENABLED: Family = Family {
-    name: "cloudflare_aop_hostname_enabled",
-    help: refreshed!("1 if the hostname's AOP association is enabled, 0 otherwise"),
-};
-const HOSTNAME_STATUS: Family = Family {
-    name: "cloudflare_aop_hostname_status",
-    help: refreshed!(
-        "Hostname association status as a StateSet: one series per status, the current one 1"
-    ),
-};
-const HOSTNAME_CERTIFICATE_STATUS: Family = Family {
-    name: "cloudflare_aop_hostname_certificate_status",
-    help: refreshed!(
-        "Hostname association cert_status as a StateSet: one series per status, the current one 1"
-    ),
-};
-const HOSTNAME_CERTIFICATE_EXPIRY: Family = Family {
-    name: "cloudflare_aop_hostname_certificate_expiry_timestamp_seconds",
-    help: refreshed!("Expiry of the certificate serving the hostname, as a Unix timestamp"),
-};
-const HOSTNAME_STATUS_SINCE: Family = Family {
-    name: "cloudflare_aop_hostname_status_since_timestamp_seconds",
-    help: refreshed!(
-        "Since when the hostname association has its current status (updated_at, else first \
-         seen), as a Unix timestamp"
-    ),
-};
-const ZONE_ENABLED: Family = Family {
-    name: "cloudflare_aop_zone_enabled",
-    help: refreshed!("1 if the zone-level AOP setting is on, 0 if off"),
-};
-const ZONE_CERTIFICATES: Family = Family {
-    name: "cloudflare_aop_zone_certificates",
-    help: refreshed!(
-        "AOP certificates in the zone, by scope, as of the last successful poll of the zone"
-    ),
-};
-const ZONE_POLL_SUCCESS: Family = Family {
-    name: "cloudflare_aop_zone_poll_success",
-    help: refreshed!("1 if the zone's last poll fully succeeded, 0 if it failed"),
-};
-const ZONE_LAST_SUCCESS: Family = Family {
-    name: "cloudflare_aop_zone_last_success_timestamp_seconds",
-    help: refreshed!("When the zone was last polled successfully, as a Unix timestamp"),
-};
-const ZONE_OLDEST_REFRESH: Family = Family {
-    name: "cloudflare_aop_zone_oldest_refresh_timestamp_seconds",
-    help: refreshed!(
-        "When the zone's least recently refreshed object was last fetched successfully, as a \
-         Unix timestamp (no series while an object was never fetched)"
-    ),
-};
-const REFRESH_SWEEP: Family = Family {
-    name: "cloudflare_aop_refresh_sweep_seconds",
-    help: refreshed!(
-        "Estimated time for every watched object to be refreshed once at the request budget \
-         (N/B, at least one tick), in seconds"
-    ),
-};
-const TOKEN_VALID: Family = Family {
-    name: "cloudflare_aop_token_valid",
-    help: refreshed!("1 if the API token verified as valid at the last check, 0 if not"),
-};
+/// Declares each snapshot family once (a constant per family, HELP text refreshed) and
+/// [`SNAPSHOT_FAMILIES`], their names in rendering order.
+macro_rules! families {
+    ($($family:ident: $name:literal, $help:literal;)+) => {
+        $(const $family: Family = Family { name: $name, help: refreshed!($help) };)+
 
-/// Every snapshot family's name, in rendering order.
-pub const SNAPSHOT_FAMILIES: [&str; 22] = [
-    CERTIFICATE_INFO.name,
-    CERTIFICATE_EXPIRY.name,
-    CERTIFICATE_NOT_BEFORE.name,
-    CERTIFICATE_UPLOADED.name,
-    CERTIFICATE_STATUS.name,
-    CERTIFICATE_STATUS_SINCE.name,
-    CERTIFICATE_HOSTNAMES.name,
-    CERTIFICATE_CHECK.name,
-    HOSTNAME_INFO.name,
-    HOSTNAME_ASSOCIATION.name,
-    HOSTNAME_ENABLED.name,
-    HOSTNAME_STATUS.name,
-    HOSTNAME_CERTIFICATE_STATUS.name,
-    HOSTNAME_CERTIFICATE_EXPIRY.name,
-    HOSTNAME_STATUS_SINCE.name,
-    ZONE_ENABLED.name,
-    ZONE_CERTIFICATES.name,
-    ZONE_POLL_SUCCESS.name,
-    ZONE_LAST_SUCCESS.name,
-    ZONE_OLDEST_REFRESH.name,
-    REFRESH_SWEEP.name,
-    TOKEN_VALID.name,
-];
+        /// Every snapshot family's name, in rendering order.
+        pub const SNAPSHOT_FAMILIES: [&str; [$($name),+].len()] = [$($name),+];
+    };
+}
+
+families! {
+    CERTIFICATE_INFO: "cloudflare_aop_certificate_info",
+        "AOP certificate metadata (value always 1), as of the last successful poll of the zone";
+    CERTIFICATE_EXPIRY: "cloudflare_aop_certificate_expiry_timestamp_seconds",
+        "Certificate expiry as a Unix timestamp: the API's expires_on, else the PEM notAfter";
+    CERTIFICATE_NOT_BEFORE: "cloudflare_aop_certificate_not_before_timestamp_seconds",
+        "Start of the certificate's validity (PEM notBefore) as a Unix timestamp";
+    CERTIFICATE_UPLOADED: "cloudflare_aop_certificate_uploaded_timestamp_seconds",
+        "When the certificate was uploaded to Cloudflare, as a Unix timestamp";
+    CERTIFICATE_STATUS: "cloudflare_aop_certificate_status",
+        "Certificate status as a StateSet: one series per status, the current one 1";
+    CERTIFICATE_STATUS_SINCE: "cloudflare_aop_certificate_status_since_timestamp_seconds",
+        "When the certificate's current status was first seen, as a Unix timestamp (kept across restarts)";
+    CERTIFICATE_HOSTNAMES: "cloudflare_aop_certificate_hostnames",
+        "Monitored hostnames whose association uses this per-hostname certificate";
+    CERTIFICATE_CHECK: "cloudflare_aop_certificate_check",
+        "Certificate checks: 1 pass, 0 fail";
+    HOSTNAME_INFO: "cloudflare_aop_hostname_info",
+        "A watched hostname (value always 1): source is configured (named in the config) or discovered (a proxied DNS record, discover_hostnames)";
+    HOSTNAME_ASSOCIATION: "cloudflare_aop_hostname_association",
+        "Hostname AOP association as a StateSet: enabled, disabled, voided (enabled null) or absent (404)";
+    HOSTNAME_ENABLED: "cloudflare_aop_hostname_enabled",
+        "1 if the hostname's AOP association is enabled, 0 otherwise";
+    HOSTNAME_STATUS: "cloudflare_aop_hostname_status",
+        "Hostname association status as a StateSet: one series per status, the current one 1";
+    HOSTNAME_CERTIFICATE_STATUS: "cloudflare_aop_hostname_certificate_status",
+        "Hostname association cert_status as a StateSet: one series per status, the current one 1";
+    HOSTNAME_CERTIFICATE_EXPIRY: "cloudflare_aop_hostname_certificate_expiry_timestamp_seconds",
+        "Expiry of the certificate serving the hostname, as a Unix timestamp";
+    HOSTNAME_STATUS_SINCE: "cloudflare_aop_hostname_status_since_timestamp_seconds",
+        "Since when the hostname association has its current status (updated_at, else first seen), as a Unix timestamp";
+    ZONE_ENABLED: "cloudflare_aop_zone_enabled",
+        "1 if the zone-level AOP setting is on, 0 if off";
+    ZONE_CERTIFICATES: "cloudflare_aop_zone_certificates",
+        "AOP certificates in the zone, by scope, as of the last successful poll of the zone";
+    ZONE_POLL_SUCCESS: "cloudflare_aop_zone_poll_success",
+        "1 if the zone's last poll fully succeeded, 0 if it failed";
+    ZONE_LAST_SUCCESS: "cloudflare_aop_zone_last_success_timestamp_seconds",
+        "When the zone was last polled successfully, as a Unix timestamp";
+    ZONE_OLDEST_REFRESH: "cloudflare_aop_zone_oldest_refresh_timestamp_seconds",
+        "When the zone's least recently refreshed object was last fetched successfully, as a Unix timestamp (no series while an object was never fetched)";
+    REFRESH_SWEEP: "cloudflare_aop_refresh_sweep_seconds",
+        "Estimated time for every watched object to be refreshed once at the request budget (N/B, at least one tick), in seconds";
+    TOKEN_VALID: "cloudflare_aop_token_valid",
+        "1 if the API token verified as valid at the last check, 0 if not";
+}
 
 /// Rough bytes per line, label values excluded: used only to pre-size the output.
 const LINE_OVERHEAD: usize = 100;
@@ -253,7 +172,7 @@ fn render(
         // Whole seconds, rounded up: an estimate, never shorter than it is.
         #[allow(clippy::cast_possible_truncation)] // a sweep is far below i64::MAX seconds
         let seconds = sweep.ceil() as i64;
-        renderer.out.push_str(IntBuffer::new().format(seconds));
+        renderer.out.push_str(itoa::Buffer::new().format(seconds));
         renderer.out.push('\n');
         renderer.end_family();
     }
@@ -290,8 +209,10 @@ struct Renderer<'a, 'e> {
 impl Renderer<'_, '_> {
     /// Whether `metrics.exclude_families` names `family`.
     fn excluded(&self, family: &Family) -> bool {
-        !self.options.exclude_families.is_empty()
-            && self.options.exclude_families.contains(family.name)
+        self.options
+            .exclude_families
+            .iter()
+            .any(|excluded| excluded == family.name)
     }
 
     fn certificate_info(&mut self) {
@@ -392,11 +313,9 @@ impl Renderer<'_, '_> {
         });
         let statesets = self.options.statesets;
         self.hostnames(&HOSTNAME_ASSOCIATION, |out, prefix, hostname| {
-            let states = &AssociationState::ALL;
             push_state_set(
                 out,
                 prefix,
-                states,
                 &ASSOCIATION_ENDINGS,
                 hostname.association,
                 statesets,
@@ -477,32 +396,25 @@ impl Renderer<'_, '_> {
     fn certificates(
         &mut self,
         family: &Family,
-        mut series: impl FnMut(&mut String, &mut String, &CertificateState),
+        series: impl FnMut(&mut String, &mut String, &CertificateState),
     ) {
-        if self.excluded(family) {
-            return;
-        }
-        self.begin_family(family);
-        let snapshot = self.snapshot;
-        for zone in snapshot.zones.values() {
-            push_zone_labels(&mut self.prefix, family.name, zone);
-            let zone_len = self.prefix.len();
-            for certificate in zone.certificates.values() {
-                self.prefix.truncate(zone_len);
-                push_label(&mut self.prefix, "scope", certificate.scope.as_str());
-                push_label(&mut self.prefix, "cert_id", &certificate.id);
-                series(self.out, &mut self.prefix, certificate);
-                self.object_done();
-            }
-        }
-        self.end_family();
+        self.objects(family, series);
     }
 
     /// One family with series per hostname; prefix `name{zone_id,zone,hostname`.
     fn hostnames(
         &mut self,
         family: &Family,
-        mut series: impl FnMut(&mut String, &mut String, &HostnameState),
+        series: impl FnMut(&mut String, &mut String, &HostnameState),
+    ) {
+        self.objects(family, series);
+    }
+
+    /// One family with series per object of every zone, each with its own labels.
+    fn objects<T: ZoneObject>(
+        &mut self,
+        family: &Family,
+        mut series: impl FnMut(&mut String, &mut String, &T),
     ) {
         if self.excluded(family) {
             return;
@@ -512,10 +424,10 @@ impl Renderer<'_, '_> {
         for zone in snapshot.zones.values() {
             push_zone_labels(&mut self.prefix, family.name, zone);
             let zone_len = self.prefix.len();
-            for hostname in zone.hostnames.values() {
+            for object in T::of_zone(zone) {
                 self.prefix.truncate(zone_len);
-                push_label(&mut self.prefix, "hostname", &hostname.hostname);
-                series(self.out, &mut self.prefix, hostname);
+                object.push_labels(&mut self.prefix);
+                series(self.out, &mut self.prefix, object);
                 self.object_done();
             }
         }
@@ -526,19 +438,9 @@ impl Renderer<'_, '_> {
     fn zones(
         &mut self,
         family: &Family,
-        mut series: impl FnMut(&mut String, &mut String, &ZoneSnapshot),
+        series: impl FnMut(&mut String, &mut String, &ZoneSnapshot),
     ) {
-        if self.excluded(family) {
-            return;
-        }
-        self.begin_family(family);
-        let snapshot = self.snapshot;
-        for zone in snapshot.zones.values() {
-            push_zone_labels(&mut self.prefix, family.name, zone);
-            series(self.out, &mut self.prefix, zone);
-            self.object_done();
-        }
-        self.end_family();
+        self.objects(family, series);
     }
 
     /// Writes a family's HELP and TYPE (every snapshot family is a gauge, `StateSet`s included).
@@ -578,6 +480,44 @@ impl Renderer<'_, '_> {
     }
 }
 
+/// An object with series of its own: a certificate or a hostname of a zone, or the zone.
+trait ZoneObject: 'static {
+    /// The zone's objects of this kind.
+    fn of_zone(zone: &ZoneSnapshot) -> impl Iterator<Item = &Self>;
+    /// Appends the labels naming the object (after the zone's).
+    fn push_labels(&self, prefix: &mut String);
+}
+
+impl ZoneObject for CertificateState {
+    fn of_zone(zone: &ZoneSnapshot) -> impl Iterator<Item = &Self> {
+        zone.certificates.values()
+    }
+
+    fn push_labels(&self, prefix: &mut String) {
+        push_label(prefix, "scope", self.scope.as_str());
+        push_label(prefix, "cert_id", &self.id);
+    }
+}
+
+impl ZoneObject for ZoneSnapshot {
+    fn of_zone(zone: &ZoneSnapshot) -> impl Iterator<Item = &Self> {
+        std::iter::once(zone)
+    }
+
+    /// The zone's own labels are all it has.
+    fn push_labels(&self, _prefix: &mut String) {}
+}
+
+impl ZoneObject for HostnameState {
+    fn of_zone(zone: &ZoneSnapshot) -> impl Iterator<Item = &Self> {
+        zone.hostnames.values()
+    }
+
+    fn push_labels(&self, prefix: &mut String) {
+        push_label(prefix, "hostname", &self.hostname);
+    }
+}
+
 /// The API's value, else the PEM's, else empty: `certificate_info` always has every label.
 fn api_or_pem<'a>(api: Option<&'a str>, pem: Option<&'a str>) -> &'a str {
     match api {
@@ -608,67 +548,60 @@ fn push_label(prefix: &mut String, name: &str, value: &str) {
 }
 
 /// One series: the prefix `name{labels`, then `} value`.
-fn push_sample(out: &mut String, prefix: &str, value: i64) {
+pub(super) fn push_sample(out: &mut String, prefix: &str, value: i64) {
     out.push_str(prefix);
-    out.push_str(IntBuffer::new().sample_ending(value));
+    out.push_str("} ");
+    out.push_str(itoa::Buffer::new().format(value));
+    out.push('\n');
 }
 
-/// The line endings of a `StateSet`'s series, per value in `ALL` order: `[when 0, when 1]`.
-/// Static, so each of the ~180,000 `StateSet` lines at SPEC §9 scale is two copies.
-macro_rules! state_set_endings {
-    ($label:literal: $($state:literal),+ $(,)?) => {
-        [$([
-            concat!(",", $label, "=\"", $state, "\"} 0\n"),
-            concat!(",", $label, "=\"", $state, "\"} 1\n"),
-        ]),+]
-    };
+/// The line endings of a `StateSet`'s series, per value in the producer's order:
+/// `(value, [ending when 0, ending when 1])`. Built once, so each of the ~180,000 `StateSet`
+/// lines at SPEC §9 scale is two copies.
+type StateSetEndings<T> = Vec<(T, [String; 2])>;
+
+fn state_set_endings<T: Into<&'static str> + Copy>(
+    label: &str,
+    values: impl Iterator<Item = T>,
+) -> StateSetEndings<T> {
+    values
+        .map(|value| {
+            let spelled: &str = value.into();
+            let ending = |sample: u8| format!(",{label}=\"{spelled}\"}} {sample}\n");
+            (value, [ending(0), ending(1)])
+        })
+        .collect()
 }
 
-/// Endings of `status` series, in [`Status::ALL`] order (a test checks the spelling).
-pub(super) const STATUS_ENDINGS: [[&str; 2]; Status::ALL.len()] = state_set_endings!("status":
-    "initializing",
-    "pending_deployment",
-    "pending_deletion",
-    "active",
-    "deleted",
-    "deployment_timed_out",
-    "deletion_timed_out",
-    "unknown",
-);
+/// Endings of `status` series, in [`Status`] order.
+pub(super) static STATUS_ENDINGS: LazyLock<StateSetEndings<Status>> =
+    LazyLock::new(|| state_set_endings("status", Status::iter()));
 
-/// Endings of `state` series, in [`AssociationState::ALL`] order (a test checks the spelling).
-pub(super) const ASSOCIATION_ENDINGS: [[&str; 2]; AssociationState::ALL.len()] =
-    state_set_endings!("state": "enabled", "disabled", "voided", "absent");
+/// Endings of `state` series, in [`AssociationState`] order.
+pub(super) static ASSOCIATION_ENDINGS: LazyLock<StateSetEndings<AssociationState>> =
+    LazyLock::new(|| state_set_endings("state", AssociationState::iter()));
 
 /// The series of a `StateSet`: the prefix `name{labels`, then each value's ending; with
 /// [`StateSets::Current`] only the current value's.
 fn push_state_set<T: PartialEq + Copy>(
     out: &mut String,
     prefix: &str,
-    values: &[T],
-    endings: &[[&str; 2]],
+    endings: &[(T, [String; 2])],
     current: T,
     statesets: StateSets,
 ) {
-    for (value, ending) in values.iter().zip(endings) {
+    for (value, ending) in endings {
         let is_current = *value == current;
         if is_current || statesets == StateSets::Full {
             out.push_str(prefix);
-            out.push_str(ending[usize::from(is_current)]);
+            out.push_str(&ending[usize::from(is_current)]);
         }
     }
 }
 
 /// The series of a `status` `StateSet` (8, or 1 with [`StateSets::Current`]).
 fn push_status_set(out: &mut String, prefix: &str, current: Status, statesets: StateSets) {
-    push_state_set(
-        out,
-        prefix,
-        &Status::ALL,
-        &STATUS_ENDINGS,
-        current,
-        statesets,
-    );
+    push_state_set(out, prefix, &STATUS_ENDINGS, current, statesets);
 }
 
 /// Appends a label value escaped as the text format requires (`\\`, `\"`, `\n`).
@@ -701,61 +634,4 @@ fn estimated_len(snapshot: &Snapshot) -> usize {
         len += zone.hostnames.len() * LINES_PER_HOSTNAME * (LINE_OVERHEAD + zone_labels + 70);
     }
     len
-}
-
-/// Formats an integer on the stack: the text format needs ~30,000 timestamps per scrape at
-/// SPEC §9 scale, and `fmt` machinery per number is measurably slower.
-pub(super) struct IntBuffer {
-    /// `"} "`, 20 bytes for `i64::MIN`, `"\n"`.
-    bytes: [u8; 24],
-}
-
-impl IntBuffer {
-    pub(super) fn new() -> Self {
-        IntBuffer { bytes: [0; 24] }
-    }
-
-    /// The decimal form of `value`.
-    pub(super) fn format(&mut self, value: i64) -> &str {
-        let end = self.bytes.len() - 1;
-        let start = self.write_digits(end, value);
-        self.as_str(start, end)
-    }
-
-    /// `} value\n`: the end of a sample line in one copy.
-    pub(super) fn sample_ending(&mut self, value: i64) -> &str {
-        let end = self.bytes.len();
-        self.bytes[end - 1] = b'\n';
-        let start = self.write_digits(end - 1, value) - 2;
-        self.bytes[start] = b'}';
-        self.bytes[start + 1] = b' ';
-        self.as_str(start, end)
-    }
-
-    /// Writes `value` right-aligned to end before `end`; returns where it starts.
-    fn write_digits(&mut self, end: usize, value: i64) -> usize {
-        let mut start = end;
-        let mut rest = value.unsigned_abs();
-        loop {
-            start -= 1;
-            // `rest % 10` is a single digit, so the cast cannot truncate.
-            #[allow(clippy::cast_possible_truncation)]
-            let digit = (rest % 10) as u8;
-            self.bytes[start] = b'0' + digit;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        if value < 0 {
-            start -= 1;
-            self.bytes[start] = b'-';
-        }
-        start
-    }
-
-    fn as_str(&self, start: usize, end: usize) -> &str {
-        // Only ASCII was written, so this never falls back.
-        std::str::from_utf8(&self.bytes[start..end]).unwrap_or("0")
-    }
 }

@@ -5,9 +5,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use strum::IntoEnumIterator as _;
 
 use super::testing::synthetic_snapshot;
 use super::*;
+use crate::alerts::{AlertObserver as _, NotificationOutcome};
+use crate::poller::{PollObserver as _, PollOutcome};
 use crate::state::{
     AssociationState, CertificateState, HostnameState, Scope, Status, ZoneSnapshot,
 };
@@ -44,38 +47,11 @@ fn facts(
 }
 
 fn certificate(scope: Scope, id: &str) -> CertificateState {
-    CertificateState {
-        scope,
-        id: id.to_owned(),
-        status: None,
-        status_since: None,
-        api_expires_on: None,
-        uploaded_on: None,
-        issuer: None,
-        serial_number: None,
-        signature: None,
-        facts: None,
-        pem_error: None,
-        checks: Vec::new(),
-        monitored_hostnames: 0,
-    }
+    CertificateState::new(scope, id)
 }
 
 fn hostname(name: &str, association: AssociationState) -> HostnameState {
-    HostnameState {
-        hostname: name.to_owned(),
-        source: crate::state::HostnameSource::Configured,
-        association,
-        status: None,
-        status_since: None,
-        cert_id: None,
-        cert_status: None,
-        cert_status_since: None,
-        cert_expires_on: None,
-        association_expires_on: None,
-        refreshed_at: None,
-        stale: false,
-    }
+    HostnameState::new(name, association)
 }
 
 /// z1: polled fine, three certificates and three hostnames covering the edge cases;
@@ -407,40 +383,25 @@ fn zone_labels_are_escaped() {
 }
 
 #[test]
-fn state_set_endings_spell_every_value_in_all_order() {
-    for (status, endings) in Status::ALL.iter().zip(snapshot::STATUS_ENDINGS) {
-        let name = status.as_str();
-        assert_eq!(
-            endings,
-            [
-                format!(",status=\"{name}\"}} 0\n"),
-                format!(",status=\"{name}\"}} 1\n")
-            ]
-        );
-    }
-    for (state, endings) in AssociationState::ALL
-        .iter()
-        .zip(snapshot::ASSOCIATION_ENDINGS)
-    {
-        let name = state.as_str();
-        assert_eq!(
-            endings,
-            [
-                format!(",state=\"{name}\"}} 0\n"),
-                format!(",state=\"{name}\"}} 1\n")
-            ]
-        );
-    }
+fn state_set_values_are_spelled_as_documented() {
+    let statuses: Vec<&str> = Status::iter().map(Status::as_str).collect();
+    assert_eq!(
+        statuses.join(" "),
+        "initializing pending_deployment pending_deletion active deleted deployment_timed_out \
+         deletion_timed_out unknown"
+    );
+    let states: Vec<&str> = AssociationState::iter()
+        .map(AssociationState::as_str)
+        .collect();
+    assert_eq!(states.join(" "), "enabled disabled voided absent");
 }
 
 #[test]
 fn integers_format_like_display() {
     for value in [0, 7, 10, -1, 1_767_225_600, -86_400, i64::MAX, i64::MIN] {
-        assert_eq!(snapshot::IntBuffer::new().format(value), value.to_string());
-        assert_eq!(
-            snapshot::IntBuffer::new().sample_ending(value),
-            format!("}} {value}\n")
-        );
+        let mut out = String::new();
+        snapshot::push_sample(&mut out, "x", value);
+        assert_eq!(out, format!("x}} {value}\n"));
     }
 }
 
@@ -599,7 +560,7 @@ fn fresh_metrics_pre_initialise_the_series_rate_needs() {
         &text,
         r#"cloudflare_aop_api_errors_total{endpoint="dns_records_list",reason="api_error"} 0"#
     ));
-    for reason in ALERT_REASONS {
+    for reason in "deployment_timed_out deletion_timed_out stuck_pending expiring".split(' ') {
         assert!(has_line(
             &text,
             &format!(r#"cloudflare_aop_alerts_firing{{reason="{reason}"}} 0"#)
@@ -686,15 +647,15 @@ fn rate_limit_remaining_appears_with_the_first_reading() {
 #[test]
 fn polls_alerts_and_notifications_are_recorded() {
     let metrics = metrics();
-    metrics.observe_poll(PollOutcome::Success, Duration::from_millis(80));
-    metrics.observe_poll(PollOutcome::Partial, Duration::from_secs(700));
+    metrics.poll_finished(PollOutcome::Success, Duration::from_millis(80));
+    metrics.poll_finished(PollOutcome::Partial, Duration::from_secs(700));
     metrics.poll_skipped();
-    metrics.set_alerts_firing("expiring", 3);
-    metrics.register_sink("slack");
+    metrics.alerts_firing(crate::alerts::Reason::Expiring, 3);
+    metrics.sink_registered("slack");
     metrics.notification("slack", NotificationOutcome::Sent);
     metrics.notification("slack", NotificationOutcome::Sent);
     metrics.notification("webhook", NotificationOutcome::Dropped);
-    metrics.set_queue_length("webhook", 5);
+    metrics.queue_length("webhook", 5);
 
     let text = metrics.render(&Snapshot::default());
     for expected in [
@@ -843,8 +804,8 @@ fn family_of<'a>(name: &'a str, types: &HashMap<String, String>) -> &'a str {
 fn whole_output_is_well_formed() {
     let metrics = metrics();
     metrics.rate_limit_remaining(10);
-    metrics.observe_poll(PollOutcome::Success, Duration::from_secs(1));
-    metrics.register_sink("webhook");
+    metrics.poll_finished(PollOutcome::Success, Duration::from_secs(1));
+    metrics.sink_registered("webhook");
     let text = metrics.render(&synthetic_snapshot(20, 10, 3));
 
     let mut helps: HashMap<String, usize> = HashMap::new();
@@ -990,7 +951,7 @@ fn render_time() {
 fn print_sample() {
     let metrics = metrics();
     metrics.rate_limit_remaining(10);
-    metrics.register_sink("webhook");
+    metrics.sink_registered("webhook");
     let mut snapshot = synthetic_snapshot(3, 4, 3);
     snapshot.zones.extend(small_snapshot().zones);
     print!("{}", metrics.render(&snapshot));

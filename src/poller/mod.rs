@@ -24,13 +24,44 @@ use futures::future::join_all;
 use crate::cloudflare::types::{
     HostnameAssociation, HostnameCertificate, ZoneCertificate, ZoneSettings as ApiZoneSettings,
 };
-use crate::cloudflare::{ApiError, Auth, Client, ErrorReason, with_deadline};
-use crate::config::{ScheduleSettings, ZoneDiscoverySettings, ZoneSettings};
-pub use crate::metrics::PollOutcome;
+use crate::cloudflare::{ApiError, Client, ErrorReason, with_deadline};
+use crate::config::{Credentials, ScheduleSettings, ZoneDiscoverySettings, ZoneSettings};
 use crate::state::{HostnameSource, Scope, SharedSnapshot, Snapshot, StatusHistory, ZoneSnapshot};
 use plan::{Budget, Candidate, Plan, Target, ZoneInventory};
 use zones::ZoneDirectory;
 pub use zones::ZoneError;
+
+/// How one poll cycle ended: the `outcome` label of `polls_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumIter)]
+pub enum PollOutcome {
+    /// Every zone polled successfully.
+    #[strum(serialize = "success")]
+    Success,
+    /// Some zones failed, others succeeded.
+    #[strum(serialize = "partial")]
+    Partial,
+    /// No zone could be polled.
+    #[strum(serialize = "failure")]
+    Failure,
+    /// The cycle did not start: the previous one was still running (it has no duration).
+    #[strum(serialize = "skipped")]
+    Skipped,
+}
+
+impl PollOutcome {
+    /// The `outcome` label value.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// Where poll cycles are reported (the metrics, in the daemon).
+pub trait PollObserver: Send + Sync {
+    /// A cycle finished after `duration`.
+    fn poll_finished(&self, outcome: PollOutcome, duration: Duration);
+    /// A cycle was skipped because the previous one was still running.
+    fn poll_skipped(&self);
+}
 
 /// What one tick did.
 #[derive(Debug, Clone)]
@@ -880,7 +911,7 @@ impl Poller {
     /// `Some(valid)` when the token was checked now and the answer is conclusive.
     async fn verify_token_if_due(&self) -> Option<bool> {
         let interval = self.options.token_verify_interval?;
-        if !matches!(self.client.options().auth, Auth::Token(_)) {
+        if !matches!(self.client.options().credentials, Credentials::Token(_)) {
             return None;
         }
         {

@@ -116,6 +116,11 @@ impl BasicAuth {
         }
     }
 
+    /// The users and their bcrypt hashes, as configured.
+    pub fn users(&self) -> &BTreeMap<String, String> {
+        &self.users
+    }
+
     fn digest(&self, user: &str, password: &str) -> [u8; 32] {
         let mut hasher = Sha256::new();
         hasher.update(self.salt);
