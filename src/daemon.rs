@@ -236,7 +236,10 @@ pub async fn run_on(
     });
     let server = tokio::spawn(server::serve(
         listener,
-        exporter.router(),
+        server::router_with_thresholds(
+            exporter.app_state(),
+            server::ExpiryThresholds::from_alerts(&settings.alerts),
+        ),
         serve_options,
         stopped(),
     ));
@@ -276,10 +279,7 @@ pub async fn run_on(
     }
     let _ = first.await;
     // Let a cycle in flight persist its history; bounded so a hung API cannot stall shutdown.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while exporter.poller.is_running() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), exporter.poller.wait_idle()).await;
     if let Some(alerter) = &exporter.alerter {
         alerter.shutdown().await;
     }

@@ -12,6 +12,7 @@ pub mod check;
 pub mod cloudflare;
 pub mod config;
 pub mod daemon;
+pub mod labels;
 pub mod metrics;
 pub mod poller;
 pub mod secret;

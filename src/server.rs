@@ -6,8 +6,8 @@
 
 mod listen;
 mod scrape;
+mod status_page;
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -16,18 +16,18 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::sync::Semaphore;
 
 use crate::config::ServerSettings;
 use crate::metrics::Metrics;
-use crate::state::{SharedSnapshot, Snapshot};
+use crate::state::SharedSnapshot;
 use crate::web_config::{self, TlsListener, WebConfig, WebConfigError};
-use crate::x509::Check;
 
 pub use listen::{ConnectionLimits, fit_connection_cap};
 pub(crate) use listen::{acquire, handle_accept_error};
 pub use scrape::{METRICS_CONTENT_TYPE, accepts_gzip, render_deflate};
+pub use status_page::ExpiryThresholds;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -39,11 +39,23 @@ pub struct AppState {
 /// Open connections at most on the probe listener: probes are one request at a time.
 pub const PROBE_MAX_CONNECTIONS: usize = 64;
 
-/// The handlers' state: the shared parts plus the `/metrics` renders.
+/// The handlers' state: the shared parts plus the `/metrics` renders and the status page's
+/// expiry thresholds.
 #[derive(Clone)]
 struct ServerState {
     app: AppState,
     scrapes: Arc<scrape::Scrapes>,
+    expiry: ExpiryThresholds,
+}
+
+impl ServerState {
+    fn new(app: AppState, expiry: ExpiryThresholds) -> ServerState {
+        ServerState {
+            scrapes: Arc::new(scrape::Scrapes::new(app.metrics.clone())),
+            app,
+            expiry,
+        }
+    }
 }
 
 impl std::ops::Deref for ServerState {
@@ -54,31 +66,29 @@ impl std::ops::Deref for ServerState {
     }
 }
 
-/// All routes, unbound (tests drive it with `oneshot`).
+/// All routes, unbound (tests drive it with `oneshot`); the status page with the default
+/// expiry thresholds.
 pub fn router(state: AppState) -> Router {
-    let state = ServerState {
-        scrapes: Arc::new(scrape::Scrapes::new(state.metrics.clone())),
-        app: state,
-    };
+    router_with_thresholds(state, ExpiryThresholds::default())
+}
+
+/// [`router`] with the status page colouring days left by `expiry` (from the settings).
+pub fn router_with_thresholds(state: AppState, expiry: ExpiryThresholds) -> Router {
     Router::new()
         .route("/", get(status_page))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/snapshot", get(snapshot_json))
-        .with_state(state)
+        .with_state(ServerState::new(state, expiry))
 }
 
 /// The probe listener's routes (`server.probe_listen`): `/healthz` and `/readyz` only.
 pub fn probe_router(state: AppState) -> Router {
-    let state = ServerState {
-        scrapes: Arc::new(scrape::Scrapes::new(state.metrics.clone())),
-        app: state,
-    };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(state)
+        .with_state(ServerState::new(state, ExpiryThresholds::default()))
 }
 
 /// How [`serve`] protects the endpoints (`[server]` settings); the default is plain HTTP
@@ -161,10 +171,11 @@ pub async fn serve(
     Ok(())
 }
 
-/// Completes on Ctrl-C or SIGTERM.
+/// Completes on Ctrl-C, or SIGTERM on Unix (how containers and systemd stop a service).
 pub async fn shutdown_signal() {
     let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %error, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
     };
@@ -174,7 +185,10 @@ pub async fn shutdown_signal() {
             Ok(mut signal) => {
                 signal.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
         }
     };
     #[cfg(not(unix))]
@@ -220,213 +234,9 @@ async fn snapshot_json(State(state): State<ServerState>) -> Response {
 }
 
 async fn status_page(State(state): State<ServerState>) -> Html<String> {
-    Html(render_status_page(&state.snapshot.load(), Utc::now()))
-}
-
-/// Escapes text for HTML element content and attribute values.
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
-}
-
-fn days_left(expiry: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<i64> {
-    expiry.map(|expiry| (expiry - now).num_days())
-}
-
-fn days_cell(days: Option<i64>) -> String {
-    match days {
-        None => "<td>–</td>".to_owned(),
-        Some(days) if days < 0 => format!("<td class=\"bad\">expired {} d ago</td>", -days),
-        Some(days) if days < 14 => format!("<td class=\"bad\">{days}</td>"),
-        Some(days) if days < 30 => format!("<td class=\"warn\">{days}</td>"),
-        Some(days) => format!("<td>{days}</td>"),
-    }
-}
-
-fn timestamp(at: Option<DateTime<Utc>>) -> String {
-    at.map_or_else(
-        || "never".to_owned(),
-        |at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-    )
-}
-
-fn status_text(status: Option<crate::state::Status>) -> &'static str {
-    status.map_or("–", crate::state::Status::as_str)
-}
-
-/// The `/` page: version, links, zones, certificates and hostnames (soonest expiry first).
-pub fn render_status_page(snapshot: &Snapshot, now: DateTime<Utc>) -> String {
-    let mut page = String::with_capacity(16 * 1024);
-    let _ = write!(
-        page,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>cloudflare-aop-exporter</title><style>\
-         body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:2em}}\
-         td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}th{{background:#f4f4f4}}\
-         .bad{{background:#fdd}}.warn{{background:#ffe9b3}}.ok{{background:#dfd}}code{{font-size:.9em}}\
-         </style></head><body><h1>cloudflare-aop-exporter {}</h1>\
-         <p><a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/snapshot\">/api/v1/snapshot</a> · \
-         <a href=\"/healthz\">/healthz</a> · <a href=\"/readyz\">/readyz</a></p>\
-         <p>Poll cycles completed: {}. Data is refreshed by the poller, not per page load.</p>",
-        env!("CARGO_PKG_VERSION"),
-        snapshot.completed_cycles
-    );
-
-    render_zones(&mut page, snapshot);
-    render_certificates(&mut page, snapshot, now);
-    render_hostnames(&mut page, snapshot, now);
-    page.push_str("</body></html>\n");
-    page
-}
-
-fn render_zones(page: &mut String, snapshot: &Snapshot) {
-    page.push_str(
-        "<h2>Zones</h2><table><tr><th>zone</th><th>zone id</th><th>last poll</th>\
-         <th>last success</th><th>zone-level AOP</th><th>certificates</th><th>hostnames</th></tr>",
-    );
-    for zone in snapshot.zones.values() {
-        let poll = match (zone.last_attempt, zone.poll_success) {
-            (None, _) => "<td>pending</td>".to_owned(),
-            (Some(_), true) => "<td class=\"ok\">ok</td>".to_owned(),
-            (Some(_), false) => format!(
-                "<td class=\"bad\">failed: {}</td>",
-                escape(zone.last_error.as_deref().unwrap_or("unknown error"))
-            ),
-        };
-        let zone_level = match zone.zone_enabled {
-            Some(true) => "enabled",
-            Some(false) => "disabled",
-            None => "–",
-        };
-        let _ = write!(
-            page,
-            "<tr><td>{}</td><td><code>{}</code></td>{poll}<td>{}</td><td>{zone_level}</td><td>{}</td><td>{}</td></tr>",
-            escape(&zone.zone_name),
-            escape(&zone.zone_id),
-            timestamp(zone.last_success),
-            zone.certificates.len(),
-            zone.hostnames.len()
-        );
-    }
-    page.push_str("</table>");
-}
-
-fn render_certificates(page: &mut String, snapshot: &Snapshot, now: DateTime<Utc>) {
-    let mut certificates: Vec<_> = snapshot
-        .zones
-        .values()
-        .flat_map(|zone| zone.certificates.values().map(move |c| (zone, c)))
-        .collect();
-    certificates.sort_by_key(|(_, certificate)| certificate.expires_at());
-    page.push_str(
-        "<h2>Certificates</h2><table><tr><th>zone</th><th>scope</th><th>certificate id</th>\
-         <th>subject</th><th>status</th><th>expires</th><th>days left</th><th>hostnames</th>\
-         <th>failing checks</th></tr>",
-    );
-    for (zone, certificate) in certificates {
-        let failing: Vec<&str> = certificate.failing_checks().map(Check::as_str).collect();
-        let status = status_text(certificate.status);
-        let status_class = match certificate.status {
-            Some(status) if status.is_timed_out() => " class=\"bad\"",
-            Some(status) if status.is_pending() => " class=\"warn\"",
-            _ => "",
-        };
-        let _ = write!(
-            page,
-            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td{status_class}>{status}</td>\
-             <td>{}</td>{}<td>{}</td><td{}>{}</td></tr>",
-            escape(&zone.zone_name),
-            certificate.scope,
-            escape(&certificate.id),
-            escape(
-                certificate
-                    .facts
-                    .as_ref()
-                    .map_or("–", |facts| facts.subject.as_str())
-            ),
-            timestamp(certificate.expires_at()),
-            days_cell(days_left(certificate.expires_at(), now)),
-            certificate.monitored_hostnames,
-            if failing.is_empty() {
-                ""
-            } else {
-                " class=\"bad\""
-            },
-            escape(&failing.join(", "))
-        );
-    }
-    page.push_str("</table>");
-}
-
-fn render_hostnames(page: &mut String, snapshot: &Snapshot, now: DateTime<Utc>) {
-    let mut hostnames: Vec<_> = snapshot
-        .zones
-        .values()
-        .flat_map(|zone| zone.hostnames.values().map(move |h| (zone, h)))
-        .collect();
-    hostnames.sort_by_key(|(_, hostname)| hostname.cert_expires_on);
-    page.push_str(
-        "<h2>Hostnames</h2><table><tr><th>zone</th><th>hostname</th><th>source</th>\
-         <th>association</th><th>status</th><th>certificate id</th><th>certificate status</th>\
-         <th>days left</th></tr>",
-    );
-    for (zone, hostname) in hostnames {
-        // A discovered hostname without an association simply does not use AOP: not a warning.
-        let association_class = match (hostname.association, hostname.source) {
-            (crate::state::AssociationState::Enabled, _)
-            | (crate::state::AssociationState::Absent, crate::state::HostnameSource::Discovered) => {
-                "ok"
-            }
-            _ => "warn",
-        };
-        let _ = write!(
-            page,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{association_class}\">{}</td>\
-             <td>{}</td><td><code>{}</code></td><td>{}</td>{}</tr>",
-            escape(&zone.zone_name),
-            escape(&hostname.hostname),
-            hostname.source,
-            hostname.association,
-            status_text(hostname.status),
-            escape(hostname.cert_id.as_deref().unwrap_or("–")),
-            status_text(hostname.cert_status),
-            days_cell(days_left(hostname.cert_expires_on, now)),
-        );
-    }
-    page.push_str("</table>");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(
-            escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
-    }
-
-    #[test]
-    fn days_cells_colour_by_threshold() {
-        assert_eq!(
-            days_cell(Some(-3)),
-            "<td class=\"bad\">expired 3 d ago</td>"
-        );
-        assert_eq!(days_cell(Some(10)), "<td class=\"bad\">10</td>");
-        assert_eq!(days_cell(Some(20)), "<td class=\"warn\">20</td>");
-        assert_eq!(days_cell(Some(90)), "<td>90</td>");
-        assert_eq!(days_cell(None), "<td>–</td>");
-    }
+    Html(status_page::render(
+        &state.snapshot.load(),
+        Utc::now(),
+        state.expiry,
+    ))
 }

@@ -6,17 +6,26 @@
 //! [`CertificateFacts::from_pem`] and hands the result to [`run_checks`].
 
 use std::borrow::Cow;
-use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use strum::VariantArray as _;
 use x509_parser::asn1_rs::Tag;
+use x509_parser::asn1_rs::oid;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::der_parser::der::parse_der_integer;
 use x509_parser::extensions::{ExtendedKeyUsage, GeneralName};
-use x509_parser::oid_registry::Oid;
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_HASH_SHA1, OID_KEY_TYPE_DSA, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384,
+    OID_NIST_EC_P521, OID_NIST_HASH_SHA256, OID_NIST_HASH_SHA384, OID_NIST_HASH_SHA512,
+    OID_PKCS1_MD2WITHRSAENC, OID_PKCS1_MD4WITHRSAENC, OID_PKCS1_MD5WITHRSAENC,
+    OID_PKCS1_RSAENCRYPTION, OID_PKCS1_RSASSAPSS, OID_PKCS1_SHA1WITHRSA, OID_PKCS1_SHA224WITHRSA,
+    OID_PKCS1_SHA256WITHRSA, OID_PKCS1_SHA384WITHRSA, OID_PKCS1_SHA512WITHRSA, OID_SHA1_WITH_RSA,
+    OID_SIG_DSA_WITH_SHA1, OID_SIG_ECDSA_WITH_SHA224, OID_SIG_ECDSA_WITH_SHA256,
+    OID_SIG_ECDSA_WITH_SHA384, OID_SIG_ECDSA_WITH_SHA512, OID_SIG_ED448, OID_SIG_ED25519, Oid,
+};
 use x509_parser::pem::Pem;
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::RSAPublicKey;
@@ -232,6 +241,8 @@ impl TryFrom<&str> for CertificateFacts {
 /// One `certificate_check` of SPEC §6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::Display, strum::EnumIter, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum Check {
     /// The body is a parseable PEM certificate.
     PemParses,
@@ -247,29 +258,11 @@ pub enum Check {
 
 impl Check {
     /// Every check, in the order [`run_checks`] reports them.
-    pub const ALL: [Check; 5] = [
-        Check::PemParses,
-        Check::ClientAuthUsage,
-        Check::KeyStrength,
-        Check::SignatureAlgorithm,
-        Check::ExpiryMatchesApi,
-    ];
+    pub const ALL: [Check; Check::VARIANTS.len()] = crate::labels::every();
 
     /// The `check` label value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Check::PemParses => "pem_parses",
-            Check::ClientAuthUsage => "client_auth_usage",
-            Check::KeyStrength => "key_strength",
-            Check::SignatureAlgorithm => "signature_algorithm",
-            Check::ExpiryMatchesApi => "expiry_matches_api",
-        }
-    }
-}
-
-impl fmt::Display for Check {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -429,13 +422,13 @@ fn public_key_info(spki: &SubjectPublicKeyInfo<'_>) -> PublicKeyInfo {
         bits,
         curve: None,
     };
-    if oid_is(algorithm, OID_RSA_ENCRYPTION) || oid_is(algorithm, OID_RSASSA_PSS) {
+    if *algorithm == OID_PKCS1_RSAENCRYPTION || *algorithm == OID_PKCS1_RSASSAPSS {
         // x509-parser's own key_size() miscounts moduli without a leading zero byte.
         let bits = RSAPublicKey::from_der(&spki.subject_public_key.data)
             .ok()
             .and_then(|(_, rsa)| unsigned_bit_length(rsa.modulus));
         key(KeyAlgorithm::Rsa, bits)
-    } else if oid_is(algorithm, OID_EC_PUBLIC_KEY) {
+    } else if *algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
         // Named curves only: explicit curve parameters (forbidden by RFC 5480) stay unknown.
         let curve_oid = spki
             .algorithm
@@ -444,7 +437,7 @@ fn public_key_info(spki: &SubjectPublicKeyInfo<'_>) -> PublicKeyInfo {
             .and_then(|parameters| parameters.as_oid().ok());
         let named = curve_oid
             .as_ref()
-            .and_then(|oid| CURVES.iter().find(|curve| oid_is(oid, curve.oid)));
+            .and_then(|oid| CURVES.iter().find(|curve| *oid == curve.oid));
         PublicKeyInfo {
             algorithm: KeyAlgorithm::Ec,
             bits: named.map(|curve| curve.bits),
@@ -454,11 +447,11 @@ fn public_key_info(spki: &SubjectPublicKeyInfo<'_>) -> PublicKeyInfo {
                 (None, None) => None,
             },
         }
-    } else if oid_is(algorithm, OID_ED25519) {
+    } else if *algorithm == OID_SIG_ED25519 {
         key(KeyAlgorithm::Ed25519, Some(256))
-    } else if oid_is(algorithm, OID_ED448) {
+    } else if *algorithm == OID_SIG_ED448 {
         key(KeyAlgorithm::Ed448, Some(448))
-    } else if oid_is(algorithm, OID_DSA) {
+    } else if *algorithm == OID_KEY_TYPE_DSA {
         key(KeyAlgorithm::Dsa, dsa_prime_bits(&spki.algorithm))
     } else {
         key(KeyAlgorithm::Other(algorithm.to_id_string()), None)
@@ -486,7 +479,7 @@ fn unsigned_bit_length(big_endian: &[u8]) -> Option<u32> {
 
 fn signature_algorithm_name(algorithm: &AlgorithmIdentifier<'_>) -> String {
     let oid = &algorithm.algorithm;
-    if oid_is(oid, OID_RSASSA_PSS) {
+    if *oid == OID_PKCS1_RSASSAPSS {
         // PSS keeps its hash in the parameters (SHA-1 when absent), and the hash decides strength.
         return match algorithm
             .parameters
@@ -497,7 +490,7 @@ fn signature_algorithm_name(algorithm: &AlgorithmIdentifier<'_>) -> String {
                 let hash = parameters.hash_algorithm_oid();
                 let hash_name = HASH_ALGORITHMS
                     .iter()
-                    .find(|known| oid_is(hash, known.oid))
+                    .find(|known| *hash == known.oid)
                     .map_or_else(
                         || Cow::Owned(hash.to_id_string()),
                         |known| Cow::Borrowed(known.name),
@@ -509,148 +502,85 @@ fn signature_algorithm_name(algorithm: &AlgorithmIdentifier<'_>) -> String {
     }
     SIGNATURE_ALGORITHMS
         .iter()
-        .find(|known| oid_is(oid, known.oid))
+        .find(|known| *oid == known.oid)
         .map_or_else(|| oid.to_id_string(), |known| known.name.to_owned())
 }
 
 // ---------------------------------------------------------------------------------------------
-// Object identifiers, as arcs: compared without allocating, unlike dotted strings.
-
-fn oid_is(oid: &Oid<'_>, arcs: &[u64]) -> bool {
-    oid.iter()
-        .is_some_and(|oid_arcs| oid_arcs.eq(arcs.iter().copied()))
-}
-
-const OID_RSA_ENCRYPTION: &[u64] = &[1, 2, 840, 113_549, 1, 1, 1];
-const OID_RSASSA_PSS: &[u64] = &[1, 2, 840, 113_549, 1, 1, 10];
-const OID_EC_PUBLIC_KEY: &[u64] = &[1, 2, 840, 10045, 2, 1];
-const OID_ED25519: &[u64] = &[1, 3, 101, 112];
-const OID_ED448: &[u64] = &[1, 3, 101, 113];
-const OID_DSA: &[u64] = &[1, 2, 840, 10040, 4, 1];
+// Object identifiers: `oid_registry`'s where it has them, the `oid!` macro it is built on for
+// the older or rarer ones it does not list. Compared as DER bytes, without allocating.
 
 /// Prefix of RSASSA-PSS signature names; the hash name follows.
 const PSS_PREFIX: &str = "rsassaPss-";
 
 /// An algorithm known by name; `weak` marks broken hashes (collisions are practical).
 struct NamedAlgorithm {
-    oid: &'static [u64],
+    oid: Oid<'static>,
     name: &'static str,
     weak: bool,
 }
 
-const fn named(oid: &'static [u64], name: &'static str, weak: bool) -> NamedAlgorithm {
+const fn named(oid: Oid<'static>, name: &'static str, weak: bool) -> NamedAlgorithm {
     NamedAlgorithm { oid, name, weak }
 }
 
 /// Signature algorithms by their OpenSSL names.
 const SIGNATURE_ALGORITHMS: &[NamedAlgorithm] = &[
-    named(&[1, 2, 840, 113_549, 1, 1, 2], "md2WithRSAEncryption", true),
-    named(&[1, 2, 840, 113_549, 1, 1, 3], "md4WithRSAEncryption", true),
-    named(&[1, 2, 840, 113_549, 1, 1, 4], "md5WithRSAEncryption", true),
-    named(
-        &[1, 2, 840, 113_549, 1, 1, 5],
-        "sha1WithRSAEncryption",
-        true,
-    ),
-    named(
-        &[1, 2, 840, 113_549, 1, 1, 11],
-        "sha256WithRSAEncryption",
-        false,
-    ),
-    named(
-        &[1, 2, 840, 113_549, 1, 1, 12],
-        "sha384WithRSAEncryption",
-        false,
-    ),
-    named(
-        &[1, 2, 840, 113_549, 1, 1, 13],
-        "sha512WithRSAEncryption",
-        false,
-    ),
-    named(
-        &[1, 2, 840, 113_549, 1, 1, 14],
-        "sha224WithRSAEncryption",
-        false,
-    ),
+    named(OID_PKCS1_MD2WITHRSAENC, "md2WithRSAEncryption", true),
+    named(OID_PKCS1_MD4WITHRSAENC, "md4WithRSAEncryption", true),
+    named(OID_PKCS1_MD5WITHRSAENC, "md5WithRSAEncryption", true),
+    named(OID_PKCS1_SHA1WITHRSA, "sha1WithRSAEncryption", true),
+    named(OID_PKCS1_SHA256WITHRSA, "sha256WithRSAEncryption", false),
+    named(OID_PKCS1_SHA384WITHRSA, "sha384WithRSAEncryption", false),
+    named(OID_PKCS1_SHA512WITHRSA, "sha512WithRSAEncryption", false),
+    named(OID_PKCS1_SHA224WITHRSA, "sha224WithRSAEncryption", false),
     // OIW variants still found in very old certificates.
-    named(&[1, 3, 14, 3, 2, 3], "md5WithRSA", true),
-    named(&[1, 3, 14, 3, 2, 29], "sha1WithRSA", true),
-    named(&[1, 2, 840, 10045, 4, 1], "ecdsa-with-SHA1", true),
-    named(&[1, 2, 840, 10045, 4, 3, 1], "ecdsa-with-SHA224", false),
-    named(&[1, 2, 840, 10045, 4, 3, 2], "ecdsa-with-SHA256", false),
-    named(&[1, 2, 840, 10045, 4, 3, 3], "ecdsa-with-SHA384", false),
-    named(&[1, 2, 840, 10045, 4, 3, 4], "ecdsa-with-SHA512", false),
-    named(&[1, 2, 840, 10040, 4, 3], "dsaWithSHA1", true),
-    named(&[2, 16, 840, 1, 101, 3, 4, 3, 1], "dsa_with_SHA224", false),
-    named(&[2, 16, 840, 1, 101, 3, 4, 3, 2], "dsa_with_SHA256", false),
-    named(&[1, 3, 101, 112], "Ed25519", false),
-    named(&[1, 3, 101, 113], "Ed448", false),
+    named(oid!(1.3.14.3.2.3), "md5WithRSA", true),
+    named(OID_SHA1_WITH_RSA, "sha1WithRSA", true),
+    named(oid!(1.2.840.10045.4.1), "ecdsa-with-SHA1", true),
+    named(OID_SIG_ECDSA_WITH_SHA224, "ecdsa-with-SHA224", false),
+    named(OID_SIG_ECDSA_WITH_SHA256, "ecdsa-with-SHA256", false),
+    named(OID_SIG_ECDSA_WITH_SHA384, "ecdsa-with-SHA384", false),
+    named(OID_SIG_ECDSA_WITH_SHA512, "ecdsa-with-SHA512", false),
+    named(OID_SIG_DSA_WITH_SHA1, "dsaWithSHA1", true),
+    named(oid!(2.16.840.1.101.3.4.3.1), "dsa_with_SHA224", false),
+    named(oid!(2.16.840.1.101.3.4.3.2), "dsa_with_SHA256", false),
+    named(OID_SIG_ED25519, "Ed25519", false),
+    named(OID_SIG_ED448, "Ed448", false),
 ];
 
 /// Hash algorithms that RSASSA-PSS parameters name.
 const HASH_ALGORITHMS: &[NamedAlgorithm] = &[
-    named(&[1, 2, 840, 113_549, 2, 2], "md2", true),
-    named(&[1, 2, 840, 113_549, 2, 5], "md5", true),
-    named(&[1, 3, 14, 3, 2, 26], "sha1", true),
-    named(&[2, 16, 840, 1, 101, 3, 4, 2, 1], "sha256", false),
-    named(&[2, 16, 840, 1, 101, 3, 4, 2, 2], "sha384", false),
-    named(&[2, 16, 840, 1, 101, 3, 4, 2, 3], "sha512", false),
-    named(&[2, 16, 840, 1, 101, 3, 4, 2, 4], "sha224", false),
+    named(oid!(1.2.840.113549.2.2), "md2", true),
+    named(oid!(1.2.840.113549.2.5), "md5", true),
+    named(OID_HASH_SHA1, "sha1", true),
+    named(OID_NIST_HASH_SHA256, "sha256", false),
+    named(OID_NIST_HASH_SHA384, "sha384", false),
+    named(OID_NIST_HASH_SHA512, "sha512", false),
+    named(oid!(2.16.840.1.101.3.4.2.4), "sha224", false),
 ];
 
 /// A named elliptic curve and its size in bits.
 struct Curve {
-    oid: &'static [u64],
+    oid: Oid<'static>,
     name: &'static str,
     bits: u32,
 }
 
+const fn curve(oid: Oid<'static>, name: &'static str, bits: u32) -> Curve {
+    Curve { oid, name, bits }
+}
+
 const CURVES: &[Curve] = &[
-    Curve {
-        oid: &[1, 2, 840, 10045, 3, 1, 7],
-        name: "P-256",
-        bits: 256,
-    },
-    Curve {
-        oid: &[1, 3, 132, 0, 34],
-        name: "P-384",
-        bits: 384,
-    },
-    Curve {
-        oid: &[1, 3, 132, 0, 35],
-        name: "P-521",
-        bits: 521,
-    },
-    Curve {
-        oid: &[1, 3, 132, 0, 33],
-        name: "P-224",
-        bits: 224,
-    },
-    Curve {
-        oid: &[1, 2, 840, 10045, 3, 1, 1],
-        name: "P-192",
-        bits: 192,
-    },
-    Curve {
-        oid: &[1, 3, 132, 0, 10],
-        name: "secp256k1",
-        bits: 256,
-    },
-    Curve {
-        oid: &[1, 3, 36, 3, 3, 2, 8, 1, 1, 7],
-        name: "brainpoolP256r1",
-        bits: 256,
-    },
-    Curve {
-        oid: &[1, 3, 36, 3, 3, 2, 8, 1, 1, 11],
-        name: "brainpoolP384r1",
-        bits: 384,
-    },
-    Curve {
-        oid: &[1, 3, 36, 3, 3, 2, 8, 1, 1, 13],
-        name: "brainpoolP512r1",
-        bits: 512,
-    },
+    curve(OID_EC_P256, "P-256", 256),
+    curve(OID_NIST_EC_P384, "P-384", 384),
+    curve(OID_NIST_EC_P521, "P-521", 521),
+    curve(oid!(1.3.132.0.33), "P-224", 224),
+    curve(oid!(1.2.840.10045.3.1.1), "P-192", 192),
+    curve(oid!(1.3.132.0.10), "secp256k1", 256),
+    curve(oid!(1.3.36.3.3.2.8.1.1.7), "brainpoolP256r1", 256),
+    curve(oid!(1.3.36.3.3.2.8.1.1.11), "brainpoolP384r1", 384),
+    curve(oid!(1.3.36.3.3.2.8.1.1.13), "brainpoolP512r1", 512),
 ];
 
 #[cfg(test)]

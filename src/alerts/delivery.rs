@@ -18,12 +18,13 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use chrono::Utc;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use tokio::sync::{Notify, watch};
 
 use super::outbox::{Notification, SharedOutbox};
 use super::{AlertObserver, NotificationOutcome};
 use super::{TransitionKind, alertmanager, slack, webhook};
+use crate::cloudflare::ratelimit::retry_after;
 use crate::config::{SinkKind, SinkSettings};
 
 /// Alertmanager takes many alerts per post; other sinks one notification per request.
@@ -355,19 +356,6 @@ fn classify(status: StatusCode, headers: &HeaderMap) -> Verdict {
     }
 }
 
-/// `Retry-After` in seconds (what Slack and Alertmanager send; an HTTP date falls back to
-/// the backoff).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
 /// Whether a notification of `kind` goes to a sink of `kind`: Slack and webhooks hear of a
 /// resolve only with `send_resolved`; Alertmanager always does (its own `send_resolved`
 /// decides what its receivers hear), else it would keep the alert until `endsAt`.
@@ -384,7 +372,7 @@ pub fn wants(sink: SinkKind, kind: TransitionKind, send_resolved: bool) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
+    use reqwest::header::{HeaderValue, RETRY_AFTER};
 
     fn headers(retry_after: Option<&str>) -> HeaderMap {
         let mut headers = HeaderMap::new();

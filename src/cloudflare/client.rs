@@ -25,11 +25,12 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Serialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
+use strum::VariantArray as _;
 use tokio::sync::{Notify, Semaphore};
 use url::Url;
 
 use super::Endpoint;
-use super::ratelimit::{CredentialLimit, Hold, RateLimitReading};
+use super::ratelimit::{CredentialLimit, Hold, RateLimitReading, retry_after};
 use super::types::{
     ApiMessage, DecodedList, DnsRecord, Envelope, HostnameAssociation, HostnameCertificate,
     ListItem, ResultInfo, SkipReason, SkippedItem, TokenVerification, Zone, ZoneCertificate,
@@ -73,49 +74,35 @@ fn deadline() -> Option<Instant> {
 }
 
 /// Low-cardinality failure class: the `reason` label of `api_errors_total`.
+#[derive(strum::IntoStaticStr, strum::Display, strum::EnumIter, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ErrorReason {
+    /// A 429 or a rate-limit code, or not sent while the credential is paused or at its reserve.
     RateLimited,
+    /// Missing, malformed or invalid credentials.
     Unauthorized,
+    /// Valid credentials without the permission.
     Forbidden,
+    /// A 5xx.
     ServerError,
+    /// No complete answer in time.
     Timeout,
+    /// The connection failed.
     Network,
+    /// An answer that does not decode (or is too large).
     Decode,
+    /// `success: false` for another reason.
     ApiError,
 }
 
 impl ErrorReason {
     /// Every reason, in label order.
-    pub const ALL: [ErrorReason; 8] = [
-        ErrorReason::RateLimited,
-        ErrorReason::Unauthorized,
-        ErrorReason::Forbidden,
-        ErrorReason::ServerError,
-        ErrorReason::Timeout,
-        ErrorReason::Network,
-        ErrorReason::Decode,
-        ErrorReason::ApiError,
-    ];
+    pub const ALL: [ErrorReason; ErrorReason::VARIANTS.len()] = crate::labels::every();
 
     /// The `reason` label value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorReason::RateLimited => "rate_limited",
-            ErrorReason::Unauthorized => "unauthorized",
-            ErrorReason::Forbidden => "forbidden",
-            ErrorReason::ServerError => "server_error",
-            ErrorReason::Timeout => "timeout",
-            ErrorReason::Network => "network",
-            ErrorReason::Decode => "decode",
-            ErrorReason::ApiError => "api_error",
-        }
-    }
-}
-
-impl fmt::Display for ErrorReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -551,14 +538,7 @@ impl Client {
         &self,
         zone_id: &str,
     ) -> Result<Vec<HostnameCertificate>, ApiError> {
-        let url = self.url(&[
-            "zones",
-            zone_id,
-            "origin_tls_client_auth",
-            "hostnames",
-            "certificates",
-        ]);
-        self.get_all_pages(Endpoint::HostnameCertificatesList, url, None)
+        self.list(Endpoint::HostnameCertificatesList, &[zone_id])
             .await
     }
 
@@ -568,22 +548,9 @@ impl Client {
         zone_id: &str,
         certificate_id: &str,
     ) -> Result<Option<HostnameCertificate>, ApiError> {
-        let url = self.url(&[
-            "zones",
-            zone_id,
-            "origin_tls_client_auth",
-            "hostnames",
-            "certificates",
-            certificate_id,
-        ]);
-        let envelope = self
-            .get_envelope::<HostnameCertificate>(
-                Endpoint::HostnameCertificateGet,
-                url,
-                NotFound::Absent,
-            )
-            .await?;
-        Ok(envelope.and_then(|envelope| envelope.result))
+        let params = [zone_id, certificate_id];
+        self.get(Endpoint::HostnameCertificateGet, &params, NotFound::Absent)
+            .await
     }
 
     /// GET one hostname's association; `None` (the state `absent`) when Cloudflare answers 404.
@@ -592,17 +559,9 @@ impl Client {
         zone_id: &str,
         hostname: &str,
     ) -> Result<Option<HostnameAssociation>, ApiError> {
-        let url = self.url(&[
-            "zones",
-            zone_id,
-            "origin_tls_client_auth",
-            "hostnames",
-            hostname,
-        ]);
-        let envelope = self
-            .get_envelope::<HostnameAssociation>(Endpoint::HostnameGet, url, NotFound::Absent)
-            .await?;
-        Ok(envelope.and_then(|envelope| envelope.result))
+        let params = [zone_id, hostname];
+        self.get(Endpoint::HostnameGet, &params, NotFound::Absent)
+            .await
     }
 
     /// GET `/zones/{zone_id}/origin_tls_client_auth`: zone-level AOP certificates, every page.
@@ -610,20 +569,15 @@ impl Client {
         &self,
         zone_id: &str,
     ) -> Result<Vec<ZoneCertificate>, ApiError> {
-        let url = self.url(&["zones", zone_id, "origin_tls_client_auth"]);
-        self.get_all_pages(Endpoint::ZoneCertificatesList, url, None)
-            .await
+        self.list(Endpoint::ZoneCertificatesList, &[zone_id]).await
     }
 
     /// GET `/zones/{zone_id}/origin_tls_client_auth/settings`.
     pub async fn get_zone_settings(&self, zone_id: &str) -> Result<ZoneSettings, ApiError> {
-        let url = self.url(&["zones", zone_id, "origin_tls_client_auth", "settings"]);
-        let envelope = self
-            .get_envelope::<ZoneSettings>(Endpoint::ZoneSettingsGet, url, NotFound::Error)
+        let settings = self
+            .get(Endpoint::ZoneSettingsGet, &[zone_id], NotFound::Error)
             .await?;
-        Ok(envelope
-            .and_then(|envelope| envelope.result)
-            .unwrap_or_default())
+        Ok(settings.unwrap_or_default())
     }
 
     /// Verifies the token: `GET /user/tokens/verify`; when that answers 401 (what an
@@ -633,11 +587,9 @@ impl Client {
     /// [`TokenCheck::Unverifiable`]: the token may well work (polls will tell). Errors that say
     /// nothing about the token (timeouts, 5xx, rate limits, undecodable bodies) are `Err`.
     pub async fn verify_token(&self) -> Result<TokenCheck, ApiError> {
-        let user_path = "/user/tokens/verify";
-        let error = match self
-            .verify_token_at(self.url(&["user", "tokens", "verify"]))
-            .await
-        {
+        let paths = Endpoint::TokenVerify.paths();
+        let (user_path, account_pattern) = (paths[0], paths[1]);
+        let error = match self.verify_token_at(self.url(user_path, &[])).await {
             Ok(verification) => return Ok(checked(&verification, user_path)),
             Err(error) if http_status(&error) == Some(401) => error,
             // A 403 (Cloudflare's "Authentication error") is the answer to a wrong token.
@@ -653,14 +605,14 @@ impl Client {
             return Ok(TokenCheck::Unverifiable {
                 why: format!(
                     "{user_path} answers {}: an account-owned token verifies only at \
-                     /accounts/{{account_id}}/tokens/verify; set cloudflare.account_id to check it",
+                     {account_pattern}; set cloudflare.account_id to check it",
                     error_messages(&error)
                 ),
             });
         };
-        let account_path = format!("/accounts/{account_id}/tokens/verify");
+        let account_path = account_pattern.replace("{account_id}", account_id);
         match self
-            .verify_token_at(self.url(&["accounts", account_id, "tokens", "verify"]))
+            .verify_token_at(self.url(account_pattern, &[account_id]))
             .await
         {
             Ok(verification) => Ok(checked(&verification, &account_path)),
@@ -695,16 +647,16 @@ impl Client {
         &self,
         zone_id: &str,
     ) -> Result<Vec<DnsRecord>, ApiError> {
-        let mut url = self.url(&["zones", zone_id, "dns_records"]);
+        let endpoint = Endpoint::DnsRecordsList;
+        let mut url = self.url(endpoint.paths()[0], &[zone_id]);
         url.query_pairs_mut().append_pair("proxied", "true");
-        self.get_all_pages(Endpoint::DnsRecordsList, url, Some(DNS_PER_PAGE))
-            .await
+        self.get_all_pages(endpoint, url, Some(DNS_PER_PAGE)).await
     }
 
     /// GET `/zones` (needs Zone Read), every page of at most 50: the zones named `name`
     /// (every zone when `None`), within `cloudflare.account_id` when it is set.
     pub async fn list_zones(&self, name: Option<&str>) -> Result<Vec<Zone>, ApiError> {
-        let mut url = self.url(&["zones"]);
+        let mut url = self.url(Endpoint::ZonesList.paths()[0], &[]);
         {
             let mut query = url.query_pairs_mut();
             if let Some(name) = name {
@@ -721,10 +673,46 @@ impl Client {
             .await
     }
 
-    fn url(&self, segments: &[&str]) -> Url {
+    /// GET `endpoint` (its first path, filled in with `params`): the envelope's `result`,
+    /// `None` for a 404 when `not_found` is `Absent` (or an envelope without a result).
+    async fn get<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        params: &[&str],
+        not_found: NotFound,
+    ) -> Result<Option<T>, ApiError> {
+        let url = self.url(endpoint.paths()[0], params);
+        let envelope = self.get_envelope::<T>(endpoint, url, not_found).await?;
+        Ok(envelope.and_then(|envelope| envelope.result))
+    }
+
+    /// Every page of the list `endpoint` (its first path, filled in with `params`).
+    async fn list<T: DeserializeOwned + Serialize + ListItem>(
+        &self,
+        endpoint: Endpoint,
+        params: &[&str],
+    ) -> Result<Vec<T>, ApiError> {
+        let url = self.url(endpoint.paths()[0], params);
+        self.get_all_pages(endpoint, url, None).await
+    }
+
+    /// The URL of `path` (one of [`Endpoint::paths`]) under the API root, its `{…}` segments
+    /// replaced by `params` in order, each percent-encoded as one segment.
+    fn url(&self, path: &str, params: &[&str]) -> Url {
+        let mut params = params.iter();
+        let segments = path
+            .split('/')
+            .filter(|segment| !segment.is_empty())
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    params.next().copied().unwrap_or_default()
+                } else {
+                    segment
+                }
+            });
         let mut url = self.base_url.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(segments);
+        if let Ok(mut url_path) = url.path_segments_mut() {
+            url_path.pop_if_empty().extend(segments);
         }
         url
     }
@@ -810,10 +798,7 @@ impl Client {
             raw.extend(page_items);
         }
         let mut decoded = decode_items::<T>(raw);
-        if matches!(
-            endpoint,
-            Endpoint::HostnameCertificatesList | Endpoint::ZoneCertificatesList
-        ) {
+        if endpoint.lists_certificates() {
             self.keep_last_good(endpoint, &url, &mut decoded);
         }
         self.report_skipped(endpoint, &decoded.skipped);
@@ -1350,44 +1335,9 @@ pub fn budget_quota(requests: u32, window: Duration) -> Quota {
         .allow_burst(burst)
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is not used by Cloudflare; it falls back to none).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).unwrap());
-        }
-        map
-    }
-
-    #[test]
-    fn retry_after_in_seconds() {
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "12")])),
-            Some(Duration::from_secs(12))
-        );
-        assert_eq!(
-            retry_after(&headers(&[(
-                "retry-after",
-                "Wed, 21 Oct 2015 07:28:00 GMT"
-            )])),
-            None
-        );
-    }
 
     #[test]
     fn budget_quota_never_exceeds_the_budget_in_a_window() {
@@ -1411,26 +1361,19 @@ mod tests {
             documentation_url: None,
         };
         let endpoint = Endpoint::HostnameGet;
-        assert_eq!(
-            failure(endpoint, 200, vec![message(971)]).reason(),
-            ErrorReason::RateLimited
-        );
-        assert_eq!(
-            failure(endpoint, 400, vec![message(9106)]).reason(),
-            ErrorReason::Unauthorized
-        );
-        assert_eq!(
-            failure(endpoint, 400, vec![message(6003)]).reason(),
-            ErrorReason::Unauthorized
-        );
-        assert_eq!(
-            failure(endpoint, 403, vec![message(10000)]).reason(),
-            ErrorReason::Forbidden
-        );
-        assert_eq!(
-            failure(endpoint, 400, vec![message(7003)]).reason(),
-            ErrorReason::ApiError
-        );
+        for (status, code, reason) in [
+            (200, 971, ErrorReason::RateLimited),
+            (400, 9106, ErrorReason::Unauthorized),
+            (400, 6003, ErrorReason::Unauthorized),
+            (403, 10000, ErrorReason::Forbidden),
+            (400, 7003, ErrorReason::ApiError),
+        ] {
+            assert_eq!(
+                failure(endpoint, status, vec![message(code)]).reason(),
+                reason,
+                "HTTP {status}, code {code}"
+            );
+        }
         assert_eq!(
             failure(endpoint, 200, vec![message(1234)]).cloudflare_codes(),
             vec![1234]

@@ -91,6 +91,32 @@ impl RateLimitReading {
     }
 }
 
+/// `Retry-After` in seconds, the form Cloudflare, Slack and Alertmanager send (an HTTP date
+/// reads as none: callers fall back to their own delay).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// A header map of `(name, value)` pairs, for tests of code that reads headers.
+#[cfg(test)]
+pub(crate) fn header_map(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.insert(
+            *name,
+            reqwest::header::HeaderValue::from_str(value).expect("a valid header value"),
+        );
+    }
+    map
+}
+
 /// The members of a structured-field list: `a;x=1, b;y=2` → `["a;x=1", "b;y=2"]`.
 fn structured_items(value: &str) -> impl Iterator<Item = String> + '_ {
     value
@@ -296,16 +322,23 @@ impl CredentialLimit {
 
 #[cfg(test)]
 mod tests {
-    use reqwest::header::HeaderValue;
-
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).unwrap());
-        }
-        map
+    use super::header_map as headers;
+
+    #[test]
+    fn retry_after_in_seconds() {
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "12")])),
+            Some(Duration::from_secs(12))
+        );
+        assert_eq!(
+            retry_after(&headers(&[(
+                "retry-after",
+                "Wed, 21 Oct 2015 07:28:00 GMT"
+            )])),
+            None
+        );
     }
 
     #[test]

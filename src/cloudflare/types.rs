@@ -8,7 +8,8 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use strum::VariantArray as _;
 
 /// The response envelope of every Cloudflare v4 endpoint.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -53,38 +54,57 @@ impl fmt::Display for ApiMessage {
 /// Cloudflare's published API schema types every field as `number` and has no `total_pages` for
 /// some lists: a float decodes (rounded down), and a negative or non-numeric value reads as
 /// absent instead of failing the list.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "RawResultInfo")]
 pub struct ResultInfo {
-    #[serde(
-        default,
-        deserialize_with = "schema_count_u32",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub page: Option<u32>,
-    #[serde(
-        default,
-        deserialize_with = "schema_count_u32",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub per_page: Option<u32>,
-    #[serde(
-        default,
-        deserialize_with = "schema_count_u32",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub count: Option<u32>,
-    #[serde(
-        default,
-        deserialize_with = "schema_count_u64",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub total_count: Option<u64>,
-    #[serde(
-        default,
-        deserialize_with = "schema_count_u32",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub total_pages: Option<u32>,
+}
+
+/// `result_info` as sent, each field any JSON value.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawResultInfo {
+    page: Option<serde_json::Value>,
+    per_page: Option<serde_json::Value>,
+    count: Option<serde_json::Value>,
+    total_count: Option<serde_json::Value>,
+    total_pages: Option<serde_json::Value>,
+}
+
+impl From<RawResultInfo> for ResultInfo {
+    fn from(raw: RawResultInfo) -> Self {
+        let count = |value: Option<serde_json::Value>| value.as_ref().and_then(count_of);
+        let small = |value| count(value).map(|count| u32::try_from(count).unwrap_or(u32::MAX));
+        ResultInfo {
+            page: small(raw.page),
+            per_page: small(raw.per_page),
+            count: small(raw.count),
+            total_count: count(raw.total_count),
+            total_pages: small(raw.total_pages),
+        }
+    }
+}
+
+/// The fields that are known, in Cloudflare's order (unknown ones are left out, not `null`).
+impl Serialize for ResultInfo {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let fields = [
+            ("page", self.page.map(u64::from)),
+            ("per_page", self.per_page.map(u64::from)),
+            ("count", self.count.map(u64::from)),
+            ("total_count", self.total_count),
+            ("total_pages", self.total_pages.map(u64::from)),
+        ];
+        serializer.collect_map(
+            fields
+                .into_iter()
+                .filter_map(|(name, value)| Some((name, value?))),
+        )
+    }
 }
 
 /// A JSON number as a non-negative count: floats round down, negatives, non-finite values
@@ -103,15 +123,6 @@ fn count_of(value: &serde_json::Value) -> Option<u64> {
     Some(float.floor() as u64)
 }
 
-fn schema_count_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
-    let value = Option::<serde_json::Value>::deserialize(deserializer)?;
-    Ok(value.as_ref().and_then(count_of))
-}
-
-fn schema_count_u32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
-    Ok(schema_count_u64(deserializer)?.map(|count| u32::try_from(count).unwrap_or(u32::MAX)))
-}
-
 /// An identifier: the empty string (which the schema allows) is no identifier at all, so it
 /// never becomes a request path such as `.../hostnames/certificates/`.
 fn non_empty_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
@@ -121,46 +132,67 @@ fn non_empty_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Str
 /// Statuses belong to the domain; the DTOs decode into it.
 pub use crate::state::Status;
 
-/// An item of the hostname-certificate list, or the result of getting one certificate.
-///
-/// Cloudflare has returned two shapes here over time: certificate-shaped items (`id`, `status`)
-/// and association-shaped items (`cert_id`, `cert_status`, `hostname`, `enabled`). Both parse;
-/// use [`HostnameCertificate::certificate_id`] and [`HostnameCertificate::certificate_status`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub struct HostnameCertificate {
-    #[serde(
-        default,
-        deserialize_with = "non_empty_id",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_on: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub serial_number: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signature: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Status>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uploaded_on: Option<DateTime<Utc>>,
-    // Association-shaped items.
-    #[serde(
-        default,
-        deserialize_with = "non_empty_id",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cert_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert_status: Option<Status>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert_uploaded_on: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
+/// Declares a DTO of a certificate or of an association with its serving certificate: the
+/// certificate details every such object of Cloudflare's carries, then the struct's own
+/// fields. `certificate` first adds what a certificate object itself has (`id`, `uploaded_on`).
+macro_rules! certificate_dto {
+    (certificate $(#[$meta:meta])* pub struct $name:ident { $($own:tt)* }) => {
+        certificate_dto! {
+            $(#[$meta])*
+            pub struct $name {
+                #[serde(deserialize_with = "non_empty_id", skip_serializing_if = "Option::is_none")]
+                pub id: Option<String>,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                pub uploaded_on: Option<DateTime<Utc>>,
+                $($own)*
+            }
+        }
+    };
+    ($(#[$meta:meta])* pub struct $name:ident { $($own:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+        #[serde(default)]
+        pub struct $name {
+            $($own)*
+            /// The PEM body.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub certificate: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub expires_on: Option<DateTime<Utc>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub issuer: Option<String>,
+            /// Decimal.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub serial_number: Option<String>,
+            /// The signature algorithm.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub signature: Option<String>,
+            /// The certificate's status, or the association's.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub status: Option<Status>,
+        }
+    };
+}
+
+certificate_dto! {
+    certificate
+    /// An item of the hostname-certificate list, or the result of getting one certificate.
+    ///
+    /// Cloudflare has returned two shapes here over time: certificate-shaped items (`id`,
+    /// `status`) and association-shaped items (`cert_id`, `cert_status`, `hostname`,
+    /// `enabled`). Both parse; use [`HostnameCertificate::certificate_id`] and
+    /// [`HostnameCertificate::certificate_status`].
+    pub struct HostnameCertificate {
+        // Association-shaped items.
+        #[serde(deserialize_with = "non_empty_id", skip_serializing_if = "Option::is_none")]
+        pub cert_id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub cert_status: Option<Status>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub cert_uploaded_on: Option<DateTime<Utc>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub hostname: Option<String>,
+    }
 }
 
 impl HostnameCertificate {
@@ -180,87 +212,55 @@ impl HostnameCertificate {
     }
 }
 
-/// GET `/zones/{zone_id}/origin_tls_client_auth/hostnames/{hostname}`: one hostname's association.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub struct HostnameAssociation {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "non_empty_id",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cert_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert_status: Option<Status>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert_updated_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert_uploaded_on: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<DateTime<Utc>>,
-    /// `true`, `false`, or `null` (the association was voided). A missing field reads as `null`.
-    #[serde(default)]
-    pub enabled: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_on: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub serial_number: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signature: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Status>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub updated_at: Option<DateTime<Utc>>,
+certificate_dto! {
+    /// GET `/zones/{zone_id}/origin_tls_client_auth/hostnames/{hostname}`: one hostname's
+    /// association, with the details of the certificate serving it.
+    pub struct HostnameAssociation {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub hostname: Option<String>,
+        #[serde(deserialize_with = "non_empty_id", skip_serializing_if = "Option::is_none")]
+        pub cert_id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub cert_status: Option<Status>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub cert_updated_at: Option<DateTime<Utc>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub cert_uploaded_on: Option<DateTime<Utc>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub created_at: Option<DateTime<Utc>>,
+        /// `true`, `false`, or `null` (the association was voided). A missing field reads as
+        /// `null`.
+        pub enabled: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub updated_at: Option<DateTime<Utc>>,
+    }
 }
 
-/// An item of GET `/zones/{zone_id}/origin_tls_client_auth`: a zone-level AOP certificate.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub struct ZoneCertificate {
-    #[serde(
-        default,
-        deserialize_with = "non_empty_id",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_on: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub serial_number: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signature: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Status>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uploaded_on: Option<DateTime<Utc>>,
+certificate_dto! {
+    certificate
+    /// An item of GET `/zones/{zone_id}/origin_tls_client_auth`: a zone-level AOP certificate.
+    pub struct ZoneCertificate {}
 }
 
 /// GET `/zones/{zone_id}/origin_tls_client_auth/settings`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
 pub struct ZoneSettings {
-    #[serde(default)]
     pub enabled: Option<bool>,
 }
 
 /// GET `/user/tokens/verify`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
 pub struct TokenVerification {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// `active`, `disabled` or `expired`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_on: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub not_before: Option<DateTime<Utc>>,
 }
 
@@ -273,38 +273,36 @@ impl TokenVerification {
 
 /// An item of GET `/zones/{zone_id}/dns_records?proxied=true`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
 pub struct DnsRecord {
-    #[serde(
-        default,
-        deserialize_with = "non_empty_id",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "non_empty_id")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub record_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub proxied: Option<bool>,
 }
 
 /// An item of GET `/zones` (only what zone resolution and discovery read).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
 pub struct Zone {
-    #[serde(
-        default,
-        deserialize_with = "non_empty_id",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "non_empty_id")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// `active`, `pending`, `initializing`, `moved`, `deleted`, `deactivated`, or newer values.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
 }
 
 /// Why a list item was left out: the `reason` label of `api_items_skipped_total`.
+#[derive(strum::IntoStaticStr, strum::Display, strum::EnumIter, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SkipReason {
     /// The item does not decode as the endpoint's item type (a malformed date, a wrong type).
@@ -318,25 +316,11 @@ pub enum SkipReason {
 
 impl SkipReason {
     /// Every reason, in label order.
-    pub const ALL: [SkipReason; 3] = [
-        SkipReason::Undecodable,
-        SkipReason::MissingId,
-        SkipReason::DuplicateId,
-    ];
+    pub const ALL: [SkipReason; SkipReason::VARIANTS.len()] = crate::labels::every();
 
     /// The `reason` label value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            SkipReason::Undecodable => "undecodable",
-            SkipReason::MissingId => "missing_id",
-            SkipReason::DuplicateId => "duplicate_id",
-        }
-    }
-}
-
-impl fmt::Display for SkipReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 

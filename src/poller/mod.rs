@@ -15,7 +15,6 @@ mod zones;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -244,7 +243,8 @@ pub struct Poller {
     records: Mutex<Vec<ZoneRecords>>,
     directory: Mutex<ZoneDirectory>,
     last_token_check: Mutex<Option<Instant>>,
-    running: AtomicBool,
+    /// Whether a tick is running; watched so shutdown can wait for it to end.
+    running: tokio::sync::watch::Sender<bool>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -282,7 +282,7 @@ impl Poller {
             records: Mutex::new(records),
             directory: Mutex::new(directory),
             last_token_check: Mutex::new(None),
-            running: AtomicBool::new(false),
+            running: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -426,11 +426,10 @@ impl Poller {
 
     /// Runs a tick unless one is running; `None` means this call was skipped.
     pub async fn try_tick(&self, scope: TickScope) -> Option<CycleReport> {
-        if self
+        let started = self
             .running
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+            .send_if_modified(|running| !std::mem::replace(running, true));
+        if !started {
             return None;
         }
         // Cleared even if the tick's future is dropped half-way (shutdown).
@@ -440,7 +439,13 @@ impl Poller {
 
     /// Whether a tick is running now.
     pub fn is_running(&self) -> bool {
-        self.running.load(Ordering::Acquire)
+        *self.running.borrow()
+    }
+
+    /// Completes when no tick is running.
+    pub async fn wait_idle(&self) {
+        // The sender lives in `self`, so the channel cannot close while this waits.
+        let _ = self.running.subscribe().wait_for(|running| !*running).await;
     }
 
     /// The requests one tick of `period` may spend: this instance's budget over the period,
@@ -947,11 +952,11 @@ fn hostname_is_hot(zone: &ZoneSnapshot, hostname: &crate::state::HostnameState) 
             && listed_status != hostname.cert_status)
 }
 
-struct RunningGuard<'a>(&'a AtomicBool);
+struct RunningGuard<'a>(&'a tokio::sync::watch::Sender<bool>);
 
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.send_replace(false);
     }
 }
 

@@ -2,6 +2,8 @@
 //! [`SimState`] with the product's own DTOs (so the simulator and the client agree on shapes).
 //! No I/O here: `server.rs` does the HTTP around it.
 
+use std::collections::HashMap;
+
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::Utc;
 use serde::Serialize;
@@ -13,7 +15,7 @@ use super::state::{SimCertificate, SimHostname, SimState, SimZone};
 use crate::cloudflare::Endpoint;
 use crate::cloudflare::types::{
     ApiMessage, DnsRecord, Envelope, HostnameAssociation, HostnameCertificate, ResultInfo, Status,
-    TokenVerification, Zone, ZoneCertificate, ZoneSettings,
+    TokenVerification, Zone, ZoneSettings,
 };
 
 /// A marker inside the fake `private_key` (see `include_private_key`): grep logs, metrics and
@@ -28,64 +30,33 @@ const DNS_MAX_PER_PAGE: usize = 5_000;
 const ZONES_DEFAULT_PER_PAGE: usize = 20;
 const ZONES_MAX_PER_PAGE: usize = 50;
 
-/// Which endpoint a request is for, with its path parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Route {
-    HostnameCertificatesList {
-        zone_id: String,
-    },
-    HostnameCertificateGet {
-        zone_id: String,
-        cert_id: String,
-    },
-    HostnameGet {
-        zone_id: String,
-        hostname: String,
-    },
-    ZoneCertificatesList {
-        zone_id: String,
-    },
-    ZoneSettingsGet {
-        zone_id: String,
-    },
-    /// `/user/tokens/verify` (`None`) or `/accounts/{account_id}/tokens/verify`.
-    TokenVerify {
-        account_id: Option<String>,
-    },
-    DnsRecordsList {
-        zone_id: String,
-    },
-    /// `GET /zones` (filters in the query).
-    ZonesList,
-    /// Under `/client/v4` but no endpoint of ours.
-    Unrouted,
+/// Which endpoint a request is for, with its path parameters (named as in
+/// [`Endpoint::paths`]); the default is a request under `/client/v4` for no endpoint of ours.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Route {
+    endpoint: Option<Endpoint>,
+    params: HashMap<String, String>,
 }
 
 impl Route {
+    pub(crate) fn new(endpoint: Endpoint, params: HashMap<String, String>) -> Route {
+        Route {
+            endpoint: Some(endpoint),
+            params,
+        }
+    }
+
     pub(crate) fn endpoint(&self) -> Option<Endpoint> {
-        Some(match self {
-            Route::HostnameCertificatesList { .. } => Endpoint::HostnameCertificatesList,
-            Route::HostnameCertificateGet { .. } => Endpoint::HostnameCertificateGet,
-            Route::HostnameGet { .. } => Endpoint::HostnameGet,
-            Route::ZoneCertificatesList { .. } => Endpoint::ZoneCertificatesList,
-            Route::ZoneSettingsGet { .. } => Endpoint::ZoneSettingsGet,
-            Route::TokenVerify { .. } => Endpoint::TokenVerify,
-            Route::DnsRecordsList { .. } => Endpoint::DnsRecordsList,
-            Route::ZonesList => Endpoint::ZonesList,
-            Route::Unrouted => return None,
-        })
+        self.endpoint
+    }
+
+    /// The path parameter `name` (`zone_id`, `cert_id`, `hostname`, `account_id`).
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str)
     }
 
     pub(crate) fn zone_id(&self) -> Option<&str> {
-        match self {
-            Route::HostnameCertificatesList { zone_id }
-            | Route::HostnameCertificateGet { zone_id, .. }
-            | Route::HostnameGet { zone_id, .. }
-            | Route::ZoneCertificatesList { zone_id }
-            | Route::ZoneSettingsGet { zone_id }
-            | Route::DnsRecordsList { zone_id } => Some(zone_id),
-            Route::TokenVerify { .. } | Route::ZonesList | Route::Unrouted => None,
-        }
+        self.param("zone_id")
     }
 }
 
@@ -268,14 +239,19 @@ pub(crate) fn answer(
     query: Option<&str>,
     path: &str,
 ) -> ApiReply {
-    if let Route::TokenVerify { account_id } = route {
-        return token_verification(&state.auth, account_id.as_deref());
-    }
-    if *route == Route::ZonesList {
-        return zones_list(state, query);
+    let no_route = || ApiReply::error(StatusCode::BAD_REQUEST, 7000, "No route for that URI");
+    let Some(endpoint) = route.endpoint() else {
+        return no_route();
+    };
+    match endpoint {
+        Endpoint::TokenVerify => {
+            return token_verification(&state.auth, route.param("account_id"));
+        }
+        Endpoint::ZonesList => return zones_list(state, query),
+        _ => {}
     }
     let Some(zone_id) = route.zone_id() else {
-        return ApiReply::error(StatusCode::BAD_REQUEST, 7000, "No route for that URI");
+        return no_route();
     };
     let settings = state.settings.clone();
     let Some(zone) = state.zone_mut(zone_id) else {
@@ -292,8 +268,8 @@ pub(crate) fn answer(
         .filter(|page| *page >= 1)
         .unwrap_or(1);
     let private_key = settings.include_private_key;
-    match route {
-        Route::HostnameCertificatesList { .. } => {
+    match endpoint {
+        Endpoint::HostnameCertificatesList => {
             if page == 1 || settings.page_size.is_none() {
                 zone.record_list_poll(Utc::now());
             }
@@ -313,14 +289,17 @@ pub(crate) fn answer(
             let (items, result_info) = paginate(items, settings.page_size, page);
             ApiReply::ok(Value::Array(items), result_info)
         }
-        Route::HostnameCertificateGet { cert_id, .. } => match zone.certificate(cert_id) {
-            Some(certificate) => ApiReply::ok(
-                with_private_key(certificate_item(zone, certificate), private_key),
-                None,
-            ),
-            None => ApiReply::error(StatusCode::NOT_FOUND, 1003, "Certificate not found"),
-        },
-        Route::HostnameGet { hostname, .. } => match zone.hostname(hostname) {
+        Endpoint::HostnameCertificateGet => {
+            match route.param("cert_id").and_then(|id| zone.certificate(id)) {
+                Some(certificate) => ApiReply::ok(
+                    with_private_key(certificate_item(zone, certificate), private_key),
+                    None,
+                ),
+                None => ApiReply::error(StatusCode::NOT_FOUND, 1003, "Certificate not found"),
+            }
+        }
+        Endpoint::HostnameGet => match route.param("hostname").and_then(|name| zone.hostname(name))
+        {
             Some(found) if found.association != AssociationState::Absent => ApiReply::ok(
                 with_private_key(hostname_item(zone, found), private_key),
                 None,
@@ -331,29 +310,27 @@ pub(crate) fn answer(
                 "No authenticated origin pull association found for hostname",
             ),
         },
-        Route::ZoneCertificatesList { .. } => {
+        Endpoint::ZoneCertificatesList => {
             let zone = &*zone;
             let items: Vec<Value> = zone
                 .zone_certificates
                 .iter()
                 .filter(|certificate| certificate.listed)
                 .map(|certificate| {
-                    with_private_key(zone_certificate_item(zone, certificate), private_key)
+                    with_private_key(certificate_item(zone, certificate), private_key)
                 })
                 .collect();
             let (items, result_info) = paginate(items, settings.page_size, page);
             ApiReply::ok(Value::Array(items), result_info)
         }
-        Route::ZoneSettingsGet { .. } => ApiReply::ok(
+        Endpoint::ZoneSettingsGet => ApiReply::ok(
             to_json(&ZoneSettings {
                 enabled: Some(zone.zone_level_enabled),
             }),
             None,
         ),
-        Route::DnsRecordsList { .. } => dns_records(zone, query, page),
-        Route::TokenVerify { .. } | Route::ZonesList | Route::Unrouted => {
-            ApiReply::error(StatusCode::BAD_REQUEST, 7000, "No route for that URI")
-        }
+        Endpoint::DnsRecordsList => dns_records(zone, query, page),
+        Endpoint::TokenVerify | Endpoint::ZonesList => no_route(),
     }
 }
 
@@ -410,6 +387,8 @@ fn with_private_key(mut value: Value, include: bool) -> Value {
     value
 }
 
+/// A certificate-shaped item, of the hostname-certificate list (or get) and of the zone-level
+/// list alike: both have the same fields.
 fn certificate_item(zone: &SimZone, certificate: &SimCertificate) -> Value {
     let (status, _) = zone.status_of(&certificate.timeline);
     let item = HostnameCertificate {
@@ -489,21 +468,6 @@ fn hostname_item(zone: &SimZone, hostname: &SimHostname) -> Value {
         Some(raw) => with_raw_status(value, "cert_status", raw),
         None => value,
     }
-}
-
-fn zone_certificate_item(zone: &SimZone, certificate: &SimCertificate) -> Value {
-    let (status, _) = zone.status_of(&certificate.timeline);
-    let item = ZoneCertificate {
-        id: Some(certificate.id.clone()),
-        certificate: Some(certificate.pem.clone()),
-        expires_on: certificate.expires_on(),
-        issuer: certificate.facts.issuer.clone(),
-        serial_number: certificate.facts.serial_number.clone(),
-        signature: certificate.facts.signature.clone(),
-        status: Some(Status::parse(status)),
-        uploaded_on: Some(certificate.uploaded_on),
-    };
-    with_raw_status(to_json(&item), "status", status)
 }
 
 /// `GET /zones` as Cloudflare serves it: filtered by `name` (exact, case-insensitive) and
@@ -606,17 +570,8 @@ fn record_id(zone_id: &str, name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
-
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).unwrap());
-        }
-        map
-    }
+    use crate::cloudflare::ratelimit::header_map as headers;
 
     fn error_code(reply: &ApiReply) -> i64 {
         reply.body["errors"][0]["code"].as_i64().unwrap()

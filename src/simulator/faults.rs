@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::cloudflare::Endpoint;
 
 /// One kind of misbehaviour. JSON: `{"kind": "server_error", "status": 503}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[strum(serialize_all = "snake_case")]
 pub enum Fault {
     /// Delay the answer by `ms` milliseconds (stacks with other rules).
     Latency {
@@ -58,18 +59,7 @@ pub enum Fault {
 impl Fault {
     /// The `kind` tag.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Fault::Latency { .. } => "latency",
-            Fault::ServerError { .. } => "server_error",
-            Fault::RateLimited { .. } => "rate_limited",
-            Fault::MalformedJson => "malformed_json",
-            Fault::SuccessFalse { .. } => "success_false",
-            Fault::Truncated => "truncated",
-            Fault::Hang => "hang",
-            Fault::HugeBody { .. } => "huge_body",
-            Fault::WrongTypes => "wrong_types",
-            Fault::AuthFailure => "auth_failure",
-        }
+        self.into()
     }
 }
 
@@ -212,9 +202,7 @@ pub(crate) mod endpoint_opt {
     use crate::cloudflare::Endpoint;
 
     pub(crate) fn parse(value: &str) -> Option<Endpoint> {
-        Endpoint::ALL
-            .into_iter()
-            .find(|endpoint| endpoint.as_str() == value)
+        value.parse().ok()
     }
 
     #[allow(clippy::ref_option, clippy::trivially_copy_pass_by_ref)] // serde's `with` hands us `&Option<T>`.

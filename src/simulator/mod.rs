@@ -334,36 +334,8 @@ pub async fn serve(listen: SocketAddr, scenario_path: Option<&Path>) -> Result<(
         scenario = %scenario_path.map_or_else(|| "built-in demo".to_owned(), |path| path.display().to_string()),
         "Cloudflare API simulator listening"
     );
-    shutdown_signal().await;
+    crate::server::shutdown_signal().await;
     info!("shutting the simulator down");
     simulator.shutdown().await;
     Ok(())
-}
-
-/// Ctrl-C, or SIGTERM on Unix (how containers and systemd stop a service).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            warn!(error = %error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                warn!(error = %error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }

@@ -284,8 +284,11 @@ pub struct TimelineStepSpec {
 }
 
 /// The state of a hostname's association.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum AssociationState {
     /// `"enabled": true`.
     #[default]
@@ -310,12 +313,7 @@ impl AssociationState {
 
     /// The scenario spelling.
     pub fn as_str(self) -> &'static str {
-        match self {
-            AssociationState::Enabled => "enabled",
-            AssociationState::Disabled => "disabled",
-            AssociationState::Voided => "voided",
-            AssociationState::Absent => "absent",
-        }
+        self.into()
     }
 }
 

@@ -2,6 +2,7 @@
 //! (concurrency tracking, latency, rate limit, faults, authentication, answer, headers,
 //! stats), and the unauthenticated `/__sim/` control API.
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -25,6 +26,7 @@ use super::faults::{Fault, FaultBook, FaultRule};
 use super::scenario::{ListShape, RateLimit, humantime_duration};
 use super::state::{SimCertificate, SimState, SimZone, Timeline};
 use super::stats::{RateDecision, RateWindow, RequestRecord, Stats, StatsBook};
+use crate::cloudflare::Endpoint;
 use crate::cloudflare::types::Status;
 
 /// How long `Hang` waits: longer than any sane client timeout.
@@ -114,33 +116,26 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The simulator's routes: the fake API under `/client/v4`, the control API under `/__sim`.
+/// Where the simulated API lives, as at Cloudflare (`https://api.cloudflare.com/client/v4`).
+const API_ROOT: &str = "/client/v4";
+
+/// The simulator's routes: every path of every [`Endpoint`] under [`API_ROOT`], all through one
+/// pipeline, and the control API under `/__sim`.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    const AOP: &str = "/client/v4/zones/{zone_id}/origin_tls_client_auth";
-    Router::new()
-        // The static `certificates` segment wins over `{hostname}` in axum's matcher, so a
-        // hostname literally named "certificates" is the list, as it is at Cloudflare.
-        .route(
-            &format!("{AOP}/hostnames/certificates"),
-            any(hostname_certificates_list),
-        )
-        .route(
-            &format!("{AOP}/hostnames/certificates/{{cert_id}}"),
-            any(hostname_certificate_get),
-        )
-        .route(&format!("{AOP}/hostnames/{{hostname}}"), any(hostname_get))
-        .route(AOP, any(zone_certificates_list))
-        .route(&format!("{AOP}/settings"), any(zone_settings_get))
-        .route("/client/v4/user/tokens/verify", any(token_verify))
-        .route(
-            "/client/v4/accounts/{account_id}/tokens/verify",
-            any(account_token_verify),
-        )
-        .route(
-            "/client/v4/zones/{zone_id}/dns_records",
-            any(dns_records_list),
-        )
-        .route("/client/v4/zones", any(zones_list))
+    let mut router = Router::new();
+    // The static `certificates` segment wins over `{hostname}` in axum's matcher, so a
+    // hostname literally named "certificates" is the list, as it is at Cloudflare.
+    for endpoint in Endpoint::ALL {
+        for path in endpoint.paths() {
+            router = router.route(
+                &format!("{API_ROOT}{path}"),
+                any(move |shared, params, method, uri, headers| {
+                    api_request(endpoint, shared, params, method, uri, headers)
+                }),
+            );
+        }
+    }
+    router
         .route(
             "/__sim/faults",
             get(control_faults)
@@ -175,123 +170,29 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 
 type SharedState = State<Arc<Shared>>;
 
-async fn hostname_certificates_list(
+/// A request to `endpoint`; path parameters that do not decode make it unrouted.
+async fn api_request(
+    endpoint: Endpoint,
     State(shared): SharedState,
-    path: Result<Path<String>, PathRejection>,
+    params: Result<Path<HashMap<String, String>>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let route = path.map_or(Route::Unrouted, |Path(zone_id)| {
-        Route::HostnameCertificatesList { zone_id }
-    });
+    let route = params.map_or_else(
+        |_| Route::default(),
+        |Path(params)| Route::new(endpoint, params),
+    );
     serve_api(&shared, route, &method, &uri, &headers).await
-}
-
-async fn hostname_certificate_get(
-    State(shared): SharedState,
-    path: Result<Path<(String, String)>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let route = path.map_or(Route::Unrouted, |Path((zone_id, cert_id))| {
-        Route::HostnameCertificateGet { zone_id, cert_id }
-    });
-    serve_api(&shared, route, &method, &uri, &headers).await
-}
-
-async fn hostname_get(
-    State(shared): SharedState,
-    path: Result<Path<(String, String)>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let route = path.map_or(Route::Unrouted, |Path((zone_id, hostname))| {
-        Route::HostnameGet { zone_id, hostname }
-    });
-    serve_api(&shared, route, &method, &uri, &headers).await
-}
-
-async fn zone_certificates_list(
-    State(shared): SharedState,
-    path: Result<Path<String>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let route = path.map_or(Route::Unrouted, |Path(zone_id)| {
-        Route::ZoneCertificatesList { zone_id }
-    });
-    serve_api(&shared, route, &method, &uri, &headers).await
-}
-
-async fn zone_settings_get(
-    State(shared): SharedState,
-    path: Result<Path<String>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let route = path.map_or(Route::Unrouted, |Path(zone_id)| Route::ZoneSettingsGet {
-        zone_id,
-    });
-    serve_api(&shared, route, &method, &uri, &headers).await
-}
-
-async fn token_verify(
-    State(shared): SharedState,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let route = Route::TokenVerify { account_id: None };
-    serve_api(&shared, route, &method, &uri, &headers).await
-}
-
-async fn account_token_verify(
-    State(shared): SharedState,
-    path: Result<Path<String>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let route = path.map_or(Route::Unrouted, |Path(account_id)| Route::TokenVerify {
-        account_id: Some(account_id),
-    });
-    serve_api(&shared, route, &method, &uri, &headers).await
-}
-
-async fn dns_records_list(
-    State(shared): SharedState,
-    path: Result<Path<String>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let route = path.map_or(Route::Unrouted, |Path(zone_id)| Route::DnsRecordsList {
-        zone_id,
-    });
-    serve_api(&shared, route, &method, &uri, &headers).await
-}
-
-async fn zones_list(
-    State(shared): SharedState,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    serve_api(&shared, Route::ZonesList, &method, &uri, &headers).await
 }
 
 /// Unknown paths: Cloudflare's "no route" under `/client/v4`, a plain 404 elsewhere.
 async fn fallback(State(shared): SharedState, request: Request) -> Response {
     let (parts, _) = request.into_parts();
-    if parts.uri.path().starts_with("/client/v4/") {
+    if parts.uri.path().starts_with(&format!("{API_ROOT}/")) {
         serve_api(
             &shared,
-            Route::Unrouted,
+            Route::default(),
             &parts.method,
             &parts.uri,
             &parts.headers,
@@ -431,7 +332,7 @@ async fn respond(
 }
 
 fn normal_answer(shared: &Shared, route: &Route, uri: &Uri, headers: &HeaderMap) -> ApiReply {
-    if *route == Route::Unrouted {
+    if route.endpoint().is_none() {
         return ApiReply::error(StatusCode::BAD_REQUEST, 7000, "No route for that URI");
     }
     let mut state = lock(&shared.state);
@@ -622,23 +523,9 @@ async fn control_certificate_status(
     Path((zone_id, cert_id)): Path<(String, String)>,
     Json(change): Json<StatusChange>,
 ) -> Response {
-    let mut state = lock(&shared.state);
-    let Some(zone) = state.zone_mut(&zone_id) else {
-        return unknown_zone(&zone_id);
-    };
-    let position = zone.position();
-    match certificate_mut(zone, &cert_id) {
-        Some(certificate) => {
-            certificate.timeline = Timeline::fixed(&change.status, position, Utc::now());
-            Json(json!({"zone_id": zone_id, "cert_id": cert_id, "status": change.status}))
-                .into_response()
-        }
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": format!("no certificate {cert_id:?} in zone {zone_id:?}")})),
-        )
-            .into_response(),
-    }
+    let object = StatusObject::Certificate(&cert_id);
+    let changed = set_status(&mut lock(&shared.state), &zone_id, object, &change.status);
+    status_changed(changed, &zone_id, object, &change.status)
 }
 
 async fn control_hostname_status(
@@ -646,24 +533,34 @@ async fn control_hostname_status(
     Path((zone_id, hostname)): Path<(String, String)>,
     Json(change): Json<StatusChange>,
 ) -> Response {
-    let mut state = lock(&shared.state);
-    let Some(zone) = state.zone_mut(&zone_id) else {
-        return unknown_zone(&zone_id);
+    let object = StatusObject::Hostname(&hostname);
+    let changed = set_status(&mut lock(&shared.state), &zone_id, object, &change.status);
+    status_changed(changed, &zone_id, object, &change.status)
+}
+
+/// The control API's answer to a status change: what changed, or a 404 naming what is missing.
+fn status_changed(
+    changed: Result<String, Missing>,
+    zone_id: &str,
+    object: StatusObject<'_>,
+    status: &str,
+) -> Response {
+    let (key, noun, asked) = match object {
+        StatusObject::Certificate(cert_id) => ("cert_id", "certificate", cert_id),
+        StatusObject::Hostname(hostname) => ("hostname", "hostname", hostname),
     };
-    let position = zone.position();
-    match zone
-        .hostnames
-        .iter_mut()
-        .find(|h| h.name.eq_ignore_ascii_case(&hostname))
-    {
-        Some(found) => {
-            found.timeline = Timeline::fixed(&change.status, position, Utc::now());
-            Json(json!({"zone_id": zone_id, "hostname": found.name, "status": change.status}))
-                .into_response()
+    match changed {
+        Ok(name) => {
+            let mut body = serde_json::Map::new();
+            body.insert("zone_id".to_owned(), json!(zone_id));
+            body.insert(key.to_owned(), json!(name));
+            body.insert("status".to_owned(), json!(status));
+            Json(Value::Object(body)).into_response()
         }
-        None => (
+        Err(Missing::Zone) => unknown_zone(zone_id),
+        Err(Missing::Object) => (
             StatusCode::NOT_FOUND,
-            Json(json!({"error": format!("no hostname {hostname:?} in zone {zone_id:?}")})),
+            Json(json!({"error": format!("no {noun} {asked:?} in zone {zone_id:?}")})),
         )
             .into_response(),
     }
@@ -833,6 +730,48 @@ async fn control_patch_settings(
     Json(settings_view(&state))
 }
 
+/// A certificate (per-hostname or zone-level, by id) or a hostname (by name, any case) whose
+/// status the control API sets.
+#[derive(Debug, Clone, Copy)]
+enum StatusObject<'a> {
+    Certificate(&'a str),
+    Hostname(&'a str),
+}
+
+/// What a status change did not find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    Zone,
+    Object,
+}
+
+/// Sets `status` (any string) on `object` from now on; returns its id or name.
+fn set_status(
+    state: &mut SimState,
+    zone_id: &str,
+    object: StatusObject<'_>,
+    status: &str,
+) -> Result<String, Missing> {
+    let zone = state.zone_mut(zone_id).ok_or(Missing::Zone)?;
+    let timeline = Timeline::fixed(status, zone.position(), Utc::now());
+    match object {
+        StatusObject::Certificate(cert_id) => {
+            let certificate = certificate_mut(zone, cert_id).ok_or(Missing::Object)?;
+            certificate.timeline = timeline;
+            Ok(certificate.id.clone())
+        }
+        StatusObject::Hostname(hostname) => {
+            let found = zone
+                .hostnames
+                .iter_mut()
+                .find(|h| h.name.eq_ignore_ascii_case(hostname))
+                .ok_or(Missing::Object)?;
+            found.timeline = timeline;
+            Ok(found.name.clone())
+        }
+    }
+}
+
 /// Sets `status` on a certificate (per-hostname or zone-level) from now on.
 pub(crate) fn set_certificate_status(
     state: &mut SimState,
@@ -840,14 +779,8 @@ pub(crate) fn set_certificate_status(
     cert_id: &str,
     status: Status,
 ) -> bool {
-    let Some(zone) = state.zone_mut(zone_id) else {
-        return false;
-    };
-    let position = zone.position();
-    certificate_mut(zone, cert_id).is_some_and(|certificate| {
-        certificate.timeline = Timeline::fixed(status.as_str(), position, Utc::now());
-        true
-    })
+    let object = StatusObject::Certificate(cert_id);
+    set_status(state, zone_id, object, status.as_str()).is_ok()
 }
 
 /// Sets a hostname's association `status` from now on.
@@ -857,15 +790,6 @@ pub(crate) fn set_hostname_status(
     hostname: &str,
     status: Status,
 ) -> bool {
-    let Some(zone) = state.zone_mut(zone_id) else {
-        return false;
-    };
-    let position = zone.position();
-    zone.hostnames
-        .iter_mut()
-        .find(|h| h.name.eq_ignore_ascii_case(hostname))
-        .is_some_and(|found| {
-            found.timeline = Timeline::fixed(status.as_str(), position, Utc::now());
-            true
-        })
+    let object = StatusObject::Hostname(hostname);
+    set_status(state, zone_id, object, status.as_str()).is_ok()
 }

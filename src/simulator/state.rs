@@ -15,7 +15,7 @@ use super::SimulatorError;
 use super::certs::{CertFactory, CertRequest, DEFAULT_ISSUER, PemFacts};
 use super::scenario::{
     AssociationState, AuthSpec, CertificateSpec, HostnameSpec, ListShape, RateLimit, Scenario,
-    TimelineStepSpec, ZoneSpec,
+    TimeSpec, TimelineStepSpec, ZoneSpec,
 };
 use crate::cloudflare::types::Status;
 
@@ -370,19 +370,19 @@ impl SimState {
             || facts.not_before.unwrap_or(not_before) + TimeDelta::hours(1),
             |at| at.resolve(start),
         );
-        let settled = is_settled(spec.status, spec.timeline.as_deref());
-        let started_at = spec
-            .since
-            .map_or(if settled { uploaded_on } else { start }, |at| {
-                at.resolve(start)
-            });
         Ok(SimCertificate {
             id: spec.id.clone(),
             pem,
             facts,
             api_expires_on: spec.api_expires_on.map(|at| at.resolve(start)),
             uploaded_on,
-            timeline: Timeline::from_spec(spec.status, spec.timeline.as_deref(), started_at),
+            timeline: timeline_of(
+                spec.status,
+                spec.timeline.as_deref(),
+                spec.since,
+                uploaded_on,
+                start,
+            ),
             listed: spec.listed,
         })
     }
@@ -433,31 +433,42 @@ impl SimState {
             },
             |at| at.resolve(start),
         );
-        let settled = is_settled(spec.status, spec.timeline.as_deref());
-        let started_at = spec
-            .since
-            .map_or(if settled { created_at } else { start }, |at| {
-                at.resolve(start)
-            });
         SimHostname {
             name: spec.name.clone(),
             cert_id: spec.cert_id.clone(),
             association: spec.association,
-            timeline: Timeline::from_spec(spec.status, spec.timeline.as_deref(), started_at),
+            timeline: timeline_of(
+                spec.status,
+                spec.timeline.as_deref(),
+                spec.since,
+                created_at,
+                start,
+            ),
             cert_status: spec.cert_status.map(|status| status.as_str().to_owned()),
             created_at,
         }
     }
 }
 
-/// `active` or `deleted` from the start: such a status has held since the object was made.
-/// Anything else (in progress, or a timeline) began when the simulator started.
-fn is_settled(status: Option<Status>, timeline: Option<&[TimelineStepSpec]>) -> bool {
-    timeline.is_none()
+/// The status timeline of a certificate or hostname made at `made_at`. `active` or `deleted`
+/// from the start has held since then; anything else (in progress, or a timeline) began when
+/// the simulator started. `since` says otherwise when set.
+fn timeline_of(
+    status: Option<Status>,
+    steps: Option<&[TimelineStepSpec]>,
+    since: Option<TimeSpec>,
+    made_at: DateTime<Utc>,
+    start: DateTime<Utc>,
+) -> Timeline {
+    let settled = steps.is_none()
         && matches!(
             status.unwrap_or(Status::Active),
             Status::Active | Status::Deleted
-        )
+        );
+    let started_at = since.map_or(if settled { made_at } else { start }, |at| {
+        at.resolve(start)
+    });
+    Timeline::from_spec(status, steps, started_at)
 }
 
 #[cfg(test)]
