@@ -1,8 +1,9 @@
-//! SPEC §9 performance bars, measured in-process (`cargo bench --bench exporter`).
+//! The performance bars of docs/architecture.md, measured in-process
+//! (`cargo bench --bench exporter`).
 //!
 //! - cycle: one poll cycle against the simulator with 50 ms latency per request, against the
 //!   ideal `ceil(N / C) × 50 ms`, and the requests made against the minimum;
-//! - render: `/metrics` rendering of the SPEC-scale synthetic snapshot (1,000 zones,
+//! - render: `/metrics` rendering of the full-scale synthetic snapshot (1,000 zones,
 //!   10,000 hostnames, 2,000 certificates).
 //!
 //! Plain timing, medians over several runs; the results are printed as Markdown tables.
@@ -30,11 +31,11 @@ use cloudflare_aop_exporter::state::Snapshot;
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use serde_json::json;
 
-/// Latency the simulator adds to every API request (SPEC §9).
+/// Latency the simulator adds to every API request (docs/architecture.md, Bars).
 const LATENCY: Duration = Duration::from_millis(50);
-/// A cycle must end within this factor of the ideal (SPEC §9).
+/// A cycle must end within this factor of the ideal (docs/architecture.md, Bars).
 const CYCLE_BAR: f64 = 1.15;
-/// Median `/metrics` render time at SPEC scale (SPEC §9), in milliseconds.
+/// Median `/metrics` render time at full scale, in milliseconds.
 const RENDER_BAR_MS: f64 = 25.0;
 /// Timed renders per measurement (after [`RENDER_WARMUP`] untimed ones).
 const RENDER_RUNS: usize = 30;
@@ -71,7 +72,7 @@ const CYCLE_CASES: [CycleCase; 4] = [
         concurrency: 32,
         runs: 5,
     },
-    // SPEC scale: 1,000 zones, 10,000 hostnames, 2,000 certificates.
+    // Full scale: 1,000 zones, 10,000 hostnames, 2,000 certificates.
     CycleCase {
         zones: 1000,
         certificates_per_zone: 2,
@@ -282,7 +283,8 @@ async fn run_cycle_case(case: &CycleCase) -> CycleResult {
     }
 }
 
-/// SPEC §9's minimum for the scenario, every zone polled with `zone_level = true`.
+/// The minimum requests (docs/architecture.md, Bars) for the scenario, every zone polled with
+/// `zone_level = true`.
 fn minimum_requests(scenario: &Scenario) -> u64 {
     let per_zone = scenario.zones().iter().map(|zone| {
         let listed: BTreeSet<&str> = zone
@@ -318,7 +320,7 @@ fn render_group(real_snapshot: Option<&Snapshot>, verdicts: &mut Vec<Verdict>) {
     let synthetic_label = "synthetic 1,000 zones / 10,000 hostnames / 2,000 certs";
     let median = render_rows(&metrics, &synthetic, synthetic_label);
     verdicts.push(Verdict {
-        bar: "`/metrics` render ≤ 25 ms median (synthetic SPEC scale, `render_chunks`)".to_owned(),
+        bar: "`/metrics` render ≤ 25 ms median (synthetic full scale, `render_chunks`)".to_owned(),
         measured: ms(median),
         pass: median.as_secs_f64() * 1000.0 <= RENDER_BAR_MS,
     });

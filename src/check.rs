@@ -19,7 +19,7 @@ use crate::state::{
 /// Expiry closer than this is a finding when `alerts.expiry_warning` is not set.
 pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
 
-/// Exit codes of `check` (SPEC §3).
+/// Exit codes of `check` (README, "Commands").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckStatus {

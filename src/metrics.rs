@@ -1,4 +1,4 @@
-//! Every metric family of SPEC §6 in one place.
+//! Every metric family of the README's "Metrics" table in one place.
 //!
 //! Two kinds of family, kept apart on purpose:
 //! - the exporter's own activity (polls, API requests, notifications, alerts, build info) lives
@@ -347,7 +347,7 @@ impl Metrics {
 
     /// The whole `/metrics` body: the snapshot families, then the registry's.
     ///
-    /// At SPEC §9 scale this is one ~43 MB `String`; a server should prefer
+    /// At full scale this is one ~43 MB `String`; a server should prefer
     /// [`Metrics::render_chunks`], which avoids paging in that much fresh memory per scrape.
     pub fn render(&self, snapshot: &Snapshot) -> String {
         let mut out = String::new();

@@ -1,6 +1,6 @@
-//! PEM → domain facts about one client certificate, and the `certificate_check` checks of
-//! SPEC §6 (`pem_parses`, `client_auth_usage`, `key_strength`, `signature_algorithm`,
-//! `expiry_matches_api`).
+//! PEM → domain facts about one client certificate, and the `certificate_check` checks of the
+//! README's "Metrics" table (`pem_parses`, `client_auth_usage`, `key_strength`,
+//! `signature_algorithm`, `expiry_matches_api`).
 //!
 //! Everything here is pure: the poller parses each certificate body once per cycle with
 //! [`CertificateFacts::from_pem`] and hands the result to [`run_checks`].
@@ -238,7 +238,7 @@ impl TryFrom<&str> for CertificateFacts {
     }
 }
 
-/// One `certificate_check` of SPEC §6.
+/// One `certificate_check` (README, "Metrics").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[derive(strum::IntoStaticStr, strum::Display, strum::EnumIter, strum::VariantArray)]
@@ -266,7 +266,8 @@ impl Check {
     }
 }
 
-/// Results of the SPEC §6 checks for one certificate: `(check, passed)`, in [`Check::ALL`] order.
+/// Results of the `certificate_check` checks for one certificate: `(check, passed)`, in
+/// [`Check::ALL`] order.
 ///
 /// `parsed` is the result of [`CertificateFacts::from_pem`]; `None` means no PEM body was sent,
 /// so nothing is known and no check is reported (an unknown value produces no series).

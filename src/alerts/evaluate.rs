@@ -1,4 +1,4 @@
-//! The alert rules of SPEC §7, as one pure function: no clock, no I/O, no randomness.
+//! The alert rules of the README's "Alerts", as one pure function: no clock, no I/O, no randomness.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The daemon's own alerts (SPEC §7): what is stuck, and telling someone about it.
+//! The daemon's own alerts (README, "Alerts"): what is stuck, and telling someone about it.
 //!
 //! Data flows one way through the files of this module:
 //!

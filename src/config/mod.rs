@@ -503,7 +503,7 @@ pub struct MetricsSettings {
 #[derive(strum::IntoStaticStr, strum::EnumIter)]
 #[strum(serialize_all = "lowercase")]
 pub enum StateSets {
-    /// One series per possible value, exactly one of them 1 (SPEC §6; the default).
+    /// One series per possible value, exactly one of them 1 (README, "Metrics"; the default).
     #[default]
     Full,
     /// Only the series of the current value (1): 19 fewer series per hostname. Queries that

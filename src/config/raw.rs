@@ -1,4 +1,5 @@
-//! The configuration file's shape, key for key as documented (SPEC §4), and its loading.
+//! The configuration file's shape, key for key as documented (README, "Configuration"), and its
+//! loading.
 //!
 //! Values serde can check alone (durations, URLs, addresses, enums, numbers) are typed here,
 //! so their errors carry the key path; rules across keys (secret sources, credentials,

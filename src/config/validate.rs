@@ -32,7 +32,7 @@ fn key_error(key: impl Into<String>, problem: impl Into<String>) -> KeyError {
 /// Zone ids are 32 hex digits or 36-char UUIDs in practice; 64 leaves room without
 /// accepting garbage.
 const MAX_ZONE_ID_LEN: usize = 64;
-/// The API's limit on hostnames (SPEC §2).
+/// The API's limit on hostnames (docs/architecture.md, "The Cloudflare API it reads").
 const MAX_HOSTNAME_LEN: usize = 255;
 const MAX_DNS_LABEL_LEN: usize = 63;
 /// Sink names become metric labels and state file names.

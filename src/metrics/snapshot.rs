@@ -1,6 +1,6 @@
 //! The snapshot families, written as Prometheus text straight from a [`Snapshot`].
 //!
-//! No `MetricFamily` objects: at SPEC §9 scale (10,000 hostnames) that is hundreds of
+//! No `MetricFamily` objects: at full scale (10,000 hostnames) that is hundreds of
 //! thousands of series, and building protobuf structs for each would cost far more than the
 //! 25 ms render budget. Each family walks the snapshot once, so its series stay together;
 //! each object's series prefix (name and escaped labels) is built once per family in a
@@ -96,7 +96,7 @@ const LINES_PER_HOSTNAME: usize = 24;
 /// Series per zone: enabled, 2 certificate counts, poll success, last success, oldest refresh.
 const LINES_PER_ZONE: usize = 6;
 
-/// Appends every snapshot family of SPEC §6 (`certificate_info` …
+/// Appends every snapshot family of the README's "Metrics" table (`certificate_info` …
 /// `zone_last_success_timestamp_seconds`, then `token_valid`) to `out` in the Prometheus text
 /// format. Families without a series are left out entirely; unknown values produce no series.
 pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
@@ -113,7 +113,7 @@ pub(super) fn render_with(snapshot: &Snapshot, options: &MetricsOptions, out: &m
 /// bytes, each ending at a line boundary; concatenated, they are exactly what
 /// [`render_snapshot`] writes.
 ///
-/// At SPEC §9 scale the text is ~43 MB. One fresh `String` of that size costs more in first-touch
+/// At full scale the text is ~43 MB. One fresh `String` of that size costs more in first-touch
 /// page faults than the formatting itself; chunks of a few hundred KiB, sent as they are
 /// produced (a streaming response body), reuse the same few allocations and keep the peak
 /// memory of a scrape small.
@@ -557,7 +557,7 @@ pub(super) fn push_sample(out: &mut String, prefix: &str, value: i64) {
 
 /// The line endings of a `StateSet`'s series, per value in the producer's order:
 /// `(value, [ending when 0, ending when 1])`. Built once, so each of the ~180,000 `StateSet`
-/// lines at SPEC §9 scale is two copies.
+/// lines at full scale is two copies.
 type StateSetEndings<T> = Vec<(T, [String; 2])>;
 
 fn state_set_endings<T: Into<&'static str> + Copy>(

@@ -901,7 +901,7 @@ fn whole_output_is_well_formed() {
     }
 }
 
-/// Prints the render time at SPEC §9 scale, whole and in chunks; run with
+/// Prints the render time at full scale, whole and in chunks; run with
 /// `cargo test --release --lib metrics::tests::render_time -- --ignored --nocapture`.
 #[test]
 #[ignore = "timing: meaningful only in a release build"]
