@@ -1,6 +1,8 @@
 //! The refresh scheduler against the simulator: budgeted ticks, hot objects, failures that
 //! cost nobody else, and a good citizen on a credential shared with other tools.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +12,8 @@ use cloudflare_aop_exporter::config::{self, Settings};
 use cloudflare_aop_exporter::daemon::{self, Exporter};
 use cloudflare_aop_exporter::simulator::{Fault, FaultRule, RateLimit, Scenario, Simulator};
 use cloudflare_aop_exporter::state::Status;
+use common::metrics_text::{render, series};
+use common::setup::fast_retries;
 
 /// Settings for every zone and hostname of the simulator's scenario (ticks every 5 minutes:
 /// each `cycle()` is one tick, sized for that), zone-level objects off.
@@ -21,9 +25,7 @@ fn settings_for(sim: &Simulator, scenario: &Scenario) -> Settings {
         zone.zone_level = false;
     }
     settings.cloudflare.verify_token = false;
-    settings.cloudflare.max_retries = 0;
-    settings.cloudflare.retry_initial_backoff = Duration::from_millis(5);
-    settings.cloudflare.retry_max_backoff = Duration::from_millis(20);
+    fast_retries(&mut settings, 0);
     settings
 }
 
@@ -33,14 +35,7 @@ fn every_second(settings: &mut Settings) {
 }
 
 fn metrics(exporter: &Exporter) -> BTreeMap<String, String> {
-    exporter
-        .metrics
-        .render(&exporter.snapshot.load())
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .filter_map(|line| line.rsplit_once(' '))
-        .map(|(key, value)| (key.to_owned(), value.to_owned()))
-        .collect()
+    series(&render(exporter))
 }
 
 /// Hostname GETs per hostname since the last reset (from the request log).

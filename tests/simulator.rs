@@ -1,6 +1,8 @@
 //! The simulator itself, over HTTP: shapes, auth, timelines, paging, faults, rate limits,
 //! stats, the control API and shutdown.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use cloudflare_aop_exporter::cloudflare::Endpoint;
@@ -15,64 +17,13 @@ use serde_json::{Value, json};
 
 const ZONE: &str = "023e105f4ecef8ad9ca31a8372d0c353";
 
-const SCENARIO: &str = r#"
-[auth]
-token = "test-token"
-email = "ops@example.com"
-key = "legacy-key"
-
-[[zones]]
-id = "023e105f4ecef8ad9ca31a8372d0c353"
-name = "example.com"
-proxied_records = ["example.com", "blog.example.com"]
-
-[[zones.certificates]]
-id = "2458ce5a-0c35-4c7f-82c7-8e9487d3ff60"
-common_name = "origin-pull.example.com"
-not_before = "-30d"
-not_after = "60d"
-
-[[zones.certificates]]
-id = "rollout-cert"
-key = "ed25519"
-timeline = [{ status = "pending_deployment", polls = 2 }, { status = "active" }]
-
-[[zones.certificates]]
-id = "hidden-cert"
-key = "ecdsa_p384"
-listed = false
-
-[[zones.zone_certificates]]
-id = "zone-cert"
-api_expires_on = "2030-01-01T00:00:00Z"
-
-[[zones.hostnames]]
-name = "app.example.com"
-cert_id = "2458ce5a-0c35-4c7f-82c7-8e9487d3ff60"
-
-[[zones.hostnames]]
-name = "voided.example.com"
-cert_id = "2458ce5a-0c35-4c7f-82c7-8e9487d3ff60"
-association = "voided"
-status = "deleted"
-
-[[zones.hostnames]]
-name = "gone.example.com"
-association = "absent"
-
-[[zones.hostnames]]
-name = "rollout.example.com"
-cert_id = "rollout-cert"
-timeline = [{ status = "pending_deployment", polls = 2 }, { status = "active" }]
-"#;
+const SCENARIO: &str = include_str!("scenarios/simulator.toml");
 
 const LIST: &str =
     "/zones/023e105f4ecef8ad9ca31a8372d0c353/origin_tls_client_auth/hostnames/certificates";
 
 async fn start() -> Simulator {
-    Simulator::start(Scenario::from_toml_str(SCENARIO, None).unwrap())
-        .await
-        .unwrap()
+    common::setup::simulator(SCENARIO).await
 }
 
 fn url(sim: &Simulator, path: &str) -> String {
@@ -754,7 +705,7 @@ async fn runtime_changes_show_up_in_answers() {
 
 #[tokio::test]
 async fn revoked_token_fails_everything_but_verify() {
-    let mut scenario = Scenario::from_toml_str(SCENARIO, None).unwrap();
+    let mut scenario = common::setup::scenario(SCENARIO);
     scenario.auth.token_status = "disabled".to_owned();
     let sim = Simulator::start(scenario).await.unwrap();
     let (status, verify) = get_json(&sim, "/user/tokens/verify").await;
@@ -1071,12 +1022,7 @@ async fn scale_scenario_serves_thousands_of_objects() {
 
 #[tokio::test]
 async fn serve_runs_a_scenario_file_until_stopped() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let listen = common::process::free_addr();
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/stuck-deployment.toml");
     let server = tokio::spawn(async move {
