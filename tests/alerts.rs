@@ -40,6 +40,14 @@ fn settings(sim: &Simulator, state_dir: &Path, sinks: Vec<SinkSettings>) -> Sett
     settings
 }
 
+/// An exporter with alerts to `sinks` and a state directory of its own (kept while the guard
+/// lives).
+fn exporter_with(sim: &Simulator, sinks: Vec<SinkSettings>) -> (tempfile::TempDir, Exporter) {
+    let state_dir = tempfile::tempdir().unwrap();
+    let exporter = Exporter::with_alerts(&settings(sim, state_dir.path(), sinks), true).unwrap();
+    (state_dir, exporter)
+}
+
 fn time_out_the_certificate(sim: &Simulator) {
     assert!(sim.set_certificate_status(ZONE, CERT, Status::DeploymentTimedOut));
 }
@@ -291,13 +299,10 @@ async fn a_receiver_failing_with_500_then_429_still_gets_exactly_one_delivery() 
     let sim = simulator().await;
     let receiver =
         Receiver::start(vec![Reply::Status(500), Reply::RateLimited(1)], Reply::Ok).await;
-    let state_dir = tempfile::tempdir().unwrap();
-    let settings = settings(
+    let (_state_dir, exporter) = exporter_with(
         &sim,
-        state_dir.path(),
         vec![sink("ops-hook", SinkKind::Webhook, receiver.url("/hook"))],
     );
-    let exporter = Exporter::with_alerts(&settings, true).unwrap();
     time_out_the_certificate(&sim);
     let started = Instant::now();
     exporter.cycle().await;
@@ -334,13 +339,10 @@ async fn a_receiver_failing_with_500_then_429_still_gets_exactly_one_delivery() 
 async fn a_400_is_not_retried_and_counts_as_failed() {
     let sim = simulator().await;
     let receiver = Receiver::start(Vec::new(), Reply::Status(400)).await;
-    let state_dir = tempfile::tempdir().unwrap();
-    let settings = settings(
+    let (_state_dir, exporter) = exporter_with(
         &sim,
-        state_dir.path(),
         vec![sink("chat", SinkKind::Slack, receiver.url("/slack"))],
     );
-    let exporter = Exporter::with_alerts(&settings, true).unwrap();
     time_out_the_certificate(&sim);
     exporter.cycle().await;
     receiver.wait_for("/slack", 1).await;
@@ -364,11 +366,9 @@ async fn a_400_is_not_retried_and_counts_as_failed() {
 #[tokio::test]
 async fn a_notification_older_than_max_age_is_dropped_and_counted() {
     let sim = simulator().await;
-    let state_dir = tempfile::tempdir().unwrap();
     let mut unreachable = sink("chat", SinkKind::Slack, closed_port_url("/slack"));
     unreachable.max_age = Duration::from_millis(600);
-    let settings = settings(&sim, state_dir.path(), vec![unreachable]);
-    let exporter = Exporter::with_alerts(&settings, true).unwrap();
+    let (_state_dir, exporter) = exporter_with(&sim, vec![unreachable]);
     time_out_the_certificate(&sim);
     exporter.cycle().await;
     wait_until("the notification to be dropped", || {

@@ -525,14 +525,10 @@ async fn rate_limit_headers_are_exposed() {
     assert_eq!(client.credential_remaining(), Some(remaining[1]));
 }
 
-#[tokio::test]
-async fn concurrency_is_bounded() {
-    let sim = simulator().await;
-    sim.set_latency(Duration::from_millis(50));
-    let mut options = fast_options(&sim);
-    options.max_concurrency = 3;
-    let client = Arc::new(Client::new(options).unwrap());
-    let tasks: Vec<_> = (0..12)
+/// `count` zone-settings requests started at once; every one succeeds.
+async fn zone_settings_at_once(client: Client, count: usize) {
+    let client = Arc::new(client);
+    let tasks: Vec<_> = (0..count)
         .map(|_| {
             let client = client.clone();
             tokio::spawn(async move { client.get_zone_settings(ZONE).await })
@@ -541,6 +537,15 @@ async fn concurrency_is_bounded() {
     for task in tasks {
         task.await.unwrap().unwrap();
     }
+}
+
+#[tokio::test]
+async fn concurrency_is_bounded() {
+    let sim = simulator().await;
+    sim.set_latency(Duration::from_millis(50));
+    let mut options = fast_options(&sim);
+    options.max_concurrency = 3;
+    zone_settings_at_once(Client::new(options).unwrap(), 12).await;
     assert_eq!(sim.stats().peak_concurrency, 3);
 }
 
@@ -557,16 +562,7 @@ async fn the_request_budget_is_never_exceeded() {
     options.requests_per_5m = 10;
     options.budget_window = Duration::from_secs(2);
     options.max_concurrency = 8;
-    let client = Arc::new(Client::new(options).unwrap());
-    let tasks: Vec<_> = (0..25)
-        .map(|_| {
-            let client = client.clone();
-            tokio::spawn(async move { client.get_zone_settings(ZONE).await })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
+    zone_settings_at_once(Client::new(options).unwrap(), 25).await;
     let stats = sim.stats();
     assert_eq!(stats.total, 25);
     assert_eq!(stats.rate_limited, 0, "the simulator never had to refuse");
