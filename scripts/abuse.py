@@ -168,22 +168,28 @@ class Attack:
         while len(self.sockets) < self.count and not self.stop.is_set():
             self.open_one()
         while not self.stop.wait(1):
-            alive = []
-            for s in self.sockets:
-                if self.server_closed(s):
-                    self.closed_by_server += 1
-                    s.close()
-                else:
-                    if self.keeper:
-                        try:
-                            self.keeper(s)
-                        except OSError:
-                            pass
-                    alive.append(s)
-            self.sockets = alive
+            self.sockets, closed = self.sweep(self.sockets)
+            self.closed_by_server += closed
             # Keep the pressure up: replace what the server closed.
             while len(self.sockets) < self.count and not self.stop.is_set():
                 self.open_one()
+
+    def sweep(self, sockets, drain=False):
+        """Closes the sockets the server closed and keeps the others busy (the keeper, if any);
+        returns the ones still open and how many the server closed."""
+        alive, closed = [], 0
+        for s in sockets:
+            if self.server_closed(s, drain=drain):
+                closed += 1
+                s.close()
+            else:
+                if self.keeper:
+                    try:
+                        self.keeper(s)
+                    except OSError:
+                        pass
+                alive.append(s)
+        return alive, closed
 
     @staticmethod
     def server_closed(s, drain=False):
@@ -219,18 +225,7 @@ class Attack:
         open_ones = remaining
         while open_ones and time.monotonic() < deadline:
             time.sleep(0.5)
-            still = []
-            for s in open_ones:
-                if self.server_closed(s, drain=True):
-                    s.close()
-                else:
-                    if self.keeper:
-                        try:
-                            self.keeper(s)
-                        except OSError:
-                            pass
-                    still.append(s)
-            open_ones = still
+            open_ones, _ = self.sweep(open_ones, drain=True)
         for s in open_ones:
             s.close()
         return len(remaining), len(remaining) - len(open_ones)
