@@ -173,16 +173,7 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
         (C_UNLISTED, "active"),
         (C_UNKNOWN, "unknown"),
     ] {
-        for candidate in [
-            "initializing",
-            "pending_deployment",
-            "pending_deletion",
-            "active",
-            "deleted",
-            "deployment_timed_out",
-            "deletion_timed_out",
-            "unknown",
-        ] {
+        for candidate in common::API_STATUSES.into_iter().chain(["unknown"]) {
             let want = if candidate == expected { "1" } else { "0" };
             assert_eq!(
                 value(&all, &status_series(cert, candidate)),

@@ -6,6 +6,17 @@
 //! Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+/// The statuses Cloudflare's API documents, in the order the metrics expose them.
+pub const API_STATUSES: [&str; 7] = [
+    "initializing",
+    "pending_deployment",
+    "pending_deletion",
+    "active",
+    "deleted",
+    "deployment_timed_out",
+    "deletion_timed_out",
+];
+
 pub mod metrics_text;
 pub mod process;
 pub mod receiver;
