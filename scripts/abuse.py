@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How a legitimate scrape fares while the HTTP server is attacked (issue 12).
 
-Starts the exporter's `simulate` (a generated account) and `run` on 127.0.0.1, then, phase by
+Starts the exporter's `simulate --scale-zones` (a generated account) and `run` on 127.0.0.1, then, phase by
 phase, measures a legitimate scraper (sequential gzip scrapes of /metrics, as Prometheus
 makes them, each on a fresh connection) while one attack runs:
 
@@ -40,6 +40,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts/lib"))
+from free_ports import free_ports  # noqa: E402  (scripts/lib, shared with the other scripts)
+from scale_config import SCALE_TOKEN, served_zones, zones_toml  # noqa: E402
 PASSWORD = "scrape-password"
 # bcrypt (cost 10) of PASSWORD, so the script needs no bcrypt module.
 PASSWORD_HASH = "$2b$10$abcdefghijklmnopqrstuubwiNIfzQ5V3bgeXTvX/ywSi2S0MFfWS"
@@ -51,42 +54,12 @@ IDLE_CONNECTIONS = 2000
 PASSWORD_THREADS = 50
 
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def write_account(out, zones, hostnames, sim_port):
-    scenario = ['[auth]\ntoken = "abuse-token"\n']
-    zone_config = []
-    for z in range(zones):
-        name = f"zone-{z}.example"
-        zone_id = f"ab05e000{z:024x}"
-        scenario.append(f'\n[[zones]]\nid = "{zone_id}"\nname = "{name}"\nzone_level_enabled = true\n')
-        cert_ids = [f"{z:08x}-{c:04x}-4000-8000-ab05e0000000" for c in range(2)]
-        for c, cert_id in enumerate(cert_ids):
-            scenario.append(f'[[zones.certificates]]\nid = "{cert_id}"\n'
-                            f'common_name = "origin-pull-{c}.{name}"\nnot_after = "{30 + (z * 7 + c) % 300}d"\n')
-        names = [f"h{h}.{name}" for h in range(hostnames)]
-        for h, hostname in enumerate(names):
-            scenario.append(f'[[zones.hostnames]]\nname = "{hostname}"\ncert_id = "{cert_ids[h % 2]}"\n')
-        quoted = ", ".join(f'"{n}"' for n in names)
-        zone_config.append(f'\n[[zones]]\nid = "{zone_id}"\nname = "{name}"\nhostnames = [{quoted}]\nzone_level = true\n')
-    (out / "scale.toml").write_text("".join(scenario))
-    return "".join(zone_config)
-
-
 def exporter_config(out, name, sim_port, port, zones_toml, web_config):
     web = f'web_config_file = "{web_config}"\n' if web_config else ""
     path = out / f"{name}.toml"
     path.write_text(f'''[cloudflare]
 api_base_url = "http://127.0.0.1:{sim_port}/client/v4"
-api_token = "abuse-token"
+api_token = "{SCALE_TOKEN}"
 max_concurrency = 32
 requests_per_5m = 10000000
 verify_token = false
@@ -195,22 +168,28 @@ class Attack:
         while len(self.sockets) < self.count and not self.stop.is_set():
             self.open_one()
         while not self.stop.wait(1):
-            alive = []
-            for s in self.sockets:
-                if self.server_closed(s):
-                    self.closed_by_server += 1
-                    s.close()
-                else:
-                    if self.keeper:
-                        try:
-                            self.keeper(s)
-                        except OSError:
-                            pass
-                    alive.append(s)
-            self.sockets = alive
+            self.sockets, closed = self.sweep(self.sockets)
+            self.closed_by_server += closed
             # Keep the pressure up: replace what the server closed.
             while len(self.sockets) < self.count and not self.stop.is_set():
                 self.open_one()
+
+    def sweep(self, sockets, drain=False):
+        """Closes the sockets the server closed and keeps the others busy (the keeper, if any);
+        returns the ones still open and how many the server closed."""
+        alive, closed = [], 0
+        for s in sockets:
+            if self.server_closed(s, drain=drain):
+                closed += 1
+                s.close()
+            else:
+                if self.keeper:
+                    try:
+                        self.keeper(s)
+                    except OSError:
+                        pass
+                alive.append(s)
+        return alive, closed
 
     @staticmethod
     def server_closed(s, drain=False):
@@ -246,18 +225,7 @@ class Attack:
         open_ones = remaining
         while open_ones and time.monotonic() < deadline:
             time.sleep(0.5)
-            still = []
-            for s in open_ones:
-                if self.server_closed(s, drain=True):
-                    s.close()
-                else:
-                    if self.keeper:
-                        try:
-                            self.keeper(s)
-                        except OSError:
-                            pass
-                    still.append(s)
-            open_ones = still
+            open_ones, _ = self.sweep(open_ones, drain=True)
         for s in open_ones:
             s.close()
         return len(remaining), len(remaining) - len(open_ones)
@@ -358,10 +326,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     binary = args.binary
     sim_port, plain_port, auth_port = free_ports(3)
-    zones_toml = write_account(out, args.zones, args.hostnames, sim_port)
     (out / "web.yml").write_text(f"basic_auth_users:\n  prom: {PASSWORD_HASH}\n")
-    plain_config = exporter_config(out, "plain", sim_port, plain_port, zones_toml, None)
-    auth_config = exporter_config(out, "auth", sim_port, auth_port, zones_toml, out / "web.yml")
 
     processes = []
 
@@ -372,7 +337,10 @@ def main():
 
     rows, notes = [], []
     try:
-        start("simulate", "--listen", f"127.0.0.1:{sim_port}", "--scenario", str(out / "scale.toml"), log="simulate.log")
+        # The simulator's own synthetic account (`Scenario::scale`), 2 certificates a zone.
+        start("simulate", "--listen", f"127.0.0.1:{sim_port}", "--scale-zones", str(args.zones),
+              "--scale-certificates-per-zone", "2", "--scale-hostnames-per-zone", str(args.hostnames),
+              log="simulate.log")
         deadline = time.monotonic() + 180
         while True:
             try:
@@ -382,6 +350,9 @@ def main():
                 if time.monotonic() > deadline:
                     sys.exit("abuse: the simulator did not start")
                 time.sleep(0.2)
+        zones = zones_toml(served_zones(sim_port))
+        plain_config = exporter_config(out, "plain", sim_port, plain_port, zones, None)
+        auth_config = exporter_config(out, "auth", sim_port, auth_port, zones, out / "web.yml")
         exporter = start("run", "--config", str(plain_config), log="exporter-plain.log")
         wait_ready(plain_port)
         measure(plain_port, 2)  # warm-up

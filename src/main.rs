@@ -64,6 +64,8 @@ enum Command {
         /// Scenario file [default: the built-in demo scenario].
         #[arg(long, value_name = "FILE")]
         scenario: Option<PathBuf>,
+        #[command(flatten)]
+        scale: ScaleArgs,
     },
     /// Probe a running exporter's /healthz (for container health checks: no shell needed);
     /// exit 0 if it answers 2xx within 3 s, 1 otherwise.
@@ -229,9 +231,13 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("the demo failed")?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Simulate { listen, scenario } => {
+        Command::Simulate {
+            listen,
+            scenario,
+            scale,
+        } => {
             init_tracing(&logging, None)?;
-            cloudflare_aop_exporter::simulator::serve(listen, scenario.as_deref())
+            simulate(listen, scenario.as_deref(), &scale)
                 .await
                 .context("simulator failed")?;
             Ok(ExitCode::SUCCESS)
@@ -261,6 +267,49 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `validate-config` is offline: comment lines saying which zones the daemon will look up.
+/// `simulate`'s synthetic account, instead of a scenario file.
+#[derive(Debug, Args)]
+struct ScaleArgs {
+    /// Serve a synthetic account of N zones (`zone-N.example`, token `sim-token`) instead of a
+    /// scenario, for load tests and benchmarks.
+    #[arg(long = "scale-zones", value_name = "N", conflicts_with = "scenario")]
+    zones: Option<usize>,
+    /// With --scale-zones: active certificates per zone.
+    #[arg(
+        long = "scale-certificates-per-zone",
+        value_name = "N",
+        default_value_t = 2
+    )]
+    certificates_per_zone: usize,
+    /// With --scale-zones: enabled hostnames per zone, spread over its certificates.
+    #[arg(
+        long = "scale-hostnames-per-zone",
+        value_name = "N",
+        default_value_t = 10
+    )]
+    hostnames_per_zone: usize,
+}
+
+/// The `simulate` command: the scale account when asked for, else the scenario (or the demo).
+async fn simulate(
+    listen: SocketAddr,
+    scenario: Option<&std::path::Path>,
+    scale: &ScaleArgs,
+) -> Result<(), SimulatorError> {
+    match scale.zones {
+        Some(zones) => {
+            cloudflare_aop_exporter::simulator::serve_scale(
+                listen,
+                zones,
+                scale.certificates_per_zone,
+                scale.hostnames_per_zone,
+            )
+            .await
+        }
+        None => cloudflare_aop_exporter::simulator::serve(listen, scenario).await,
+    }
+}
+
 fn zone_lookup_notes(settings: &config::Settings) -> String {
     use std::fmt::Write as _;
     let mut notes = String::new();

@@ -2,220 +2,54 @@
 //! outbox → delivery to a local receiver (loopback axum server recording every request and
 //! answering scripted statuses).
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
+mod common;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use cloudflare_aop_exporter::config::{
-    SecretUrl, Settings, SinkKind, SinkSettings, Sourced, ZoneSettings,
-};
+use cloudflare_aop_exporter::config::{Settings, SinkKind, SinkSettings, Sourced};
 use cloudflare_aop_exporter::daemon::Exporter;
 use cloudflare_aop_exporter::secret::Secret;
-use cloudflare_aop_exporter::simulator::{Scenario, Simulator};
+use cloudflare_aop_exporter::simulator::Simulator;
 use cloudflare_aop_exporter::state::Status;
+use common::metrics_text::{metric, render};
+use common::process::{ChildGuard, binary, free_addr};
+use common::receiver::{Receiver, Recorded, Reply};
+use common::setup::{PAY_CERT as CERT, PAY_ZONE as ZONE, pay_scenario, sink};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use url::Url;
 
-const ZONE: &str = "0fedcba9876543210fedcba987654321";
-const CERT: &str = "20000000-0000-4000-8000-000000000001";
 const HMAC_SECRET: &str = "hmac-key-7c1e9f34-do-not-log";
 /// Short, so the repeat is testable; long enough that a slow machine's two back-to-back
 /// cycles stay within it.
 const REPEAT_INTERVAL: Duration = Duration::from_secs(2);
-
-const SCENARIO: &str = r#"
-[auth]
-token = "alerts-test-token"
-
-[[zones]]
-id = "0fedcba9876543210fedcba987654321"
-name = "pay.example"
-zone_level_enabled = false
-
-[[zones.certificates]]
-id = "20000000-0000-4000-8000-000000000001"
-common_name = "origin.pay.example"
-not_before = "-1d"
-not_after = "100d"
-status = "pending_deployment"
-"#;
-
-// ---------------------------------------------------------------------------------------------
-// The receiver.
-
-/// How the receiver answers one request.
-#[derive(Debug, Clone, Copy)]
-enum Reply {
-    Ok,
-    Status(u16),
-    /// 429 with `Retry-After: <seconds>`.
-    RateLimited(u64),
-}
-
-#[derive(Debug, Clone)]
-struct Recorded {
-    path: String,
-    headers: HeaderMap,
-    body: Vec<u8>,
-    answered: u16,
-}
-
-impl Recorded {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).expect("the body is JSON")
-    }
-}
-
-#[derive(Clone)]
-struct ReceiverState {
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    script: Arc<Mutex<VecDeque<Reply>>>,
-    otherwise: Reply,
-}
-
-/// A loopback HTTP server recording every request; answers from `script` first, then `otherwise`.
-struct Receiver {
-    addr: SocketAddr,
-    state: ReceiverState,
-}
-
-async fn record(
-    State(state): State<ReceiverState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let reply = state
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or(state.otherwise);
-    let response = match reply {
-        Reply::Ok => (StatusCode::OK, "ok").into_response(),
-        Reply::Status(code) => (StatusCode::from_u16(code).unwrap(), "no").into_response(),
-        Reply::RateLimited(seconds) => (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", seconds.to_string())],
-            "slow down",
-        )
-            .into_response(),
-    };
-    state.requests.lock().unwrap().push(Recorded {
-        path: uri.path().to_owned(),
-        headers,
-        body: body.to_vec(),
-        answered: response.status().as_u16(),
-    });
-    response
-}
-
-impl Receiver {
-    async fn start(script: Vec<Reply>, otherwise: Reply) -> Receiver {
-        Receiver::start_on("127.0.0.1:0", script, otherwise).await
-    }
-
-    async fn start_on(addr: &str, script: Vec<Reply>, otherwise: Reply) -> Receiver {
-        let state = ReceiverState {
-            requests: Arc::default(),
-            script: Arc::new(Mutex::new(script.into())),
-            otherwise,
-        };
-        let router = axum::Router::new()
-            .fallback(record)
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        Receiver { addr, state }
-    }
-
-    fn url(&self, path: &str) -> Url {
-        Url::parse(&format!("http://{}{path}", self.addr)).unwrap()
-    }
-
-    /// Every request to `path`, in arrival order.
-    fn requests(&self, path: &str) -> Vec<Recorded> {
-        self.state
-            .requests
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|request| request.path == path)
-            .cloned()
-            .collect()
-    }
-
-    /// Requests to `path` it answered 2xx.
-    fn delivered(&self, path: &str) -> Vec<Recorded> {
-        self.requests(path)
-            .into_iter()
-            .filter(|request| (200..300).contains(&request.answered))
-            .collect()
-    }
-
-    /// Waits until `path` has seen `count` requests (all answers), up to 10 s.
-    async fn wait_for(&self, path: &str, count: usize) -> Vec<Recorded> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let requests = self.requests(path);
-            if requests.len() >= count || Instant::now() > deadline {
-                return requests;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
+const TOKEN: &str = "alerts-test-token";
 
 // ---------------------------------------------------------------------------------------------
 // Set-up.
 
 async fn simulator() -> Simulator {
-    Simulator::start(Scenario::from_toml_str(SCENARIO, None).unwrap())
-        .await
-        .unwrap()
-}
-
-fn sink(name: &str, kind: SinkKind, url: Url) -> SinkSettings {
-    SinkSettings {
-        name: name.to_owned(),
-        kind,
-        url: Sourced::inline(SecretUrl::new(url)),
-        hmac_secret: None,
-        timeout: Duration::from_secs(2),
-        max_age: Duration::from_secs(3600),
-    }
+    common::setup::simulator(&pay_scenario(TOKEN)).await
 }
 
 fn settings(sim: &Simulator, state_dir: &Path, sinks: Vec<SinkSettings>) -> Settings {
-    let mut zone = ZoneSettings::new(ZONE, Vec::new());
-    zone.name = "pay.example".into();
-    zone.zone_level = false;
-    let mut settings = Settings::for_demo(sim.base_url(), Secret::new(sim.token()), vec![zone]);
-    settings.cloudflare.verify_token = false;
-    settings.state.dir = state_dir.to_path_buf();
-    settings.alerts.sinks = sinks;
+    let mut settings = common::setup::pay_settings(sim, state_dir, sinks);
     settings.alerts.repeat_interval = REPEAT_INTERVAL;
     settings
 }
 
-fn time_out_the_certificate(sim: &Simulator) {
-    assert!(sim.set_certificate_status(ZONE, CERT, Status::DeploymentTimedOut));
+/// An exporter with alerts to `sinks` and a state directory of its own (kept while the guard
+/// lives).
+fn exporter_with(sim: &Simulator, sinks: Vec<SinkSettings>) -> (tempfile::TempDir, Exporter) {
+    let state_dir = tempfile::tempdir().unwrap();
+    let exporter = Exporter::with_alerts(&settings(sim, state_dir.path(), sinks), true).unwrap();
+    (state_dir, exporter)
 }
 
-/// The value of one series in the exporter's `/metrics` text.
-fn metric(exporter: &Exporter, series: &str) -> Option<String> {
-    let text = exporter.metrics.render(&exporter.snapshot.load());
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map(str::to_owned)
+fn time_out_the_certificate(sim: &Simulator) {
+    assert!(sim.set_certificate_status(ZONE, CERT, Status::DeploymentTimedOut));
 }
 
 fn notifications(exporter: &Exporter, sink: &str, outcome: &str) -> u64 {
@@ -228,12 +62,8 @@ fn notifications(exporter: &Exporter, sink: &str, outcome: &str) -> u64 {
     .unwrap()
 }
 
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    common::process::wait_until(what, Duration::from_secs(10), condition).await;
 }
 
 /// Lets a worker that wrongly had more to send send it, before counting.
@@ -248,11 +78,7 @@ fn hmac_hex(body: &[u8]) -> String {
 }
 
 fn closed_port_url(path: &str) -> Url {
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    Url::parse(&format!("http://{addr}{path}")).unwrap()
+    Url::parse(&format!("http://{}{path}", free_addr())).unwrap()
 }
 
 /// Slack: Block Kit blocks plus a text fallback naming what, where and how to fix it.
@@ -429,7 +255,7 @@ async fn a_timeout_notifies_each_sink_once_repeats_after_the_interval_and_resolv
     );
 
     assert_all_sent_nothing_queued(&exporter, &["chat", "ops-hook"], 3);
-    let rendered = exporter.metrics.render(&exporter.snapshot.load());
+    let rendered = render(&exporter);
     assert!(!rendered.contains("/slack") && !rendered.contains("/hook"));
     assert!(!rendered.contains(HMAC_SECRET));
     // The outbox names sinks, never their URLs or secrets.
@@ -473,13 +299,10 @@ async fn a_receiver_failing_with_500_then_429_still_gets_exactly_one_delivery() 
     let sim = simulator().await;
     let receiver =
         Receiver::start(vec![Reply::Status(500), Reply::RateLimited(1)], Reply::Ok).await;
-    let state_dir = tempfile::tempdir().unwrap();
-    let settings = settings(
+    let (_state_dir, exporter) = exporter_with(
         &sim,
-        state_dir.path(),
         vec![sink("ops-hook", SinkKind::Webhook, receiver.url("/hook"))],
     );
-    let exporter = Exporter::with_alerts(&settings, true).unwrap();
     time_out_the_certificate(&sim);
     let started = Instant::now();
     exporter.cycle().await;
@@ -516,13 +339,10 @@ async fn a_receiver_failing_with_500_then_429_still_gets_exactly_one_delivery() 
 async fn a_400_is_not_retried_and_counts_as_failed() {
     let sim = simulator().await;
     let receiver = Receiver::start(Vec::new(), Reply::Status(400)).await;
-    let state_dir = tempfile::tempdir().unwrap();
-    let settings = settings(
+    let (_state_dir, exporter) = exporter_with(
         &sim,
-        state_dir.path(),
         vec![sink("chat", SinkKind::Slack, receiver.url("/slack"))],
     );
-    let exporter = Exporter::with_alerts(&settings, true).unwrap();
     time_out_the_certificate(&sim);
     exporter.cycle().await;
     receiver.wait_for("/slack", 1).await;
@@ -546,11 +366,9 @@ async fn a_400_is_not_retried_and_counts_as_failed() {
 #[tokio::test]
 async fn a_notification_older_than_max_age_is_dropped_and_counted() {
     let sim = simulator().await;
-    let state_dir = tempfile::tempdir().unwrap();
     let mut unreachable = sink("chat", SinkKind::Slack, closed_port_url("/slack"));
     unreachable.max_age = Duration::from_millis(600);
-    let settings = settings(&sim, state_dir.path(), vec![unreachable]);
-    let exporter = Exporter::with_alerts(&settings, true).unwrap();
+    let (_state_dir, exporter) = exporter_with(&sim, vec![unreachable]);
     time_out_the_certificate(&sim);
     exporter.cycle().await;
     wait_until("the notification to be dropped", || {
@@ -670,7 +488,7 @@ async fn a_renamed_sink_keeps_its_queue_and_an_added_sink_hears_the_firing_alert
     // Second run: "chat" is renamed "oncall" (same type and URL, now answering), and a webhook
     // sink is added. No cycle runs: what arrives comes from the start-up alone.
     let slack = Receiver::start_on(
-        &format!("127.0.0.1:{}", slack_url.port().unwrap()),
+        std::net::SocketAddr::from(([127, 0, 0, 1], slack_url.port().unwrap())),
         Vec::new(),
         Reply::Ok,
     )
@@ -756,35 +574,6 @@ async fn a_corrupt_alert_state_file_is_moved_aside_not_fatal() {
 // ---------------------------------------------------------------------------------------------
 // The binary: secrets never logged, the demo shows its alert.
 
-/// Kills the child on drop, so a failing assertion never leaks a daemon.
-struct ChildGuard(Option<std::process::Child>);
-
-impl ChildGuard {
-    /// SIGTERM (a clean shutdown), then the captured stderr.
-    fn terminate_and_collect(mut self) -> String {
-        let mut child = self.0.take().unwrap();
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let output = child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&output.stderr).into_owned()
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 // Distinctive secrets: none may appear in any log line.
 const LOG_TOKEN: &str = "cftoken-8d1f4a2bSECRET";
 const SLACK_PATH: &str = "/services/T00/B00/slackpathSECRET";
@@ -855,10 +644,7 @@ dir = "{state}"
 
 #[tokio::test]
 async fn no_secret_appears_in_trace_logs_through_alerts_and_failures() {
-    let scenario = SCENARIO.replace("alerts-test-token", LOG_TOKEN);
-    let sim = Simulator::start(Scenario::from_toml_str(&scenario, None).unwrap())
-        .await
-        .unwrap();
+    let sim = common::setup::simulator(&pay_scenario(LOG_TOKEN)).await;
     time_out_the_certificate(&sim);
     // Slack fails first (5xx, then 429) and then accepts; the webhook rejects (400).
     let receiver =
@@ -874,7 +660,7 @@ async fn no_secret_appears_in_trace_logs_through_alerts_and_failures() {
         &closed_port_url(DOWN_PATH),
     );
 
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cloudflare-aop-exporter"))
+    let child = std::process::Command::new(binary())
         .args(["run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "trace")
@@ -883,7 +669,7 @@ async fn no_secret_appears_in_trace_logs_through_alerts_and_failures() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let guard = ChildGuard(Some(child));
+    let guard = ChildGuard::new(child);
     // Long enough for: a poll, a firing alert, Slack's 503 → 429 (1 s) → 200, the 400, the
     // refused connections, and a repeat.
     let slack_answers: Vec<u16> = receiver
@@ -936,14 +722,14 @@ async fn no_secret_appears_in_trace_logs_through_alerts_and_failures() {
 
 #[tokio::test]
 async fn the_demo_logs_its_firing_alert_at_warn_without_any_sink() {
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cloudflare-aop-exporter"))
+    let child = std::process::Command::new(binary())
         .args(["demo", "--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut guard = ChildGuard(Some(child));
+    let mut guard = ChildGuard::new(child);
     let stderr = guard.0.as_mut().unwrap().stderr.take().unwrap();
     // Read lines on a thread until the alert shows; killing the child ends a silent read.
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));

@@ -1,5 +1,7 @@
 //! The Cloudflare client against the in-process simulator: every endpoint, every fault kind.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,78 +11,17 @@ use cloudflare_aop_exporter::cloudflare::{
     RequestObserver, TokenCheck,
 };
 use cloudflare_aop_exporter::secret::Secret;
-use cloudflare_aop_exporter::simulator::{
-    Fault, FaultRule, ListShape, RateLimit, Scenario, Simulator,
-};
+use cloudflare_aop_exporter::simulator::{Fault, FaultRule, ListShape, RateLimit, Simulator};
 
 const ZONE: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 const CERT_ACTIVE: &str = "11111111-1111-4111-8111-111111111111";
 const CERT_PENDING: &str = "22222222-2222-4222-8222-222222222222";
 const CERT_UNLISTED: &str = "33333333-3333-4333-8333-333333333333";
 
-const SCENARIO: &str = r#"
-[auth]
-token = "test-token-5f2c"
-email = "ops@example.com"
-key = "legacy-key-9a7e"
-
-[[zones]]
-id = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
-name = "example.com"
-zone_level_enabled = true
-proxied_records = ["www.example.com", "cdn.example.com"]
-
-[[zones.certificates]]
-id = "11111111-1111-4111-8111-111111111111"
-common_name = "origin-pull.example.com"
-not_before = "-10d"
-not_after = "80d"
-status = "active"
-
-[[zones.certificates]]
-id = "22222222-2222-4222-8222-222222222222"
-common_name = "next.example.com"
-not_before = "-1d"
-not_after = "89d"
-timeline = [{ status = "pending_deployment", polls = 1 }, { status = "active" }]
-
-[[zones.certificates]]
-id = "33333333-3333-4333-8333-333333333333"
-common_name = "hidden.example.com"
-not_before = "-1d"
-not_after = "30d"
-status = "active"
-listed = false
-
-[[zones.zone_certificates]]
-id = "44444444-4444-4444-8444-444444444444"
-common_name = "zone-level.example.com"
-not_before = "-1d"
-not_after = "300d"
-status = "active"
-
-[[zones.hostnames]]
-name = "app.example.com"
-cert_id = "11111111-1111-4111-8111-111111111111"
-association = "enabled"
-status = "active"
-
-[[zones.hostnames]]
-name = "old.example.com"
-cert_id = "11111111-1111-4111-8111-111111111111"
-association = "voided"
-status = "active"
-
-[[zones.hostnames]]
-name = "off.example.com"
-cert_id = "22222222-2222-4222-8222-222222222222"
-association = "disabled"
-status = "pending_deployment"
-"#;
+const SCENARIO: &str = include_str!("scenarios/client.toml");
 
 async fn simulator() -> Simulator {
-    let scenario = Scenario::from_toml_str(SCENARIO, None).expect("test scenario parses");
-    Simulator::start(scenario).await.expect("simulator starts")
+    common::setup::simulator(SCENARIO).await
 }
 
 fn fast_options(sim: &Simulator) -> ClientOptions {
@@ -584,14 +525,10 @@ async fn rate_limit_headers_are_exposed() {
     assert_eq!(client.credential_remaining(), Some(remaining[1]));
 }
 
-#[tokio::test]
-async fn concurrency_is_bounded() {
-    let sim = simulator().await;
-    sim.set_latency(Duration::from_millis(50));
-    let mut options = fast_options(&sim);
-    options.max_concurrency = 3;
-    let client = Arc::new(Client::new(options).unwrap());
-    let tasks: Vec<_> = (0..12)
+/// `count` zone-settings requests started at once; every one succeeds.
+async fn zone_settings_at_once(client: Client, count: usize) {
+    let client = Arc::new(client);
+    let tasks: Vec<_> = (0..count)
         .map(|_| {
             let client = client.clone();
             tokio::spawn(async move { client.get_zone_settings(ZONE).await })
@@ -600,6 +537,15 @@ async fn concurrency_is_bounded() {
     for task in tasks {
         task.await.unwrap().unwrap();
     }
+}
+
+#[tokio::test]
+async fn concurrency_is_bounded() {
+    let sim = simulator().await;
+    sim.set_latency(Duration::from_millis(50));
+    let mut options = fast_options(&sim);
+    options.max_concurrency = 3;
+    zone_settings_at_once(Client::new(options).unwrap(), 12).await;
     assert_eq!(sim.stats().peak_concurrency, 3);
 }
 
@@ -616,16 +562,7 @@ async fn the_request_budget_is_never_exceeded() {
     options.requests_per_5m = 10;
     options.budget_window = Duration::from_secs(2);
     options.max_concurrency = 8;
-    let client = Arc::new(Client::new(options).unwrap());
-    let tasks: Vec<_> = (0..25)
-        .map(|_| {
-            let client = client.clone();
-            tokio::spawn(async move { client.get_zone_settings(ZONE).await })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
+    zone_settings_at_once(Client::new(options).unwrap(), 25).await;
     let stats = sim.stats();
     assert_eq!(stats.total, 25);
     assert_eq!(stats.rate_limited, 0, "the simulator never had to refuse");
@@ -636,7 +573,7 @@ const ACCOUNT: &str = "9a8b7c6d5e4f30211203f4e5d6c7b8a9";
 
 /// A simulator whose token is account-owned (or not), and a client with `account_id` (or not).
 async fn token_setup(account_owned: bool, account_id: Option<&str>) -> (Simulator, Client) {
-    let mut scenario = Scenario::from_toml_str(SCENARIO, None).expect("test scenario parses");
+    let mut scenario = common::setup::scenario(SCENARIO);
     scenario.auth.account_owned = account_owned;
     ACCOUNT.clone_into(&mut scenario.auth.account_id);
     let sim = Simulator::start(scenario).await.expect("simulator starts");
@@ -702,7 +639,7 @@ async fn an_account_endpoint_403_is_a_valid_token_lacking_a_permission() {
 
 #[tokio::test]
 async fn a_disabled_account_token_is_invalid() {
-    let mut scenario = Scenario::from_toml_str(SCENARIO, None).expect("test scenario parses");
+    let mut scenario = common::setup::scenario(SCENARIO);
     scenario.auth.account_owned = true;
     ACCOUNT.clone_into(&mut scenario.auth.account_id);
     "disabled".clone_into(&mut scenario.auth.token_status);

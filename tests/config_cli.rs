@@ -3,6 +3,8 @@
 //! cleared environment, so the test process's variables (`CLOUDFLARE_API_TOKEN`,
 //! `RUST_LOG`, `CF_AOP_*`) cannot leak in, and nothing mutates the test process's own.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -42,9 +44,7 @@ fn write(dir: &TempDir, name: &str, contents: &str) -> PathBuf {
 
 /// The binary with an empty environment.
 fn exporter() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cloudflare-aop-exporter"));
-    command.env_clear();
-    command
+    common::process::command_without_env()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -171,8 +171,6 @@ fn validate_config_accepts_the_shipped_example() {
 /// set, against a simulator serving `config/minimal.toml`'s zone.
 #[tokio::test]
 async fn the_readme_first_run_commands_work_on_a_fresh_clone() {
-    use cloudflare_aop_exporter::simulator::{Scenario, Simulator};
-
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let minimal: toml::Table =
         toml::from_str(&std::fs::read_to_string(root.join("config/minimal.toml")).unwrap())
@@ -208,9 +206,7 @@ status = "active"
         name = zone["name"].as_str().unwrap(),
         hostname = zone["hostnames"].as_array().unwrap()[0].as_str().unwrap(),
     );
-    let sim = Simulator::start(Scenario::from_toml_str(&scenario, None).unwrap())
-        .await
-        .unwrap();
+    let sim = common::setup::simulator(&scenario).await;
 
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let commands: Vec<Vec<String>> = readme

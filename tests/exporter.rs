@@ -3,8 +3,9 @@
 // One scenario, one scrape, the whole contract checked in one place: long on purpose.
 #![allow(clippy::too_many_lines)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -15,6 +16,9 @@ use cloudflare_aop_exporter::daemon::{self, Exporter};
 use cloudflare_aop_exporter::secret::Secret;
 use cloudflare_aop_exporter::simulator::{Fault, FaultRule, Scenario, Simulator, Timeline};
 use cloudflare_aop_exporter::x509::CertificateFacts;
+use common::metrics_text::{assert_promtool_accepts, scrape, series};
+use common::process::{binary, free_addr};
+use common::setup::{Daemon, fast_retries, get_text, serve, zone};
 
 const SHOP: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const PAY: &str = "0fedcba9876543210fedcba987654321";
@@ -28,171 +32,33 @@ const C_UNKNOWN: &str = "10000000-0000-4000-8000-000000000007";
 const C_ZONE: &str = "10000000-0000-4000-8000-000000000008";
 const C_PAY: &str = "20000000-0000-4000-8000-000000000001";
 
-const SCENARIO: &str = r#"
-[auth]
-token = "exporter-test-token"
-
-[[zones]]
-id = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
-name = "shop.example"
-zone_level_enabled = true
-
-[[zones.certificates]]
-id = "10000000-0000-4000-8000-000000000001"
-common_name = "origin.shop.example"
-not_before = "-10d"
-not_after = "80d"
-status = "active"
-
-[[zones.certificates]]
-id = "10000000-0000-4000-8000-000000000002"
-pem_file = "fixtures/rsa1024-sha1-client.pem"
-status = "deployment_timed_out"
-
-[[zones.certificates]]
-id = "10000000-0000-4000-8000-000000000003"
-pem_file = "fixtures/rsa2048-server-only.pem"
-status = "pending_deployment"
-
-[[zones.certificates]]
-id = "10000000-0000-4000-8000-000000000004"
-common_name = "mismatch.shop.example"
-not_before = "-1d"
-not_after = "30d"
-api_expires_on = "40d"
-status = "active"
-
-[[zones.certificates]]
-id = "10000000-0000-4000-8000-000000000005"
-pem = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
-status = "active"
-
-[[zones.certificates]]
-id = "10000000-0000-4000-8000-000000000006"
-common_name = "hidden.shop.example"
-not_before = "-1d"
-not_after = "60d"
-status = "active"
-listed = false
-
-[[zones.certificates]]
-id = "10000000-0000-4000-8000-000000000007"
-common_name = "future.shop.example"
-not_before = "-1d"
-not_after = "60d"
-status = "active"
-
-[[zones.zone_certificates]]
-id = "10000000-0000-4000-8000-000000000008"
-common_name = "zone.shop.example"
-not_before = "-1d"
-not_after = "200d"
-status = "active"
-
-[[zones.hostnames]]
-name = "www.shop.example"
-cert_id = "10000000-0000-4000-8000-000000000001"
-association = "enabled"
-status = "active"
-
-[[zones.hostnames]]
-name = "api.shop.example"
-cert_id = "10000000-0000-4000-8000-000000000001"
-association = "disabled"
-status = "active"
-
-[[zones.hostnames]]
-name = "old.shop.example"
-cert_id = "10000000-0000-4000-8000-000000000002"
-association = "voided"
-status = "deployment_timed_out"
-
-[[zones.hostnames]]
-name = "hidden.shop.example"
-cert_id = "10000000-0000-4000-8000-000000000006"
-association = "enabled"
-status = "active"
-
-[[zones]]
-id = "0fedcba9876543210fedcba987654321"
-name = "pay.example"
-zone_level_enabled = false
-
-[[zones.certificates]]
-id = "20000000-0000-4000-8000-000000000001"
-common_name = "origin.pay.example"
-not_before = "-5d"
-not_after = "100d"
-status = "active"
-
-[[zones.hostnames]]
-name = "pay.example"
-cert_id = "20000000-0000-4000-8000-000000000001"
-association = "enabled"
-status = "active"
-"#;
+const SCENARIO: &str = include_str!("scenarios/exporter.toml");
 
 fn scenario() -> Scenario {
-    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    Scenario::from_toml_str(SCENARIO, Some(&base)).expect("test scenario parses")
+    common::setup::scenario(SCENARIO)
 }
 
 fn zones() -> Vec<ZoneSettings> {
-    let mut shop = ZoneSettings::new(
+    let shop = zone(
         SHOP,
-        vec![
-            "www.shop.example".into(),
-            "api.shop.example".into(),
-            "old.shop.example".into(),
-            "hidden.shop.example".into(),
-            "gone.shop.example".into(),
+        "shop.example",
+        &[
+            "www.shop.example",
+            "api.shop.example",
+            "old.shop.example",
+            "hidden.shop.example",
+            "gone.shop.example",
         ],
     );
-    shop.name = "shop.example".into();
-    let mut pay = ZoneSettings::new(PAY, vec!["pay.example".into()]);
-    pay.name = "pay.example".into();
+    let mut pay = zone(PAY, "pay.example", &["pay.example"]);
     pay.zone_level = false;
     vec![shop, pay]
 }
 
 fn settings(sim: &Simulator) -> Settings {
-    let mut settings = Settings::for_demo(sim.base_url(), Secret::new(sim.token()), zones());
-    settings.cloudflare.retry_initial_backoff = Duration::from_millis(5);
-    settings.cloudflare.retry_max_backoff = Duration::from_millis(20);
-    settings.cloudflare.max_retries = 1;
+    let mut settings = common::setup::settings(sim, zones());
+    fast_retries(&mut settings, 1);
     settings
-}
-
-/// The exporter's router served on a free loopback port.
-async fn serve(exporter: &Exporter) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = exporter.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    addr
-}
-
-async fn scrape(addr: SocketAddr) -> String {
-    let response = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers()["content-type"],
-        "text/plain; version=0.0.4; charset=utf-8"
-    );
-    response.text().await.unwrap()
-}
-
-/// Series lines as `name{labels}` → value.
-fn series(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .map(|line| {
-            let (key, value) = line.rsplit_once(' ').unwrap();
-            (key.to_owned(), value.to_owned())
-        })
-        .collect()
 }
 
 fn cert_labels(zone: &str, zone_name: &str, scope: &str, cert_id: &str) -> String {
@@ -307,16 +173,7 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
         (C_UNLISTED, "active"),
         (C_UNKNOWN, "unknown"),
     ] {
-        for candidate in [
-            "initializing",
-            "pending_deployment",
-            "pending_deletion",
-            "active",
-            "deleted",
-            "deployment_timed_out",
-            "deletion_timed_out",
-            "unknown",
-        ] {
+        for candidate in common::API_STATUSES.into_iter().chain(["unknown"]) {
             let want = if candidate == expected { "1" } else { "0" };
             assert_eq!(
                 value(&all, &status_series(cert, candidate)),
@@ -628,14 +485,6 @@ async fn a_failing_zone_keeps_its_series_while_other_zones_update() {
 
 #[tokio::test]
 async fn metrics_pass_promtool_check_metrics() {
-    let Some(promtool) = find_tool("promtool") else {
-        assert!(
-            std::env::var_os("CF_AOP_REQUIRE_OS_TOOLS").is_none(),
-            "promtool is required under scripts/test"
-        );
-        eprintln!("SKIPPED: promtool not installed (scripts/test installs the prometheus package)");
-        return;
-    };
     let sim = Simulator::start(Scenario::demo()).await.unwrap();
     let settings = daemon::demo_settings(
         &Scenario::demo(),
@@ -645,39 +494,7 @@ async fn metrics_pass_promtool_check_metrics() {
     let exporter = Exporter::new(&settings, false).unwrap();
     exporter.cycle().await;
     let addr = serve(&exporter).await;
-    let text = scrape(addr).await;
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    let output = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "promtool failed: {report}");
-    assert!(report.trim().is_empty(), "promtool reported: {report}");
-}
-
-fn find_tool(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|path| path.is_file())
-    })
+    assert_promtool_accepts(&scrape(addr).await);
 }
 
 #[tokio::test]
@@ -687,25 +504,10 @@ async fn the_daemon_serves_ready_health_status_page_and_snapshot() {
     let mut settings = settings(&sim);
     settings.state.dir = state_dir.path().to_path_buf();
     settings.schedule.cron = "0 0 0 1 1 *".into();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(daemon::run_on(settings, listener, async {
-        let _ = stopped.await;
-    }));
-
+    let daemon = Daemon::start(settings).await;
+    let addr = daemon.addr;
+    assert!(daemon.wait_ready().await, "/readyz never became 200");
     let http = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..100 {
-        if let Ok(response) = http.get(format!("http://{addr}/readyz")).send().await {
-            if response.status() == 200 {
-                ready = true;
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ready, "/readyz never became 200");
     let health = http
         .get(format!("http://{addr}/healthz"))
         .send()
@@ -713,28 +515,14 @@ async fn the_daemon_serves_ready_health_status_page_and_snapshot() {
         .unwrap();
     assert_eq!(health.status(), 200);
 
-    let page = http
-        .get(format!("http://{addr}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&http, &format!("http://{addr}/")).await;
     assert!(
         page.contains("www.shop.example"),
         "status page lists hostnames"
     );
     assert!(page.contains(C_WEAK) && page.contains("deployment_timed_out"));
 
-    let snapshot = http
-        .get(format!("http://{addr}/api/v1/snapshot"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let snapshot = get_text(&http, &format!("http://{addr}/api/v1/snapshot")).await;
     let json: serde_json::Value = serde_json::from_str(&snapshot).unwrap();
     assert_eq!(
         json["zones"][SHOP]["hostnames"]["gone.shop.example"]["association"],
@@ -749,8 +537,7 @@ async fn the_daemon_serves_ready_health_status_page_and_snapshot() {
         "no secrets in the snapshot"
     );
 
-    stop.send(()).unwrap();
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await.unwrap();
     // The status history was persisted on the way.
     let history = std::fs::read_to_string(state_dir.path().join("status-history.json")).unwrap();
     assert!(history.contains(C_WEAK));
@@ -796,7 +583,7 @@ async fn run_check(base_url: &str, token: &str, zones_toml: &str, extra: &[&str]
         ),
     )
     .unwrap();
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_cloudflare-aop-exporter"));
+    let mut command = tokio::process::Command::new(binary());
     command
         .arg("check")
         .arg("--config")
@@ -844,10 +631,7 @@ async fn check_exit_codes_healthy_findings_unreachable() {
     assert!(kinds.contains("check_failed"), "{kinds:?}");
     assert!(!out.contains("exporter-test-token"));
 
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let closed = free_addr();
     let (code, out) = run_check(&format!("http://{closed}/client/v4"), "t", &healthy, &[]).await;
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("Cloudflare API unreachable"), "{out}");
@@ -916,50 +700,21 @@ async fn discovery_adds_proxied_dns_names() {
     assert_eq!(sim.stats().total, 3, "dns + list + one hostname");
 }
 
-const REAL_ACCOUNT_SCENARIO: &str = r#"
-[auth]
-token = "real-account-token"
-account_owned = true
-account_id = "5d6e7f8091a2b3c4d5e6f708192a3b4c"
-
-[[zones]]
-id = "c0ffee00c0ffee00c0ffee00c0ffee00"
-name = "blog.example"
-zone_level_enabled = true
-proxied_records = ["news.blog.example"]
-
-[[zones.certificates]]
-id = "30000000-0000-4000-8000-000000000001"
-common_name = "origin.blog.example"
-not_before = "-1d"
-not_after = "100d"
-status = "active"
-
-[[zones.hostnames]]
-name = "www.blog.example"
-cert_id = "30000000-0000-4000-8000-000000000001"
-association = "enabled"
-status = "active"
-
-[[zones.hostnames]]
-name = "shop.blog.example"
-association = "absent"
-"#;
+const REAL_ACCOUNT_SCENARIO: &str = include_str!("scenarios/real-account.toml");
 const BLOG: &str = "c0ffee00c0ffee00c0ffee00c0ffee00";
 const BLOG_ACCOUNT: &str = "5d6e7f8091a2b3c4d5e6f708192a3b4c";
 
 /// A real account's first hour: an account-owned token, hostname discovery, no zone-level polls.
 async fn real_account(account_id: Option<&str>) -> (Simulator, Exporter, Settings) {
-    let scenario = Scenario::from_toml_str(REAL_ACCOUNT_SCENARIO, None).unwrap();
-    let sim = Simulator::start(scenario).await.unwrap();
-    let mut blog = ZoneSettings::new(
+    let sim = common::setup::simulator(REAL_ACCOUNT_SCENARIO).await;
+    let mut blog = zone(
         BLOG,
-        vec!["www.blog.example".into(), "shop.blog.example".into()],
+        "blog.example",
+        &["www.blog.example", "shop.blog.example"],
     );
-    "blog.example".clone_into(&mut blog.name);
     blog.zone_level = false;
     blog.discover_hostnames = true;
-    let mut settings = Settings::for_demo(sim.base_url(), Secret::new(sim.token()), vec![blog]);
+    let mut settings = common::setup::settings(&sim, vec![blog]);
     settings.cloudflare.account_id = account_id.map(str::to_owned);
     let exporter = Exporter::new(&settings, false).unwrap();
     exporter.cycle().await;

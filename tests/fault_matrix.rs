@@ -12,22 +12,20 @@
 //! Table-driven: one row per kind, each its own `#[tokio::test]` named after the kind, and
 //! every assertion message starts with the kind.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use cloudflare_aop_exporter::config::{
-    SecretUrl, Settings, SinkKind, SinkSettings, Sourced, ZoneSettings,
-};
-use cloudflare_aop_exporter::daemon::{self, DaemonError};
+use cloudflare_aop_exporter::config::{Settings, SinkKind, SinkSettings};
 use cloudflare_aop_exporter::secret::Secret;
 use cloudflare_aop_exporter::simulator::{Fault, FaultRule, Scenario, Simulator};
 use cloudflare_aop_exporter::state::Status;
-use tokio::task::JoinHandle;
+use common::metrics_text::Scrape;
+use common::process::free_addr;
+use common::receiver::{Receiver, Reply};
+use common::setup::{fast_retries, sink, zone};
 use url::Url;
 
 const ZONE: &str = "3a7f00000000000000000000000000aa";
@@ -46,62 +44,23 @@ const SINK_TIMEOUT: Duration = Duration::from_millis(300);
 /// How long any one phase may take to show what it should (cycles run every second).
 const PHASE_LIMIT: Duration = Duration::from_secs(15);
 
-const SCENARIO: &str = r#"
-[auth]
-token = "fault-matrix-token"
-
-[[zones]]
-id = "3a7f00000000000000000000000000aa"
-name = "matrix.example"
-zone_level_enabled = true
-
-[[zones.certificates]]
-id = "30000000-0000-4000-8000-00000000000a"
-common_name = "origin.matrix.example"
-not_before = "-10d"
-not_after = "80d"
-status = "active"
-
-[[zones.certificates]]
-id = "30000000-0000-4000-8000-00000000000b"
-common_name = "api-origin.matrix.example"
-not_before = "-10d"
-not_after = "90d"
-status = "active"
-
-[[zones.zone_certificates]]
-id = "30000000-0000-4000-8000-00000000000c"
-common_name = "zone.matrix.example"
-not_before = "-1d"
-not_after = "200d"
-status = "active"
-
-[[zones.hostnames]]
-name = "www.matrix.example"
-cert_id = "30000000-0000-4000-8000-00000000000a"
-
-[[zones.hostnames]]
-name = "api.matrix.example"
-cert_id = "30000000-0000-4000-8000-00000000000b"
-"#;
+const SCENARIO: &str = include_str!("scenarios/fault-matrix.toml");
 
 fn scenario() -> Scenario {
-    Scenario::from_toml_str(SCENARIO, None).expect("the fault matrix scenario parses")
+    common::setup::scenario(SCENARIO)
 }
 
 fn settings(base_url: Url, state_dir: &Path, sinks: Vec<SinkSettings>) -> Settings {
-    let mut zone = ZoneSettings::new(
+    let zone = zone(
         ZONE,
-        vec!["www.matrix.example".into(), "api.matrix.example".into()],
+        "matrix.example",
+        &["www.matrix.example", "api.matrix.example"],
     );
-    zone.name = "matrix.example".into();
     let mut settings = Settings::for_demo(base_url, Secret::new(TOKEN), vec![zone]);
+    fast_retries(&mut settings, 1);
     let cloudflare = &mut settings.cloudflare;
     cloudflare.verify_token = false;
     cloudflare.request_timeout = REQUEST_TIMEOUT;
-    cloudflare.max_retries = 1;
-    cloudflare.retry_initial_backoff = Duration::from_millis(5);
-    cloudflare.retry_max_backoff = Duration::from_millis(20);
     cloudflare.max_retry_after = Duration::from_secs(2);
     cloudflare.max_response_bytes = MAX_RESPONSE_BYTES;
     // A cycle a second for a minute must not run into the client's own request budget.
@@ -116,55 +75,16 @@ fn settings(base_url: Url, state_dir: &Path, sinks: Vec<SinkSettings>) -> Settin
 // ---------------------------------------------------------------------------------------------
 // Scrapes.
 
-/// One parsed `/metrics` answer.
-struct Scrape {
-    samples: Vec<(String, BTreeMap<String, String>, f64)>,
+/// What the rows read from a scrape of the matrix zone.
+trait MatrixScrape {
+    fn zone_ok(&self) -> Option<f64>;
+    fn cert_status(&self, cert_id: &str, status: &str) -> Option<f64>;
+    fn errors(&self, reason: &str) -> f64;
+    fn all_errors(&self) -> f64;
+    fn notifications(&self, outcome: &str) -> f64;
 }
 
-impl Scrape {
-    fn parse(text: &str) -> Scrape {
-        let samples = text
-            .lines()
-            .filter(|line| !line.is_empty() && !line.starts_with('#'))
-            .map(|line| {
-                let (series, value) = line.rsplit_once(' ').expect("a sample line has a value");
-                let value: f64 = value.parse().expect("a sample value is a number");
-                match series.split_once('{') {
-                    None => (series.to_owned(), BTreeMap::new(), value),
-                    Some((name, labels)) => (name.to_owned(), parse_labels(labels), value),
-                }
-            })
-            .collect();
-        Scrape { samples }
-    }
-
-    fn matching<'a>(
-        &'a self,
-        name: &'a str,
-        labels: &'a [(&'a str, &'a str)],
-    ) -> impl Iterator<Item = f64> + 'a {
-        let name = format!("cloudflare_aop_{name}");
-        self.samples
-            .iter()
-            .filter(move |(sample, have, _)| {
-                *sample == name
-                    && labels
-                        .iter()
-                        .all(|(key, want)| have.get(*key).is_some_and(|value| value == want))
-            })
-            .map(|(_, _, value)| *value)
-    }
-
-    /// The one series of `name` with these labels (among others), if present.
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.matching(name, labels).next()
-    }
-
-    /// The sum over every series of `name` with these labels.
-    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.matching(name, labels).sum()
-    }
-
+impl MatrixScrape for Scrape {
     fn zone_ok(&self) -> Option<f64> {
         self.get("zone_poll_success", &[("zone_id", ZONE)])
     }
@@ -197,44 +117,14 @@ impl Scrape {
     }
 }
 
-/// `k="v",k2="v2"}` → map (Prometheus text escapes: `\\`, `\"`, `\n`).
-fn parse_labels(text: &str) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::new();
-    let mut rest = text;
-    while let Some((key, after)) = rest.split_once("=\"") {
-        let mut value = String::new();
-        let mut chars = after.char_indices();
-        let mut end = after.len();
-        while let Some((index, c)) = chars.next() {
-            match c {
-                '\\' => match chars.next() {
-                    Some((_, 'n')) => value.push('\n'),
-                    Some((_, escaped)) => value.push(escaped),
-                    None => {}
-                },
-                '"' => {
-                    end = index + 1;
-                    break;
-                }
-                c => value.push(c),
-            }
-        }
-        labels.insert(key.trim_start_matches(',').to_owned(), value);
-        rest = &after[end..];
-    }
-    labels
-}
-
 // ---------------------------------------------------------------------------------------------
 // The daemon under test.
 
-/// `daemon::run_on` on a free loopback port; stopped by [`Daemon::stop`] (or aborted with the
-/// test's runtime when a test fails).
+/// The daemon (see [`common::setup::Daemon`]) with the row's name for every message.
 struct Daemon {
     kind: &'static str,
+    running: common::setup::Daemon,
     addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), DaemonError>>,
     http: reqwest::Client,
     _state: tempfile::TempDir,
 }
@@ -242,18 +132,11 @@ struct Daemon {
 impl Daemon {
     async fn start(kind: &'static str, base_url: Url, sinks: Vec<SinkSettings>) -> Daemon {
         let state = tempfile::tempdir().unwrap();
-        let settings = settings(base_url, state.path(), sinks);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(daemon::run_on(settings, listener, async {
-            let _ = stopped.await;
-        }));
+        let running = common::setup::Daemon::start(settings(base_url, state.path(), sinks)).await;
         Daemon {
             kind,
-            addr,
-            stop: Some(stop),
-            task,
+            addr: running.addr,
+            running,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
@@ -265,7 +148,10 @@ impl Daemon {
     /// GET /metrics: the daemon is still running and it answers 200.
     async fn scrape(&self) -> Scrape {
         let kind = self.kind;
-        assert!(!self.task.is_finished(), "{kind}: the daemon stopped");
+        assert!(
+            !self.running.task.is_finished(),
+            "{kind}: the daemon stopped"
+        );
         let response = self
             .http
             .get(format!("http://{}/metrics", self.addr))
@@ -308,27 +194,12 @@ impl Daemon {
         }
     }
 
-    async fn stop(mut self) {
+    async fn stop(self) {
         let kind = self.kind;
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let result = tokio::time::timeout(Duration::from_secs(40), &mut self.task)
+        self.running
+            .stop()
             .await
-            .unwrap_or_else(|_| panic!("{kind}: the daemon did not stop"));
-        result
-            .unwrap()
             .unwrap_or_else(|error| panic!("{kind}: the daemon failed: {error}"));
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // A failed test still stops the daemon (the runtime going away would too).
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.abort();
     }
 }
 
@@ -546,51 +417,6 @@ fault_rows! {
 // ---------------------------------------------------------------------------------------------
 // Webhook sinks that fail.
 
-/// How the receiver treats a notification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Accept,
-    /// 500.
-    Fail,
-    /// Never answers (beyond the sink timeout).
-    Hang,
-}
-
-#[derive(Clone, Default)]
-struct Received {
-    mode: Arc<Mutex<Option<Mode>>>,
-    /// Bodies answered 2xx.
-    delivered: Arc<Mutex<Vec<String>>>,
-    attempts: Arc<Mutex<usize>>,
-}
-
-async fn receive(
-    axum::extract::State(state): axum::extract::State<Received>,
-    body: String,
-) -> axum::response::Response {
-    *state.attempts.lock().unwrap() += 1;
-    let mode = state.mode.lock().unwrap().unwrap_or(Mode::Accept);
-    match mode {
-        Mode::Accept => {
-            state.delivered.lock().unwrap().push(body);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Mode::Fail => (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response(),
-        Mode::Hang => {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            StatusCode::NO_CONTENT.into_response()
-        }
-    }
-}
-
-async fn start_receiver(addr: SocketAddr, state: Received) -> JoinHandle<()> {
-    let router = axum::Router::new().fallback(receive).with_state(state);
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    })
-}
-
 /// What the receiver does until it is fixed.
 #[derive(Debug, Clone, Copy)]
 enum SinkFault {
@@ -599,33 +425,26 @@ enum SinkFault {
     Refused,
 }
 
+/// The receiver's answer once it is fixed: 204, the notification accepted.
+const ACCEPT: Reply = Reply::Status(204);
+
 async fn run_sink_row(kind: &'static str, fault: SinkFault) {
     let sim = Simulator::start(scenario()).await.unwrap();
-    let received = Received::default();
     // A free port; for `Refused` nothing listens on it until the receiver is fixed.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut receiver_task = None;
-    match fault {
-        SinkFault::Status500 => *received.mode.lock().unwrap() = Some(Mode::Fail),
-        SinkFault::Hang => *received.mode.lock().unwrap() = Some(Mode::Hang),
-        SinkFault::Refused => {}
-    }
-    if !matches!(fault, SinkFault::Refused) {
-        receiver_task = Some(start_receiver(addr, received.clone()).await);
-    }
-    let sink = SinkSettings {
-        name: SINK.to_owned(),
-        kind: SinkKind::Webhook,
-        url: Sourced::inline(SecretUrl::new(
-            Url::parse(&format!("http://{addr}/hook")).unwrap(),
-        )),
-        hmac_secret: None,
-        timeout: SINK_TIMEOUT,
-        max_age: Duration::from_secs(3600),
+    let addr = free_addr();
+    let mut receiver = match fault {
+        SinkFault::Status500 => {
+            Some(Receiver::start_on(addr, Vec::new(), Reply::Status(500)).await)
+        }
+        SinkFault::Hang => Some(Receiver::start_on(addr, Vec::new(), Reply::Hang).await),
+        SinkFault::Refused => None,
     };
+    let mut sink = sink(
+        SINK,
+        SinkKind::Webhook,
+        Url::parse(&format!("http://{addr}/hook")).unwrap(),
+    );
+    sink.timeout = SINK_TIMEOUT;
     let daemon = Daemon::start(kind, sim.base_url(), vec![sink]).await;
     daemon
         .scrape_until(
@@ -652,15 +471,20 @@ async fn run_sink_row(kind: &'static str, fault: SinkFault) {
         )
         .await;
     assert!(
-        received.delivered.lock().unwrap().is_empty(),
+        receiver
+            .as_ref()
+            .is_none_or(|receiver| receiver.delivered("/hook").is_empty()),
         "{kind}: nothing can have been delivered yet"
     );
 
     // The receiver is back: the queued notification goes out.
-    *received.mode.lock().unwrap() = Some(Mode::Accept);
-    if receiver_task.is_none() {
-        receiver_task = Some(start_receiver(addr, received.clone()).await);
-    }
+    let receiver = match receiver.take() {
+        Some(receiver) => {
+            receiver.answer(ACCEPT);
+            receiver
+        }
+        None => Receiver::start_on(addr, Vec::new(), ACCEPT).await,
+    };
     let delivered = daemon
         .scrape_until(
             "delivery once the receiver is back, and an empty queue",
@@ -675,20 +499,19 @@ async fn run_sink_row(kind: &'static str, fault: SinkFault) {
         delivered.notifications("failed") >= 2.0,
         "{kind}: failed attempts counted"
     );
-    {
-        let bodies = received.delivered.lock().unwrap();
-        assert!(
-            bodies
-                .iter()
-                .any(|body| body.contains(CERT_CHANGED) && body.contains("deployment_timed_out")),
-            "{kind}: the firing alert was delivered: {bodies:?}"
-        );
-    }
+    let bodies: Vec<String> = receiver
+        .delivered("/hook")
+        .iter()
+        .map(common::receiver::Recorded::text)
+        .collect();
+    assert!(
+        bodies
+            .iter()
+            .any(|body| body.contains(CERT_CHANGED) && body.contains("deployment_timed_out")),
+        "{kind}: the firing alert was delivered: {bodies:?}"
+    );
     daemon.stop().await;
     sim.shutdown().await;
-    if let Some(task) = receiver_task {
-        task.abort();
-    }
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! The refresh scheduler against the simulator: budgeted ticks, hot objects, failures that
 //! cost nobody else, and a good citizen on a credential shared with other tools.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +12,8 @@ use cloudflare_aop_exporter::config::{self, Settings};
 use cloudflare_aop_exporter::daemon::{self, Exporter};
 use cloudflare_aop_exporter::simulator::{Fault, FaultRule, RateLimit, Scenario, Simulator};
 use cloudflare_aop_exporter::state::Status;
+use common::metrics_text::{render, series};
+use common::setup::fast_retries;
 
 /// Settings for every zone and hostname of the simulator's scenario (ticks every 5 minutes:
 /// each `cycle()` is one tick, sized for that), zone-level objects off.
@@ -21,9 +25,7 @@ fn settings_for(sim: &Simulator, scenario: &Scenario) -> Settings {
         zone.zone_level = false;
     }
     settings.cloudflare.verify_token = false;
-    settings.cloudflare.max_retries = 0;
-    settings.cloudflare.retry_initial_backoff = Duration::from_millis(5);
-    settings.cloudflare.retry_max_backoff = Duration::from_millis(20);
+    fast_retries(&mut settings, 0);
     settings
 }
 
@@ -33,14 +35,7 @@ fn every_second(settings: &mut Settings) {
 }
 
 fn metrics(exporter: &Exporter) -> BTreeMap<String, String> {
-    exporter
-        .metrics
-        .render(&exporter.snapshot.load())
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .filter_map(|line| line.rsplit_once(' '))
-        .map(|(key, value)| (key.to_owned(), value.to_owned()))
-        .collect()
+    series(&render(exporter))
 }
 
 /// Hostname GETs per hostname since the last reset (from the request log).
@@ -331,6 +326,24 @@ async fn after_a_429_nothing_is_sent_until_the_block_has_passed() {
     );
 }
 
+/// A token whose user may send 50 requests per 2 s window (Cloudflare's limit, compressed),
+/// 100 hostnames to refresh, and settings that tick every second with an ample budget of
+/// their own: only the shared limit holds the exporter back.
+async fn shared_credential() -> (Simulator, Settings) {
+    let scenario = Scenario::scale(4, 1, 25);
+    let sim = Simulator::start(scenario.clone()).await.unwrap();
+    sim.set_rate_limit(Some(RateLimit {
+        max_requests: 50,
+        window: Duration::from_secs(2),
+        retry_after: Duration::from_secs(2),
+    }));
+    let mut settings = settings_for(&sim, &scenario);
+    every_second(&mut settings);
+    settings.cloudflare.requests_per_5m = 1_000_000;
+    settings.cloudflare.max_concurrency = 8;
+    (sim, settings)
+}
+
 /// Another tool on the same credential: tokens/verify in a loop at `per_second`.
 fn other_tool(
     sim: &Simulator,
@@ -360,17 +373,7 @@ fn other_tool(
 async fn beside_another_tool_spending_40_percent_nobody_gets_a_429() {
     // 50 requests per 2 s window (25/s); the other tool spends 10/s (40 %) for five windows; the
     // exporter alone would go much faster: its reserve and the others' share hold it back.
-    let scenario = Scenario::scale(4, 1, 25);
-    let sim = Simulator::start(scenario.clone()).await.unwrap();
-    sim.set_rate_limit(Some(RateLimit {
-        max_requests: 50,
-        window: Duration::from_secs(2),
-        retry_after: Duration::from_secs(2),
-    }));
-    let mut settings = settings_for(&sim, &scenario);
-    every_second(&mut settings);
-    settings.cloudflare.requests_per_5m = 1_000_000;
-    settings.cloudflare.max_concurrency = 8;
+    let (sim, settings) = shared_credential().await;
     let exporter = Arc::new(Exporter::new(&settings, false).unwrap());
     let other = other_tool(&sim, 10, Duration::from_secs(10));
     let started = Instant::now();
@@ -398,17 +401,7 @@ async fn beside_another_tool_spending_40_percent_nobody_gets_a_429() {
 async fn two_exporters_with_one_token_cause_no_429() {
     // 50 requests per 2 s window; the second exporter starts fresh after 3 s, when the first has
     // the window in use: it must read the counter before it spends.
-    let scenario = Scenario::scale(4, 1, 25);
-    let sim = Simulator::start(scenario.clone()).await.unwrap();
-    sim.set_rate_limit(Some(RateLimit {
-        max_requests: 50,
-        window: Duration::from_secs(2),
-        retry_after: Duration::from_secs(2),
-    }));
-    let mut settings = settings_for(&sim, &scenario);
-    every_second(&mut settings);
-    settings.cloudflare.requests_per_5m = 1_000_000;
-    settings.cloudflare.max_concurrency = 8;
+    let (sim, settings) = shared_credential().await;
     let pair: Vec<Arc<Exporter>> = (0..2)
         .map(|_| Arc::new(Exporter::new(&settings, false).unwrap()))
         .collect();

@@ -16,17 +16,20 @@
 //! Debugging: `AUDIT_LIST=1` lists every artifact audited with its size; `AUDIT_DUMP=DIR` (with
 //! it) also writes each one to DIR.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::{StatusCode, Uri};
-use axum::response::IntoResponse;
 use cloudflare_aop_exporter::simulator::{Fault, FaultRule, Scenario, Simulator};
 use cloudflare_aop_exporter::state::Status;
+use common::metrics_text::Scrape;
+use common::process::{binary, free_addr as free_port};
+use common::receiver::{Receiver, Reply};
+use common::setup::get_text;
 
 /// In every secret below: a leak of any fragment around it is caught too.
 const MARKER: &str = "xK9sEcReTq";
@@ -80,18 +83,7 @@ cert_id = "{CERT}"
 }
 
 fn scenario() -> Scenario {
-    Scenario::from_toml_str(&scenario_toml(), None).expect("the audit scenario parses")
-}
-
-fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_cloudflare-aop-exporter")
-}
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    common::setup::scenario(&scenario_toml())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -288,33 +280,17 @@ fn tail(text: &str) -> String {
 }
 
 /// Waits for `condition` (at most 30 s).
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    common::process::wait_until(what, Duration::from_secs(30), condition).await;
 }
 
 /// Waits until `/metrics` has a series line containing every one of `parts` with a value > 0.
 async fn wait_for_series(http: &reqwest::Client, addr: SocketAddr, parts: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let text = http
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let found = text.lines().any(|line| {
-            !line.starts_with('#')
-                && parts.iter().all(|part| line.contains(part))
-                && line
-                    .rsplit_once(' ')
-                    .and_then(|(_, value)| value.parse::<f64>().ok())
-                    .is_some_and(|value| value > 0.0)
+        let text = get_text(http, &format!("http://{addr}/metrics")).await;
+        let found = Scrape::parse(&text).samples.iter().any(|sample| {
+            parts.iter().all(|part| sample.series.contains(part)) && sample.value > 0.0
         });
         if found {
             return;
@@ -328,52 +304,15 @@ async fn wait_for_series(http: &reqwest::Client, addr: SocketAddr, parts: &[&str
 }
 
 // ---------------------------------------------------------------------------------------------
-// The receiver of both sinks: 500 while `failing`, else 204; records path, status, headers.
+// The receiver of both sinks (500 while failing, then 204).
 
-#[derive(Clone, Default)]
-struct Receiver {
-    failing: Arc<Mutex<bool>>,
-    /// (path, answered status, has a signature header)
-    seen: Arc<Mutex<Vec<(String, u16, bool)>>>,
-}
-
-async fn receive(
-    axum::extract::State(receiver): axum::extract::State<Receiver>,
-    uri: Uri,
-    headers: axum::http::HeaderMap,
-) -> axum::response::Response {
-    let status = if *receiver.failing.lock().unwrap() {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::NO_CONTENT
-    };
-    receiver.seen.lock().unwrap().push((
-        uri.path().to_owned(),
-        status.as_u16(),
-        headers.contains_key("x-signature-256"),
-    ));
-    status.into_response()
-}
-
-impl Receiver {
-    async fn start(&self) -> SocketAddr {
-        let router = axum::Router::new()
-            .fallback(receive)
-            .with_state(self.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        addr
-    }
-
-    fn count(&self, path_part: &str, status: u16) -> usize {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(path, answered, _)| path.contains(path_part) && *answered == status)
-            .count()
-    }
+/// Requests whose path contains `path_part` that the receiver answered `status`.
+fn count(receiver: &Receiver, path_part: &str, status: u16) -> usize {
+    receiver
+        .all()
+        .iter()
+        .filter(|request| request.path.contains(path_part) && request.answered == status)
+        .count()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -686,7 +625,7 @@ async fn the_daemon(
     // Alerts fire; both sinks fail.
     assert!(sim.set_certificate_status(ZONE, CERT, Status::DeploymentTimedOut));
     wait_until("failed deliveries to both sinks", || {
-        receiver.count(HOOK_PATH, 500) >= 2 && receiver.count(SLACK_PATH, 500) >= 2
+        count(receiver, HOOK_PATH, 500) >= 2 && count(receiver, SLACK_PATH, 500) >= 2
     })
     .await;
     wait_for_series(&http, addr, &["notifications_total", "outcome=\"failed\""]).await;
@@ -726,18 +665,18 @@ async fn the_daemon(
 
     // Everything back: the API, and both sinks, which get the queued notifications.
     sim.clear_faults();
-    *receiver.failing.lock().unwrap() = false;
+    receiver.answer(Reply::Status(204));
     wait_until("deliveries to both sinks", || {
-        receiver.count(HOOK_PATH, 204) >= 1 && receiver.count(SLACK_PATH, 204) >= 1
+        count(receiver, HOOK_PATH, 204) >= 1 && count(receiver, SLACK_PATH, 204) >= 1
     })
     .await;
     assert!(
         receiver
-            .seen
-            .lock()
-            .unwrap()
+            .all()
             .iter()
-            .any(|(path, status, signed)| path.contains(HOOK_PATH) && *status == 204 && *signed),
+            .any(|request| request.path.contains(HOOK_PATH)
+                && request.answered == 204
+                && request.headers.contains_key("x-signature-256")),
         "the webhook deliveries are signed"
     );
     wait_for_series(&http, addr, &["notifications_total", "outcome=\"sent\""]).await;
@@ -843,14 +782,7 @@ async fn demo_and_simulate(slack_url: &str, logs: &Path, artifacts: &mut Artifac
         logs,
     );
     wait_200(&http, listen, "/__sim/stats", &simulate).await;
-    let zones = http
-        .get(format!("http://{listen}/__sim/zones"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let zones = get_text(&http, &format!("http://{listen}/__sim/zones")).await;
     artifacts.add("simulate GET /__sim/zones", zones.clone());
     let zone_id = serde_json::from_str::<serde_json::Value>(&zones).unwrap()["zones"][0]["id"]
         .as_str()
@@ -964,11 +896,8 @@ async fn no_secret_appears_in_any_output_metric_page_or_state_file() {
     let logs = work.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
     let sim = Simulator::start(scenario()).await.unwrap();
-    let receiver = Receiver {
-        failing: Arc::new(Mutex::new(true)),
-        ..Receiver::default()
-    };
-    let receiver_addr = receiver.start().await;
+    let receiver = Receiver::start(Vec::new(), Reply::Status(500)).await;
+    let receiver_addr = receiver.addr;
     let webhook_url = format!("http://{receiver_addr}/hooks/{HOOK_PATH}?token={HOOK_QUERY}");
     let slack_url = format!("http://{receiver_addr}/services/T0AUDIT/B0AUDIT/{SLACK_PATH}");
     let configs = write_configs(

@@ -2,6 +2,8 @@
 //! certificates, certificate rotation without restart, and start-up errors for bad web
 //! configs. Certificates are made here with rcgen (ECDSA P-256); everything is on loopback.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use cloudflare_aop_exporter::secret::Secret;
 use cloudflare_aop_exporter::server::{self, AppState, ServeOptions};
 use cloudflare_aop_exporter::state::SharedSnapshot;
 use cloudflare_aop_exporter::web_config::{WebConfig, WebConfigError};
+use common::process::command_without_env;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SerialNumber,
@@ -571,8 +574,8 @@ fn the_binary_exits_2_naming_the_key_of_a_bad_web_config() {
     let web = files.web_config(&tls_yaml("  min_version: TLS11\n"));
     let config = config_toml(&files, &web);
     for command in ["validate-config", "run"] {
-        let mut process = std::process::Command::new(env!("CARGO_BIN_EXE_cloudflare-aop-exporter"));
-        process.env_clear().arg(command);
+        let mut process = command_without_env();
+        process.arg(command);
         if command == "run" {
             process.arg("--config");
         }
@@ -591,8 +594,7 @@ fn the_binary_exits_2_naming_the_key_of_a_bad_web_config() {
     // A good web config passes validation.
     let web = files.web_config(&tls_yaml(""));
     let config = config_toml(&files, &web);
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cloudflare-aop-exporter"))
-        .env_clear()
+    let output = command_without_env()
         .arg("validate-config")
         .arg(&config)
         .output()

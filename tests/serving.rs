@@ -1,6 +1,8 @@
 //! The HTTP server under real connections: gzip, slow and stalled clients, timeouts, h2c,
 //! and the probe listener.
 
+mod common;
+
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,29 +10,17 @@ use std::time::Duration;
 
 use cloudflare_aop_exporter::daemon;
 use cloudflare_aop_exporter::metrics::testing::synthetic_snapshot;
-use cloudflare_aop_exporter::metrics::{Metrics, MetricsOptions, family_names};
 use cloudflare_aop_exporter::server::{self, AppState, ConnectionLimits, ServeOptions};
 use cloudflare_aop_exporter::simulator::{Scenario, Simulator};
 use cloudflare_aop_exporter::state::SharedSnapshot;
+use common::metrics_text::stable_metrics;
+use common::process::free_addr;
+use common::setup::Daemon;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::oneshot;
 
 /// A guard against a hung test, not a performance bound.
 const GUARD: Duration = Duration::from_secs(60);
-
-/// Metrics without the `process_*` families, whose values change between two scrapes.
-fn stable_metrics() -> Arc<Metrics> {
-    Arc::new(
-        Metrics::with_options(MetricsOptions {
-            exclude_families: family_names()
-                .filter(|name| name.starts_with("process_"))
-                .map(str::to_owned)
-                .collect(),
-            ..MetricsOptions::default()
-        })
-        .unwrap(),
-    )
-}
 
 /// The exporter's router over a synthetic snapshot of `zones` zones, served on loopback.
 async fn serve(zones: usize, limits: ConnectionLimits) -> (SocketAddr, oneshot::Sender<()>) {
@@ -39,7 +29,7 @@ async fn serve(zones: usize, limits: ConnectionLimits) -> (SocketAddr, oneshot::
     let addr = listener.local_addr().unwrap();
     let router = server::router(AppState {
         snapshot: Arc::new(SharedSnapshot::new(snapshot)),
-        metrics: stable_metrics(),
+        metrics: Arc::new(stable_metrics()),
     });
     let options = ServeOptions {
         limits,
@@ -231,17 +221,10 @@ async fn the_probe_listener_serves_health_and_readiness_only() {
     let state_dir = tempfile::tempdir().unwrap();
     settings.state.dir = state_dir.path().to_path_buf();
     settings.schedule.cron = "0 0 0 1 1 *".into();
-    let probe_port = {
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        free.local_addr().unwrap()
-    };
+    let probe_port = free_addr();
     settings.server.probe_listen = Some(probe_port);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let main = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let daemon = tokio::spawn(daemon::run_on(settings, listener, async {
-        let _ = stopped.await;
-    }));
+    let daemon = Daemon::start(settings).await;
+    let main = daemon.addr;
 
     let mut ready = false;
     for _ in 0..200 {
@@ -267,8 +250,7 @@ async fn the_probe_listener_serves_health_and_readiness_only() {
     );
     assert_eq!(get(main, "/metrics", None).await.status(), 200);
 
-    stop.send(()).unwrap();
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await.unwrap();
     // Both listeners are closed after shutdown.
     assert!(tokio::net::TcpStream::connect(probe_port).await.is_err());
 }

@@ -1,6 +1,8 @@
 //! The simulator itself, over HTTP: shapes, auth, timelines, paging, faults, rate limits,
 //! stats, the control API and shutdown.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use cloudflare_aop_exporter::cloudflare::Endpoint;
@@ -15,64 +17,13 @@ use serde_json::{Value, json};
 
 const ZONE: &str = "023e105f4ecef8ad9ca31a8372d0c353";
 
-const SCENARIO: &str = r#"
-[auth]
-token = "test-token"
-email = "ops@example.com"
-key = "legacy-key"
-
-[[zones]]
-id = "023e105f4ecef8ad9ca31a8372d0c353"
-name = "example.com"
-proxied_records = ["example.com", "blog.example.com"]
-
-[[zones.certificates]]
-id = "2458ce5a-0c35-4c7f-82c7-8e9487d3ff60"
-common_name = "origin-pull.example.com"
-not_before = "-30d"
-not_after = "60d"
-
-[[zones.certificates]]
-id = "rollout-cert"
-key = "ed25519"
-timeline = [{ status = "pending_deployment", polls = 2 }, { status = "active" }]
-
-[[zones.certificates]]
-id = "hidden-cert"
-key = "ecdsa_p384"
-listed = false
-
-[[zones.zone_certificates]]
-id = "zone-cert"
-api_expires_on = "2030-01-01T00:00:00Z"
-
-[[zones.hostnames]]
-name = "app.example.com"
-cert_id = "2458ce5a-0c35-4c7f-82c7-8e9487d3ff60"
-
-[[zones.hostnames]]
-name = "voided.example.com"
-cert_id = "2458ce5a-0c35-4c7f-82c7-8e9487d3ff60"
-association = "voided"
-status = "deleted"
-
-[[zones.hostnames]]
-name = "gone.example.com"
-association = "absent"
-
-[[zones.hostnames]]
-name = "rollout.example.com"
-cert_id = "rollout-cert"
-timeline = [{ status = "pending_deployment", polls = 2 }, { status = "active" }]
-"#;
+const SCENARIO: &str = include_str!("scenarios/simulator.toml");
 
 const LIST: &str =
     "/zones/023e105f4ecef8ad9ca31a8372d0c353/origin_tls_client_auth/hostnames/certificates";
 
 async fn start() -> Simulator {
-    Simulator::start(Scenario::from_toml_str(SCENARIO, None).unwrap())
-        .await
-        .unwrap()
+    common::setup::simulator(SCENARIO).await
 }
 
 fn url(sim: &Simulator, path: &str) -> String {
@@ -108,10 +59,16 @@ fn first_error(body: &Value) -> (i64, String) {
 #[tokio::test]
 async fn auth_errors_match_cloudflare() {
     let sim = start().await;
-    let client = reqwest::Client::new();
-    let list = url(&sim, LIST);
+    // The hostname-certificate list with exactly these request headers.
+    let list_with = |headers: &[(&str, &str)]| {
+        let mut request = reqwest::Client::new().get(url(&sim, LIST));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move { request.send().await.unwrap() }
+    };
 
-    let missing = client.get(&list).send().await.unwrap();
+    let missing = list_with(&[]).await;
     assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["success"], json!(false));
@@ -123,12 +80,7 @@ async fn auth_errors_match_cloudflare() {
         )
     );
 
-    let malformed = client
-        .get(&list)
-        .header("Authorization", "Token test-token")
-        .send()
-        .await
-        .unwrap();
+    let malformed = list_with(&[("Authorization", "Token test-token")]).await;
     assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
     let body: Value = malformed.json().await.unwrap();
     assert_eq!(
@@ -137,36 +89,24 @@ async fn auth_errors_match_cloudflare() {
     );
     assert_eq!(body["errors"][0]["error_chain"][0]["code"], json!(6111));
 
-    let wrong = client.get(&list).bearer_auth("nope").send().await.unwrap();
+    let wrong = list_with(&[("Authorization", "Bearer nope")]).await;
     assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         first_error(&wrong.json().await.unwrap()),
         (10000, "Authentication error".to_owned())
     );
 
-    let legacy = client
-        .get(&list)
-        .header("X-Auth-Email", "ops@example.com")
-        .header("X-Auth-Key", "legacy-key")
-        .send()
-        .await
-        .unwrap();
+    let legacy = list_with(&[
+        ("X-Auth-Email", "ops@example.com"),
+        ("X-Auth-Key", "legacy-key"),
+    ])
+    .await;
     assert_eq!(legacy.status(), StatusCode::OK);
-    let wrong_key = client
-        .get(&list)
-        .header("X-Auth-Email", "ops@example.com")
-        .header("X-Auth-Key", "other")
-        .send()
-        .await
-        .unwrap();
+    let wrong_key =
+        list_with(&[("X-Auth-Email", "ops@example.com"), ("X-Auth-Key", "other")]).await;
     assert_eq!(wrong_key.status(), StatusCode::FORBIDDEN);
 
-    let ok = client
-        .get(&list)
-        .bearer_auth("test-token")
-        .send()
-        .await
-        .unwrap();
+    let ok = list_with(&[("Authorization", "Bearer test-token")]).await;
     assert_eq!(ok.status(), StatusCode::OK);
     sim.shutdown().await;
 }
@@ -754,7 +694,7 @@ async fn runtime_changes_show_up_in_answers() {
 
 #[tokio::test]
 async fn revoked_token_fails_everything_but_verify() {
-    let mut scenario = Scenario::from_toml_str(SCENARIO, None).unwrap();
+    let mut scenario = common::setup::scenario(SCENARIO);
     scenario.auth.token_status = "disabled".to_owned();
     let sim = Simulator::start(scenario).await.unwrap();
     let (status, verify) = get_json(&sim, "/user/tokens/verify").await;
@@ -766,19 +706,55 @@ async fn revoked_token_fails_everything_but_verify() {
     sim.shutdown().await;
 }
 
+/// The simulator's control API (`/__sim`), as a tool driving it would call it.
+struct Control {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Control {
+    fn of(sim: &Simulator) -> Control {
+        Control {
+            base: format!("http://{}/__sim", sim.addr()),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `method` on `path`, with `body` as JSON when given.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// [`Control::send`], the answer's JSON body.
+    async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.send(method, path, body).await.json().await.unwrap()
+    }
+}
+
 #[tokio::test]
 async fn control_api_manages_faults_and_stats() {
+    use reqwest::Method;
+
     let sim = start().await;
-    let control = format!("http://{}/__sim", sim.addr());
-    let client = reqwest::Client::new();
+    let control = Control::of(&sim);
     let settings = format!("/zones/{ZONE}/origin_tls_client_auth/settings");
 
-    let added = client
-        .post(format!("{control}/faults"))
-        .json(&json!({"fault": {"kind": "server_error", "status": 500}, "endpoint": "zone_settings_get", "times": 1}))
-        .send()
-        .await
-        .unwrap();
+    let added = control
+        .send(
+            Method::POST,
+            "/faults",
+            Some(json!({"fault": {"kind": "server_error", "status": 500}, "endpoint": "zone_settings_get", "times": 1})),
+        )
+        .await;
     assert_eq!(added.status(), StatusCode::CREATED);
     assert_eq!(
         added.json::<Value>().await.unwrap()["active_rules"],
@@ -789,50 +765,31 @@ async fn control_api_manages_faults_and_stats() {
         StatusCode::INTERNAL_SERVER_ERROR
     );
 
-    let bad = client
-        .post(format!("{control}/faults"))
-        .json(&json!({"fault": {"kind": "explode"}}))
-        .send()
-        .await
-        .unwrap();
+    let bad = control
+        .send(
+            Method::POST,
+            "/faults",
+            Some(json!({"fault": {"kind": "explode"}})),
+        )
+        .await;
     assert!(bad.status().is_client_error());
 
-    client
-        .post(format!("{control}/faults"))
-        .json(&json!({"fault": {"kind": "auth_failure"}}))
-        .send()
-        .await
-        .unwrap();
-    let cleared: Value = client
-        .delete(format!("{control}/faults"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    control
+        .send(
+            Method::POST,
+            "/faults",
+            Some(json!({"fault": {"kind": "auth_failure"}})),
+        )
+        .await;
+    let cleared = control.json(Method::DELETE, "/faults", None).await;
     assert_eq!(cleared["active_rules"], json!(0));
     assert_eq!(get(&sim, &settings).await.status(), StatusCode::OK);
 
-    let stats: Value = client
-        .get(format!("{control}/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = control.json(Method::GET, "/stats", None).await;
     assert_eq!(stats["requests"]["zone_settings_get"], json!(2));
     assert_eq!(stats["faults_injected"], json!(1));
     assert!(stats.get("request_log").is_none());
-    let with_log: Value = client
-        .get(format!("{control}/stats?log=1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let with_log = control.json(Method::GET, "/stats?log=1", None).await;
     assert_eq!(
         with_log["request_log"][0]["endpoint"],
         json!("zone_settings_get")
@@ -844,56 +801,38 @@ async fn control_api_manages_faults_and_stats() {
 
 #[tokio::test]
 async fn control_api_changes_timelines_and_settings() {
+    use reqwest::Method;
+
     let sim = start().await;
-    let control = format!("http://{}/__sim", sim.addr());
-    let client = reqwest::Client::new();
-    let advanced: Value = client
-        .post(format!("{control}/advance/{ZONE}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let control = Control::of(&sim);
+    let advanced = control
+        .json(Method::POST, &format!("/advance/{ZONE}"), None)
+        .await;
     assert_eq!(advanced["position"], json!(1));
-    let unknown = client
-        .post(format!("{control}/advance/nope"))
-        .send()
-        .await
-        .unwrap();
+    let unknown = control.send(Method::POST, "/advance/nope", None).await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 
-    let changed = client
-        .post(format!(
-            "{control}/zones/{ZONE}/certificates/rollout-cert/status"
-        ))
-        .json(&json!({"status": "deployment_timed_out"}))
-        .send()
-        .await
-        .unwrap();
+    let changed = control
+        .send(
+            Method::POST,
+            &format!("/zones/{ZONE}/certificates/rollout-cert/status"),
+            Some(json!({"status": "deployment_timed_out"})),
+        )
+        .await;
     assert_eq!(changed.status(), StatusCode::OK);
-    let zones: Value = client
-        .get(format!("{control}/zones"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let zones = control.json(Method::GET, "/zones", None).await;
     assert_eq!(
         zones["zones"][0]["certificates"][1]["status"],
         json!("deployment_timed_out")
     );
 
-    let patched: Value = client
-        .post(format!("{control}/settings"))
-        .json(&json!({"page_size": 1, "list_shape": "association", "rate_limit": {"max_requests": 100, "window": "1m"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let patched = control
+        .json(
+            Method::POST,
+            "/settings",
+            Some(json!({"page_size": 1, "list_shape": "association", "rate_limit": {"max_requests": 100, "window": "1m"}})),
+        )
+        .await;
     assert_eq!(patched["page_size"], json!(1));
     assert_eq!(patched["rate_limit"]["max_requests"], json!(100));
     let (_, page) = get_json(&sim, LIST).await;
@@ -903,11 +842,7 @@ async fn control_api_changes_timelines_and_settings() {
         json!("2458ce5a-0c35-4c7f-82c7-8e9487d3ff60")
     );
 
-    let reset = client
-        .delete(format!("{control}/stats"))
-        .send()
-        .await
-        .unwrap();
+    let reset = control.send(Method::DELETE, "/stats", None).await;
     assert_eq!(reset.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         sim.stats().total,
@@ -1071,12 +1006,7 @@ async fn scale_scenario_serves_thousands_of_objects() {
 
 #[tokio::test]
 async fn serve_runs_a_scenario_file_until_stopped() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let listen = common::process::free_addr();
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/stuck-deployment.toml");
     let server = tokio::spawn(async move {

@@ -1,6 +1,8 @@
 //! Which zones are watched, against the simulator: zones given by name, `[zone_discovery]`
 //! with an exclude, a configured entry overriding a discovered zone, zones that disappear.
 
+mod common;
+
 use std::time::Duration;
 
 use cloudflare_aop_exporter::cloudflare::Endpoint;
@@ -8,9 +10,11 @@ use cloudflare_aop_exporter::config::{Settings, ZoneDiscoverySettings, ZoneSetti
 use cloudflare_aop_exporter::daemon::Exporter;
 use cloudflare_aop_exporter::secret::Secret;
 use cloudflare_aop_exporter::simulator::{Scenario, Simulator};
+use common::metrics_text::{Scrape, render};
+use common::setup::{Daemon, get_text, zone};
 
 fn settings(sim: &Simulator, zones: Vec<ZoneSettings>) -> Settings {
-    let mut settings = Settings::for_demo(sim.base_url(), Secret::new(sim.token()), zones);
+    let mut settings = common::setup::settings(sim, zones);
     settings.cloudflare.verify_token = false;
     settings.cloudflare.max_retries = 0;
     settings.cloudflare.requests_per_5m = 100_000;
@@ -19,8 +23,7 @@ fn settings(sim: &Simulator, zones: Vec<ZoneSettings>) -> Settings {
 
 /// A `[[zones]]` entry given by name only.
 fn by_name(name: &str, hostnames: &[&str]) -> ZoneSettings {
-    let mut zone = ZoneSettings::new("", hostnames.iter().map(|h| (*h).to_owned()).collect());
-    name.clone_into(&mut zone.name);
+    let mut zone = zone("", name, hostnames);
     zone.zone_level = false;
     zone
 }
@@ -35,18 +38,18 @@ fn discovery(exclude: &[&str]) -> ZoneDiscoverySettings {
 }
 
 fn metrics(exporter: &Exporter) -> String {
-    exporter.metrics.render(&exporter.snapshot.load())
+    render(exporter)
 }
 
 /// The `zone_poll_success` lines, as `(zone_id, zone, value)`.
 fn poll_success(exporter: &Exporter) -> Vec<(String, String, String)> {
-    let mut lines: Vec<(String, String, String)> = metrics(exporter)
-        .lines()
-        .filter_map(|line| line.strip_prefix("cloudflare_aop_zone_poll_success{zone_id=\""))
-        .filter_map(|rest| {
-            let (zone_id, rest) = rest.split_once("\",zone=\"")?;
-            let (zone, value) = rest.split_once("\"} ")?;
-            Some((zone_id.to_owned(), zone.to_owned(), value.to_owned()))
+    let mut lines: Vec<(String, String, String)> = Scrape::parse(&metrics(exporter))
+        .samples
+        .into_iter()
+        .filter(|sample| sample.name == "cloudflare_aop_zone_poll_success")
+        .map(|sample| {
+            let label = |key: &str| sample.label(key).unwrap_or_default().to_owned();
+            (label("zone_id"), label("zone"), sample.value_text.clone())
         })
         .collect();
     lines.sort();
@@ -331,29 +334,11 @@ async fn the_daemon_resolves_names_and_discovers_zones_before_its_first_tick() {
         "{error}"
     );
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(daemon::run_on(settings, listener, async {
-        let _ = stopped.await;
-    }));
-    let http = reqwest::Client::new();
+    let running = Daemon::start(settings).await;
     let mut text = String::new();
-    for _ in 0..100 {
-        if let Ok(response) = http.get(format!("http://{addr}/readyz")).send().await {
-            if response.status() == 200 {
-                text = http
-                    .get(format!("http://{addr}/metrics"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if running.wait_ready().await {
+        let http = reqwest::Client::new();
+        text = get_text(&http, &format!("http://{}/metrics", running.addr)).await;
     }
     for zone in scenario.zones() {
         let line = format!(
@@ -362,6 +347,5 @@ async fn the_daemon_resolves_names_and_discovers_zones_before_its_first_tick() {
         );
         assert!(text.contains(&line), "{line} missing from:\n{text}");
     }
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }

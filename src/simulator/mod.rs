@@ -318,6 +318,33 @@ pub async fn serve(listen: SocketAddr, scenario_path: Option<&Path>) -> Result<(
         Some(path) => Scenario::from_file(path)?,
         None => Scenario::demo(),
     };
+    let origin = scenario_path.map_or_else(
+        || "built-in demo".to_owned(),
+        |path| path.display().to_string(),
+    );
+    serve_scenario(listen, scenario, &origin).await
+}
+
+/// `simulate --scale-zones`: serves [`Scenario::scale`] (the synthetic account load tests and
+/// benchmarks use, token `sim-token`) like [`serve`].
+pub async fn serve_scale(
+    listen: SocketAddr,
+    zones: usize,
+    certificates_per_zone: usize,
+    hostnames_per_zone: usize,
+) -> Result<(), SimulatorError> {
+    let scenario = Scenario::scale(zones, certificates_per_zone, hostnames_per_zone);
+    let origin = format!(
+        "scale: {zones} zones, {certificates_per_zone} certificates and {hostnames_per_zone} hostnames per zone"
+    );
+    serve_scenario(listen, scenario, &origin).await
+}
+
+async fn serve_scenario(
+    listen: SocketAddr,
+    scenario: Scenario,
+    origin: &str,
+) -> Result<(), SimulatorError> {
     let zones = scenario.zones().len();
     let simulator = Simulator::start_on(listen, scenario).await?;
     let control = format!(
@@ -331,7 +358,7 @@ pub async fn serve(listen: SocketAddr, scenario_path: Option<&Path>) -> Result<(
         token = %simulator.token(),
         control_api = %control,
         zones,
-        scenario = %scenario_path.map_or_else(|| "built-in demo".to_owned(), |path| path.display().to_string()),
+        scenario = %origin,
         "Cloudflare API simulator listening"
     );
     crate::server::shutdown_signal().await;
