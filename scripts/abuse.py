@@ -340,7 +340,7 @@ def main():
         # The simulator's own synthetic account (`Scenario::scale`), 2 certificates a zone.
         start("simulate", "--listen", f"127.0.0.1:{sim_port}", "--scale-zones", str(args.zones),
               "--scale-certificates-per-zone", "2", "--scale-hostnames-per-zone", str(args.hostnames),
-              log="simulate.log")
+              "--scale-requests-per-5m", "100000000", log="simulate.log")
         deadline = time.monotonic() + 180
         while True:
             try:

@@ -124,7 +124,8 @@ def wait_200(url, limit):
 def start_sim():
     start("simulate", [binary, "simulate", "--listen", f"127.0.0.1:{sim_port}",
                        "--scale-zones", str(ZONES), "--scale-certificates-per-zone", str(CERTS),
-                       "--scale-hostnames-per-zone", str(HOSTS)])
+                       "--scale-hostnames-per-zone", str(HOSTS),
+                       "--scale-requests-per-5m", "100000000"])
     if not wait_200(f"{SIM}/__sim/stats", 60):
         raise SystemExit("simulator did not start")
 

@@ -332,8 +332,14 @@ pub async fn serve_scale(
     zones: usize,
     certificates_per_zone: usize,
     hostnames_per_zone: usize,
+    requests_per_5m: Option<u32>,
 ) -> Result<(), SimulatorError> {
-    let scenario = Scenario::scale(zones, certificates_per_zone, hostnames_per_zone);
+    let mut scenario = Scenario::scale(zones, certificates_per_zone, hostnames_per_zone);
+    scenario.settings.rate_limit = requests_per_5m.map(|max_requests| RateLimit {
+        max_requests,
+        window: Duration::from_secs(300),
+        retry_after: Duration::from_secs(300),
+    });
     let origin = format!(
         "scale: {zones} zones, {certificates_per_zone} certificates and {hostnames_per_zone} hostnames per zone"
     );
