@@ -123,7 +123,7 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
     assert_eq!(sim.requests(Endpoint::DnsRecordsList), 0);
     assert_eq!(stats.total, 12, "{:?}", stats.requests);
 
-    // Every family of SPEC §6 is present.
+    // Every family of the README's "Metrics" table is present.
     for family in [
         "certificate_info",
         "certificate_expiry_timestamp_seconds",

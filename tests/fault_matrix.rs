@@ -1,4 +1,4 @@
-//! SPEC §9 "Faults", end to end: for every simulator fault kind (and connection refused), the
+//! docs/architecture.md, Bars, "Faults", end to end: for every simulator fault kind (and connection refused), the
 //! real daemon (`daemon::run_on`, polling every second) goes through a healthy period, the fault
 //! and back. Throughout it stays up and `/metrics` answers 200; during the fault
 //! `api_errors_total` counts the fault's `reason`, `zone_poll_success` is 0 and the last good

@@ -1,4 +1,4 @@
-//! SPEC §9 "Secrets never appear in logs (at any level), metrics, JSON output or error
+//! docs/architecture.md, Bars: "Secrets never appear in logs (at any level), metrics, JSON output or error
 //! messages", audited end to end with the real binary.
 //!
 //! Every command (`validate-config`, `check` as table and JSON, `run`, `demo`, `simulate`,
