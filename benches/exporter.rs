@@ -245,6 +245,8 @@ async fn run_cycle_case(case: &CycleCase) -> CycleResult {
     let mut settings = Settings::for_demo(sim.base_url(), Secret::new(sim.token()), zones);
     settings.cloudflare.max_concurrency = case.concurrency;
     settings.cloudflare.requests_per_5m = 10_000_000;
+    // Every run a full refresh: zone-level objects due every tick, not hourly.
+    settings.schedule.zone_level_interval = Duration::ZERO;
     settings.cloudflare.verify_token = false;
     let exporter = Exporter::new(&settings, false).expect("the exporter builds");
 
