@@ -156,6 +156,20 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
+    /// `GET path` over HTTPS from a fresh `client(ca, identity, tls12_only)`.
+    async fn get_https(
+        &self,
+        ca: &Ca,
+        identity: Option<&Pair>,
+        tls12_only: bool,
+        path: &str,
+    ) -> reqwest::Result<reqwest::Response> {
+        client(ca, identity, tls12_only)
+            .get(self.https(path))
+            .send()
+            .await
+    }
+
     /// Graceful shutdown: the serve future must end, and cleanly.
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
@@ -222,9 +236,8 @@ async fn tls_serves_metrics_to_a_client_trusting_the_ca_and_shuts_down_gracefull
     files.server_pair(&pair);
     let server = Server::with_web_config(&files.web_config(&tls_yaml("")), true).await;
 
-    let response = client(&ca, None, false)
-        .get(server.https("/metrics"))
-        .send()
+    let response = server
+        .get_https(&ca, None, false, "/metrics")
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -232,11 +245,7 @@ async fn tls_serves_metrics_to_a_client_trusting_the_ca_and_shuts_down_gracefull
     assert!(response.text().await.unwrap().contains("# TYPE"));
 
     // The default minimum is TLS 1.2: a TLS 1.2-only client is served.
-    let response = client(&ca, None, true)
-        .get(server.https("/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.get_https(&ca, None, true, "/healthz").await.unwrap();
     assert_eq!(response.status(), 200);
 
     // Plain HTTP to the TLS port gets no HTTP answer.
@@ -261,17 +270,13 @@ async fn min_version_tls13_refuses_a_tls12_only_client() {
     let server =
         Server::with_web_config(&files.web_config(&tls_yaml("  min_version: TLS13\n")), true).await;
 
-    let refused = client(&ca, None, true)
-        .get(server.https("/healthz"))
-        .send()
-        .await;
+    let refused = server.get_https(&ca, None, true, "/healthz").await;
     assert!(
         refused.is_err(),
         "a TLS 1.2-only client must fail the handshake"
     );
-    let response = client(&ca, None, false)
-        .get(server.https("/healthz"))
-        .send()
+    let response = server
+        .get_https(&ca, None, false, "/healthz")
         .await
         .unwrap();
     assert_eq!(response.status(), 200, "TLS 1.3 is served");
@@ -376,11 +381,7 @@ async fn client_certificates_are_required_and_verified_against_the_ca() {
         true,
     )
     .await;
-    let fetch = |identity: Option<&Pair>| {
-        client(&ca, identity, false)
-            .get(server.https("/metrics"))
-            .send()
-    };
+    let fetch = |identity| server.get_https(&ca, identity, false, "/metrics");
     assert!(fetch(None).await.is_err(), "no client certificate: refused");
     assert!(
         fetch(Some(&stranger)).await.is_err(),
@@ -388,11 +389,7 @@ async fn client_certificates_are_required_and_verified_against_the_ca() {
     );
     assert_eq!(fetch(Some(&good)).await.unwrap().status(), 200);
     // TLS 1.2 too (there the refusal happens inside the handshake).
-    let tls12 = |identity: Option<&Pair>| {
-        client(&ca, identity, true)
-            .get(server.https("/metrics"))
-            .send()
-    };
+    let tls12 = |identity| server.get_https(&ca, identity, true, "/metrics");
     assert!(tls12(None).await.is_err());
     assert_eq!(tls12(Some(&good)).await.unwrap().status(), 200);
     server.stop().await;
@@ -405,11 +402,7 @@ async fn client_certificates_are_required_and_verified_against_the_ca() {
         true,
     )
     .await;
-    let fetch = |identity: Option<&Pair>| {
-        client(&ca, identity, false)
-            .get(server.https("/metrics"))
-            .send()
-    };
+    let fetch = |identity| server.get_https(&ca, identity, false, "/metrics");
     assert_eq!(fetch(None).await.unwrap().status(), 200);
     assert_eq!(fetch(Some(&good)).await.unwrap().status(), 200);
     assert!(fetch(Some(&stranger)).await.is_err());
@@ -421,11 +414,7 @@ async fn client_certificates_are_required_and_verified_against_the_ca() {
         true,
     )
     .await;
-    let fetch = |identity: Option<&Pair>| {
-        client(&ca, identity, false)
-            .get(server.https("/metrics"))
-            .send()
-    };
+    let fetch = |identity| server.get_https(&ca, identity, false, "/metrics");
     assert!(fetch(None).await.is_err());
     assert_eq!(fetch(Some(&stranger)).await.unwrap().status(), 200);
     server.stop().await;
@@ -439,9 +428,8 @@ async fn a_rotated_certificate_is_served_without_a_restart_and_a_broken_one_is_n
     files.server_pair(&first);
     let server = Server::with_web_config(&files.web_config(&tls_yaml("")), true).await;
     let peer = || async {
-        let response = client(&ca, None, false)
-            .get(server.https("/healthz"))
-            .send()
+        let response = server
+            .get_https(&ca, None, false, "/healthz")
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
