@@ -73,6 +73,21 @@ fn shop_host(hostname: &str) -> String {
     format!("zone_id=\"{SHOP}\",zone=\"shop.example\",hostname=\"{hostname}\"")
 }
 
+/// A series key as `series` writes it: `cloudflare_aop_{family}{labels}`.
+fn key(family: &str, labels: &str) -> String {
+    format!("cloudflare_aop_{family}{{{labels}}}")
+}
+
+/// `key` with one more label after `labels`: `{label}="{state}"` (a state, a check, a source).
+fn state_key(family: &str, labels: &str, label: &str, state: &str) -> String {
+    key(family, &format!("{labels},{label}=\"{state}\""))
+}
+
+/// `cloudflare_aop_certificate_status{labels,status="{status}"}`.
+fn status_key(labels: &str, status: &str) -> String {
+    state_key("certificate_status", labels, "status", status)
+}
+
 fn value<'a>(all: &'a BTreeMap<String, String>, key: &str) -> &'a str {
     all.get(key)
         .unwrap_or_else(|| panic!("missing series {key}"))
@@ -160,12 +175,7 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
     }
 
     // StateSets are one-hot, including `unknown`.
-    let status_series = |cert: &str, value: &str| {
-        format!(
-            "cloudflare_aop_certificate_status{{{},status=\"{value}\"}}",
-            shop_cert(cert)
-        )
-    };
+    let status_series = |cert: &str, value: &str| status_key(&shop_cert(cert), value);
     for (cert, expected) in [
         (C_GOOD, "active"),
         (C_WEAK, "deployment_timed_out"),
@@ -196,19 +206,16 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
     assert_eq!(
         value(
             &all,
-            &format!(
-                "cloudflare_aop_certificate_expiry_timestamp_seconds{{{}}}",
-                shop_cert(C_GOOD)
-            )
+            &key("certificate_expiry_timestamp_seconds", &shop_cert(C_GOOD))
         ),
         good.expires_on.unwrap().timestamp().to_string()
     );
     assert_eq!(
         value(
             &all,
-            &format!(
-                "cloudflare_aop_certificate_not_before_timestamp_seconds{{{}}}",
-                shop_cert(C_GOOD)
+            &key(
+                "certificate_not_before_timestamp_seconds",
+                &shop_cert(C_GOOD)
             )
         ),
         facts.not_before.timestamp().to_string()
@@ -220,9 +227,9 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
     assert_eq!(
         value(
             &all,
-            &format!(
-                "cloudflare_aop_certificate_expiry_timestamp_seconds{{{}}}",
-                shop_cert(C_MISMATCH)
+            &key(
+                "certificate_expiry_timestamp_seconds",
+                &shop_cert(C_MISMATCH)
             )
         ),
         mismatch.expires_on.unwrap().timestamp().to_string(),
@@ -230,12 +237,8 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
     );
 
     // Each failing check on the certificate built to fail it; passing ones pass.
-    let check = |cert: &str, check: &str| {
-        format!(
-            "cloudflare_aop_certificate_check{{{},check=\"{check}\"}}",
-            shop_cert(cert)
-        )
-    };
+    let check =
+        |cert: &str, check: &str| state_key("certificate_check", &shop_cert(cert), "check", check);
     for (name, expected) in [
         ("pem_parses", "1"),
         ("client_auth_usage", "1"),
@@ -259,10 +262,7 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
 
     // Hostnames: enabled, disabled, voided, absent; the unlisted certificate was fetched.
     let association = |hostname: &str, state: &str| {
-        format!(
-            "cloudflare_aop_hostname_association{{{},state=\"{state}\"}}",
-            shop_host(hostname)
-        )
+        state_key("hostname_association", &shop_host(hostname), "state", state)
     };
     for (hostname, expected) in [
         ("www.shop.example", "enabled"),
@@ -281,10 +281,7 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
         }
         let enabled = if expected == "enabled" { "1" } else { "0" };
         assert_eq!(
-            value(
-                &all,
-                &format!("cloudflare_aop_hostname_enabled{{{}}}", shop_host(hostname))
-            ),
+            value(&all, &key("hostname_enabled", &shop_host(hostname))),
             enabled
         );
     }
@@ -297,9 +294,11 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
     assert_eq!(
         value(
             &all,
-            &format!(
-                "cloudflare_aop_hostname_status{{{},status=\"deployment_timed_out\"}}",
-                shop_host("old.shop.example")
+            &state_key(
+                "hostname_status",
+                &shop_host("old.shop.example"),
+                "status",
+                "deployment_timed_out"
             )
         ),
         "1"
@@ -347,10 +346,7 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
     assert_eq!(
         value(
             &all,
-            &format!(
-                "cloudflare_aop_certificate_status{{{},status=\"active\"}}",
-                cert_labels(SHOP, "shop.example", "zone", C_ZONE)
-            )
+            &status_key(&cert_labels(SHOP, "shop.example", "zone", C_ZONE), "active")
         ),
         "1"
     );
@@ -434,10 +430,7 @@ async fn a_failing_zone_keeps_its_series_while_other_zones_update() {
 
     let pay_cert = cert_labels(PAY, "pay.example", "hostname", C_PAY);
     assert_eq!(
-        value(
-            &all,
-            &format!("cloudflare_aop_certificate_status{{{pay_cert},status=\"active\"}}")
-        ),
+        value(&all, &status_key(&pay_cert, "active")),
         "1",
         "the failed zone's last good series stay"
     );
@@ -458,13 +451,7 @@ async fn a_failing_zone_keeps_its_series_while_other_zones_update() {
         "1"
     );
     assert_eq!(
-        value(
-            &all,
-            &format!(
-                "cloudflare_aop_certificate_status{{{},status=\"active\"}}",
-                shop_cert(C_SERVER_ONLY)
-            )
-        ),
+        value(&all, &status_key(&shop_cert(C_SERVER_ONLY), "active")),
         "1",
         "the healthy zone updated"
     );
@@ -703,6 +690,12 @@ async fn discovery_adds_proxied_dns_names() {
 const REAL_ACCOUNT_SCENARIO: &str = include_str!("scenarios/real-account.toml");
 const BLOG: &str = "c0ffee00c0ffee00c0ffee00c0ffee00";
 const BLOG_ACCOUNT: &str = "5d6e7f8091a2b3c4d5e6f708192a3b4c";
+/// The blog zone's hostnames with an account to discover from: (hostname, source, association).
+const BLOG_HOSTNAMES: [(&str, &str, &str); 3] = [
+    ("news.blog.example", "discovered", "absent"),
+    ("shop.blog.example", "configured", "absent"),
+    ("www.blog.example", "configured", "enabled"),
+];
 
 /// A real account's first hour: an account-owned token, hostname discovery, no zone-level polls.
 async fn real_account(account_id: Option<&str>) -> (Simulator, Exporter, Settings) {
@@ -763,14 +756,7 @@ async fn discovered_hostnames_without_an_association_raise_nothing() {
             )
         })
         .collect();
-    assert_eq!(
-        sources,
-        vec![
-            ("news.blog.example", "discovered", "absent"),
-            ("shop.blog.example", "configured", "absent"),
-            ("www.blog.example", "configured", "enabled"),
-        ]
-    );
+    assert_eq!(sources, BLOG_HOSTNAMES);
     let all = series(&scrape(serve(&exporter).await).await);
     let labels = |hostname: &str| {
         format!("zone_id=\"{BLOG}\",zone=\"blog.example\",hostname=\"{hostname}\"")
@@ -778,9 +764,11 @@ async fn discovered_hostnames_without_an_association_raise_nothing() {
     assert_eq!(
         value(
             &all,
-            &format!(
-                "cloudflare_aop_hostname_info{{{},source=\"discovered\"}}",
-                labels("news.blog.example")
+            &state_key(
+                "hostname_info",
+                &labels("news.blog.example"),
+                "source",
+                "discovered"
             )
         ),
         "1"
@@ -788,9 +776,11 @@ async fn discovered_hostnames_without_an_association_raise_nothing() {
     assert_eq!(
         value(
             &all,
-            &format!(
-                "cloudflare_aop_hostname_info{{{},source=\"configured\"}}",
-                labels("shop.blog.example")
+            &state_key(
+                "hostname_info",
+                &labels("shop.blog.example"),
+                "source",
+                "configured"
             )
         ),
         "1"
@@ -843,14 +833,7 @@ async fn discovered_hostnames_without_an_association_raise_nothing() {
             )
         })
         .collect();
-    assert_eq!(
-        hostnames,
-        vec![
-            ("news.blog.example", "discovered", "absent"),
-            ("shop.blog.example", "configured", "absent"),
-            ("www.blog.example", "configured", "enabled"),
-        ]
-    );
+    assert_eq!(hostnames, BLOG_HOSTNAMES);
     assert_eq!(
         json["hostnames"][2]["cert_id"],
         "30000000-0000-4000-8000-000000000001"
