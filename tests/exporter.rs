@@ -61,6 +61,22 @@ fn settings(sim: &Simulator) -> Settings {
     settings
 }
 
+/// An exporter over `sim` with the usual settings, after one cycle, served on a free port.
+async fn cycled_and_served(sim: &Simulator) -> (Exporter, std::net::SocketAddr) {
+    let exporter = Exporter::new(&settings(sim), false).unwrap();
+    exporter.cycle().await;
+    let addr = serve(&exporter).await;
+    (exporter, addr)
+}
+
+/// `settings`, keeping state in a fresh directory (returned, so it outlives the exporter).
+fn settings_with_state_dir(sim: &Simulator) -> (Settings, tempfile::TempDir) {
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(sim);
+    settings.state.dir = state_dir.path().to_path_buf();
+    (settings, state_dir)
+}
+
 fn cert_labels(zone: &str, zone_name: &str, scope: &str, cert_id: &str) -> String {
     format!("zone_id=\"{zone}\",zone=\"{zone_name}\",scope=\"{scope}\",cert_id=\"{cert_id}\"")
 }
@@ -120,9 +136,7 @@ fn serve_unknown_status(sim: &Simulator, zone_id: &str, cert_id: &str, status: &
 async fn one_cycle_exports_the_exact_metrics_contract() {
     let sim = Simulator::start(scenario()).await.unwrap();
     serve_unknown_status(&sim, SHOP, C_UNKNOWN, "quarantined");
-    let exporter = Exporter::new(&settings(&sim), false).unwrap();
-    exporter.cycle().await;
-    let addr = serve(&exporter).await;
+    let (_exporter, addr) = cycled_and_served(&sim).await;
     let text = scrape(addr).await;
     let all = series(&text);
 
@@ -399,9 +413,7 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
 #[tokio::test]
 async fn a_removed_certificate_disappears_after_the_next_cycle() {
     let sim = Simulator::start(scenario()).await.unwrap();
-    let exporter = Exporter::new(&settings(&sim), false).unwrap();
-    exporter.cycle().await;
-    let addr = serve(&exporter).await;
+    let (exporter, addr) = cycled_and_served(&sim).await;
     let before = scrape(addr).await;
     assert!(before.contains(C_MISMATCH));
 
@@ -415,9 +427,7 @@ async fn a_removed_certificate_disappears_after_the_next_cycle() {
 #[tokio::test]
 async fn a_failing_zone_keeps_its_series_while_other_zones_update() {
     let sim = Simulator::start(scenario()).await.unwrap();
-    let exporter = Exporter::new(&settings(&sim), false).unwrap();
-    exporter.cycle().await;
-    let addr = serve(&exporter).await;
+    let (exporter, addr) = cycled_and_served(&sim).await;
 
     sim.add_fault(FaultRule::always(Fault::ServerError { status: 500 }).zone(PAY));
     assert!(sim.set_certificate_status(
@@ -487,9 +497,7 @@ async fn metrics_pass_promtool_check_metrics() {
 #[tokio::test]
 async fn the_daemon_serves_ready_health_status_page_and_snapshot() {
     let sim = Simulator::start(scenario()).await.unwrap();
-    let state_dir = tempfile::tempdir().unwrap();
-    let mut settings = settings(&sim);
-    settings.state.dir = state_dir.path().to_path_buf();
+    let (mut settings, state_dir) = settings_with_state_dir(&sim);
     settings.schedule.cron = "0 0 0 1 1 *".into();
     let daemon = Daemon::start(settings).await;
     let addr = daemon.addr;
@@ -533,9 +541,7 @@ async fn the_daemon_serves_ready_health_status_page_and_snapshot() {
 #[tokio::test]
 async fn status_since_survives_a_restart() {
     let sim = Simulator::start(scenario()).await.unwrap();
-    let state_dir = tempfile::tempdir().unwrap();
-    let mut settings = settings(&sim);
-    settings.state.dir = state_dir.path().to_path_buf();
+    let (settings, _state_dir) = settings_with_state_dir(&sim);
     let since_of = |exporter: &Exporter| {
         exporter.snapshot.load().zones[SHOP].certificates[&(
             cloudflare_aop_exporter::state::Scope::Hostname,
