@@ -463,18 +463,8 @@ fn encoding_and_mode_rows(snapshot: &Snapshot, label: &str) {
             ..MetricsOptions::default()
         })
         .expect("the metrics registry");
-        let text = metrics.render(snapshot);
-        let series = text
-            .lines()
-            .filter(|line| !line.is_empty() && !line.starts_with('#'))
-            .count();
-        let plain_len = text.len();
-        drop(text);
-        let plain = time_runs(|| {
-            let mut total = 0;
-            metrics.render_chunks(snapshot, RENDER_CHUNK_LEN, |chunk| total += chunk.len());
-            total
-        });
+        let (series, plain_len) = series_and_bytes(&metrics, snapshot);
+        let plain = time_render_chunks(&metrics, snapshot);
         let mut compressed_len = 0;
         let gzip = time_runs(|| {
             let mut total = 0;
@@ -502,19 +492,9 @@ fn encoding_and_mode_rows(snapshot: &Snapshot, label: &str) {
 
 /// Prints the `render_chunks` and `render` rows; returns the `render_chunks` median.
 fn render_rows(metrics: &Metrics, snapshot: &Snapshot, label: &str) -> Duration {
-    let text = metrics.render(snapshot);
-    let series = text
-        .lines()
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .count();
-    let bytes = text.len();
-    drop(text);
+    let (series, bytes) = series_and_bytes(metrics, snapshot);
 
-    let chunked = time_runs(|| {
-        let mut total = 0;
-        metrics.render_chunks(snapshot, RENDER_CHUNK_LEN, |chunk| total += chunk.len());
-        total
-    });
+    let chunked = time_render_chunks(metrics, snapshot);
     let whole = time_runs(|| metrics.render(snapshot).len());
     for (method, times) in [("render_chunks", &chunked), ("render", &whole)] {
         println!(
@@ -526,6 +506,25 @@ fn render_rows(metrics: &Metrics, snapshot: &Snapshot, label: &str) -> Duration 
         );
     }
     percentile(&chunked, 0.5)
+}
+
+/// How many series one render of `snapshot` has, and its length in bytes.
+fn series_and_bytes(metrics: &Metrics, snapshot: &Snapshot) -> (usize, usize) {
+    let text = metrics.render(snapshot);
+    let series = text
+        .lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .count();
+    (series, text.len())
+}
+
+/// `time_runs` of `render_chunks` (the path `/metrics` serves) over `snapshot`.
+fn time_render_chunks(metrics: &Metrics, snapshot: &Snapshot) -> Vec<Duration> {
+    time_runs(|| {
+        let mut total = 0;
+        metrics.render_chunks(snapshot, RENDER_CHUNK_LEN, |chunk| total += chunk.len());
+        total
+    })
 }
 
 /// Times [`RENDER_RUNS`] calls of `render` (which returns the bytes produced).

@@ -29,7 +29,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,11 @@ import tempfile
 import time
 import urllib.request
 from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
+from bench_summary import percentile, summary_lines  # noqa: E402  (shared with bench_report.py)
+from free_ports import free_ports  # noqa: E402
 
 TOKEN = "bench-refresh-token"
 TICK_SECONDS = 2
@@ -54,18 +58,6 @@ SECTION_TITLE = "## Refresh scheduler"
 
 def log(message):
     print(f"[bench_refresh {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_ports(count):
-    sockets = []
-    for _ in range(count):
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sockets.append(sock)
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def call(method, url, body=None, timeout=30):
@@ -112,12 +104,6 @@ def tail(path, lines=15):
 
 def epoch(timestamp):
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
-
-
-def percentile(values, fraction):
-    ordered = sorted(values)  # nearest rank, like scripts/bench
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def metric_values(url, names):
@@ -616,10 +602,6 @@ def ratio(value, sweep):
     return "n/a" if value is None else f"{value:.1f} s = {value / sweep:.2f} × N/B"
 
 
-def verdict(ok):
-    return "PASS" if ok else "**MISS**"
-
-
 def report(results, started_at, revision, commands):
     out = []
     w = out.append
@@ -707,15 +689,7 @@ def report(results, started_at, revision, commands):
         if c:
             summary.append((f"0 429s with two exporters on one token ({label})",
                             f"{c['rate_limited']}", c["rate_limited"] == 0))
-    missed = [s for s in summary if not s[2]]
-    w(f"{len(summary) - len(missed)} of {len(summary)} targets met"
-      + (f"; **missed**: {'; '.join(s[0] for s in missed)}." if missed else "."))
-    w("")
-    w("| target | measured | verdict |")
-    w("|---|---|---|")
-    for target, measured, ok in summary:
-        w(f"| {target} | {measured} | {verdict(ok)} |")
-    w("")
+    out += summary_lines(summary, "targets met", "target")
 
     for r in results:
         f, d, b, c = (r.get(k, {}) for k in ("freshness", "forced_429", "other_client",

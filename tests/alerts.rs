@@ -224,12 +224,7 @@ async fn a_timeout_notifies_each_sink_once_repeats_after_the_interval_and_resolv
         repeat["alerts"][0]["startsAt"], document["alerts"][0]["startsAt"],
         "a repeat is the same alert"
     );
-    assert!(
-        slack[1].json()["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("[STILL FIRING]")
-    );
+    assert!(slack[1].slack_text().starts_with("[STILL FIRING]"));
 
     // The status clears: exactly one resolved message per sink, however many cycles follow.
     assert!(sim.set_certificate_status(ZONE, CERT, Status::Active));
@@ -247,7 +242,7 @@ async fn a_timeout_notifies_each_sink_once_repeats_after_the_interval_and_resolv
     assert_eq!(resolved["alerts"][0]["status"], "resolved");
     assert_eq!(resolved["alerts"][0]["fingerprint"], fingerprint.as_str());
     assert_ne!(resolved["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
-    let resolved_text = slack[2].json()["text"].as_str().unwrap().to_owned();
+    let resolved_text = slack[2].slack_text();
     assert!(resolved_text.starts_with("[RESOLVED] "), "{resolved_text}");
     assert!(
         resolved_text.contains("is no longer deployment_timed_out"),
@@ -436,12 +431,7 @@ async fn a_restart_delivers_what_was_queued_and_does_not_announce_the_alert_agai
     );
     let delivered = receiver.wait_for("/slack", 1).await;
     assert_eq!(delivered.len(), 1, "the queued notification is delivered");
-    assert!(
-        delivered[0].json()["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("[FIRING]")
-    );
+    assert!(delivered[0].slack_text().starts_with("[FIRING]"));
 
     // Polls that still see the timeout do not announce it again.
     second.cycle().await;
@@ -510,12 +500,7 @@ async fn a_renamed_sink_keeps_its_queue_and_an_added_sink_hears_the_firing_alert
         1,
         "the renamed sink's queued notification is delivered"
     );
-    assert!(
-        carried[0].json()["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("[FIRING]")
-    );
+    assert!(carried[0].slack_text().starts_with("[FIRING]"));
     let announced = hook.wait_for("/hook", 1).await;
     assert_eq!(
         announced.len(),

@@ -47,8 +47,28 @@ fn exporter() -> Command {
     common::process::command_without_env()
 }
 
+/// `validate-config FILE`, run to completion.
+fn validate_config(file: &Path) -> Output {
+    exporter()
+        .arg("validate-config")
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// Asserts exit code 0, showing stderr otherwise.
+#[track_caller]
+fn assert_success(output: &Output) {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        text(&output.stderr)
+    );
 }
 
 /// Asserts exit code 2 and a single stderr line that names the file and the key.
@@ -76,21 +96,13 @@ fn validate_config_rejects_a_bad_file_with_one_line_naming_file_and_key() {
         "bad.toml",
         &good_config().replace("[cloudflare]\n", "[cloud]\n"),
     );
-    let output = exporter()
-        .arg("validate-config")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let output = validate_config(&bad);
     let stderr = assert_config_error(&output, &bad, "cloud");
     assert!(stderr.contains("cloud: unknown key"), "{stderr}");
     assert!(output.stdout.is_empty());
 
     let bad = write(&dir, "bad2.toml", "[cloudflare]\nrequest_timeot = \"5s\"\n");
-    let output = exporter()
-        .arg("validate-config")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let output = validate_config(&bad);
     let stderr = assert_config_error(&output, &bad, "cloudflare.request_timeot");
     assert!(stderr.contains("unknown key"), "{stderr}");
 }
@@ -149,12 +161,7 @@ fn validate_config_accepts_the_shipped_example() {
         .unwrap();
     let stdout = text(&output.stdout);
     // Not "SECRET": the variable name AOP_WEBHOOK_SECRET is shown, and may be.
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stderr: {}",
-        text(&output.stderr)
-    );
+    assert_success(&output);
     assert!(!stdout.contains("LEAK"), "{stdout}");
     assert!(
         stdout.contains(&format!("api_token_file = \"{}\"", token.display())),
@@ -298,11 +305,7 @@ fn config_errors_exit_2_for_run_check_and_the_default_command() {
 fn missing_credentials_are_reported_even_with_a_token_in_the_test_environment() {
     let dir = tempfile::tempdir().unwrap();
     let config = write(&dir, "no-token.toml", "[[zones]]\nid = \"abc\"\n");
-    let output = exporter()
-        .arg("validate-config")
-        .arg(&config)
-        .output()
-        .unwrap();
+    let output = validate_config(&config);
     let stderr = assert_config_error(&output, &config, "cloudflare.api_token");
     assert!(
         stderr.contains("no API credentials: set api_token, api_token_file, api_token_env or CLOUDFLARE_API_TOKEN"),
@@ -333,11 +336,7 @@ fn error_messages_never_show_secret_values() {
         "bad-url.toml",
         &good_config().replace(SINK_URL, "hooks.example.com/url-SECRET-path"),
     );
-    let output = exporter()
-        .arg("validate-config")
-        .arg(&bad_url)
-        .output()
-        .unwrap();
+    let output = validate_config(&bad_url);
     let stderr = assert_config_error(&output, &bad_url, "alerts.sinks[0].url");
     assert!(!stderr.contains("SECRET"), "{stderr}");
 
@@ -346,11 +345,7 @@ fn error_messages_never_show_secret_values() {
         "syntax.toml",
         "[cloudflare]\napi_token = \"tok-SECRET-123\n",
     );
-    let output = exporter()
-        .arg("validate-config")
-        .arg(&unterminated)
-        .output()
-        .unwrap();
+    let output = validate_config(&unterminated);
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(2));
     assert!(
@@ -456,11 +451,7 @@ fn validate_config_refuses_what_cannot_work_with_exit_2_naming_the_key() {
     ];
     for (index, (contents, key)) in cases.iter().enumerate() {
         let file = write(&dir, &format!("case{index}.toml"), contents);
-        let output = exporter()
-            .arg("validate-config")
-            .arg(&file)
-            .output()
-            .unwrap();
+        let output = validate_config(&file);
         let stderr = assert_config_error(&output, &file, key);
         assert!(!stderr.contains("SECRET"), "{stderr}");
     }
@@ -502,23 +493,12 @@ async fn zones_by_name_are_resolved_at_start_up_not_by_validate_config() {
     );
     let validate = {
         let file = file.clone();
-        tokio::task::spawn_blocking(move || {
-            exporter()
-                .arg("validate-config")
-                .arg(&file)
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
+        tokio::task::spawn_blocking(move || validate_config(&file))
+            .await
+            .unwrap()
     };
     let stdout = text(&validate.stdout);
-    assert_eq!(
-        validate.status.code(),
-        Some(0),
-        "{}",
-        text(&validate.stderr)
-    );
+    assert_success(&validate);
     assert!(
         stdout.contains(
             "# zones[0] (name missing.example): the zone id will be resolved at start-up"

@@ -61,6 +61,22 @@ fn settings(sim: &Simulator) -> Settings {
     settings
 }
 
+/// An exporter over `sim` with the usual settings, after one cycle, served on a free port.
+async fn cycled_and_served(sim: &Simulator) -> (Exporter, std::net::SocketAddr) {
+    let exporter = Exporter::new(&settings(sim), false).unwrap();
+    exporter.cycle().await;
+    let addr = serve(&exporter).await;
+    (exporter, addr)
+}
+
+/// `settings`, keeping state in a fresh directory (returned, so it outlives the exporter).
+fn settings_with_state_dir(sim: &Simulator) -> (Settings, tempfile::TempDir) {
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(sim);
+    settings.state.dir = state_dir.path().to_path_buf();
+    (settings, state_dir)
+}
+
 fn cert_labels(zone: &str, zone_name: &str, scope: &str, cert_id: &str) -> String {
     format!("zone_id=\"{zone}\",zone=\"{zone_name}\",scope=\"{scope}\",cert_id=\"{cert_id}\"")
 }
@@ -71,6 +87,21 @@ fn shop_cert(cert_id: &str) -> String {
 
 fn shop_host(hostname: &str) -> String {
     format!("zone_id=\"{SHOP}\",zone=\"shop.example\",hostname=\"{hostname}\"")
+}
+
+/// A series key as `series` writes it: `cloudflare_aop_{family}{labels}`.
+fn key(family: &str, labels: &str) -> String {
+    format!("cloudflare_aop_{family}{{{labels}}}")
+}
+
+/// `key` with one more label after `labels`: `{label}="{state}"` (a state, a check, a source).
+fn state_key(family: &str, labels: &str, label: &str, state: &str) -> String {
+    key(family, &format!("{labels},{label}=\"{state}\""))
+}
+
+/// `cloudflare_aop_certificate_status{labels,status="{status}"}`.
+fn status_key(labels: &str, status: &str) -> String {
+    state_key("certificate_status", labels, "status", status)
 }
 
 fn value<'a>(all: &'a BTreeMap<String, String>, key: &str) -> &'a str {
@@ -105,9 +136,7 @@ fn serve_unknown_status(sim: &Simulator, zone_id: &str, cert_id: &str, status: &
 async fn one_cycle_exports_the_exact_metrics_contract() {
     let sim = Simulator::start(scenario()).await.unwrap();
     serve_unknown_status(&sim, SHOP, C_UNKNOWN, "quarantined");
-    let exporter = Exporter::new(&settings(&sim), false).unwrap();
-    exporter.cycle().await;
-    let addr = serve(&exporter).await;
+    let (_exporter, addr) = cycled_and_served(&sim).await;
     let text = scrape(addr).await;
     let all = series(&text);
 
@@ -160,12 +189,7 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
     }
 
     // StateSets are one-hot, including `unknown`.
-    let status_series = |cert: &str, value: &str| {
-        format!(
-            "cloudflare_aop_certificate_status{{{},status=\"{value}\"}}",
-            shop_cert(cert)
-        )
-    };
+    let status_series = |cert: &str, value: &str| status_key(&shop_cert(cert), value);
     for (cert, expected) in [
         (C_GOOD, "active"),
         (C_WEAK, "deployment_timed_out"),
@@ -196,19 +220,16 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
     assert_eq!(
         value(
             &all,
-            &format!(
-                "cloudflare_aop_certificate_expiry_timestamp_seconds{{{}}}",
-                shop_cert(C_GOOD)
-            )
+            &key("certificate_expiry_timestamp_seconds", &shop_cert(C_GOOD))
         ),
         good.expires_on.unwrap().timestamp().to_string()
     );
     assert_eq!(
         value(
             &all,
-            &format!(
-                "cloudflare_aop_certificate_not_before_timestamp_seconds{{{}}}",
-                shop_cert(C_GOOD)
+            &key(
+                "certificate_not_before_timestamp_seconds",
+                &shop_cert(C_GOOD)
             )
         ),
         facts.not_before.timestamp().to_string()
@@ -220,9 +241,9 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
     assert_eq!(
         value(
             &all,
-            &format!(
-                "cloudflare_aop_certificate_expiry_timestamp_seconds{{{}}}",
-                shop_cert(C_MISMATCH)
+            &key(
+                "certificate_expiry_timestamp_seconds",
+                &shop_cert(C_MISMATCH)
             )
         ),
         mismatch.expires_on.unwrap().timestamp().to_string(),
@@ -230,12 +251,8 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
     );
 
     // Each failing check on the certificate built to fail it; passing ones pass.
-    let check = |cert: &str, check: &str| {
-        format!(
-            "cloudflare_aop_certificate_check{{{},check=\"{check}\"}}",
-            shop_cert(cert)
-        )
-    };
+    let check =
+        |cert: &str, check: &str| state_key("certificate_check", &shop_cert(cert), "check", check);
     for (name, expected) in [
         ("pem_parses", "1"),
         ("client_auth_usage", "1"),
@@ -259,10 +276,7 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
 
     // Hostnames: enabled, disabled, voided, absent; the unlisted certificate was fetched.
     let association = |hostname: &str, state: &str| {
-        format!(
-            "cloudflare_aop_hostname_association{{{},state=\"{state}\"}}",
-            shop_host(hostname)
-        )
+        state_key("hostname_association", &shop_host(hostname), "state", state)
     };
     for (hostname, expected) in [
         ("www.shop.example", "enabled"),
@@ -281,10 +295,7 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
         }
         let enabled = if expected == "enabled" { "1" } else { "0" };
         assert_eq!(
-            value(
-                &all,
-                &format!("cloudflare_aop_hostname_enabled{{{}}}", shop_host(hostname))
-            ),
+            value(&all, &key("hostname_enabled", &shop_host(hostname))),
             enabled
         );
     }
@@ -297,9 +308,11 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
     assert_eq!(
         value(
             &all,
-            &format!(
-                "cloudflare_aop_hostname_status{{{},status=\"deployment_timed_out\"}}",
-                shop_host("old.shop.example")
+            &state_key(
+                "hostname_status",
+                &shop_host("old.shop.example"),
+                "status",
+                "deployment_timed_out"
             )
         ),
         "1"
@@ -347,10 +360,7 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
     assert_eq!(
         value(
             &all,
-            &format!(
-                "cloudflare_aop_certificate_status{{{},status=\"active\"}}",
-                cert_labels(SHOP, "shop.example", "zone", C_ZONE)
-            )
+            &status_key(&cert_labels(SHOP, "shop.example", "zone", C_ZONE), "active")
         ),
         "1"
     );
@@ -403,9 +413,7 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
 #[tokio::test]
 async fn a_removed_certificate_disappears_after_the_next_cycle() {
     let sim = Simulator::start(scenario()).await.unwrap();
-    let exporter = Exporter::new(&settings(&sim), false).unwrap();
-    exporter.cycle().await;
-    let addr = serve(&exporter).await;
+    let (exporter, addr) = cycled_and_served(&sim).await;
     let before = scrape(addr).await;
     assert!(before.contains(C_MISMATCH));
 
@@ -419,9 +427,7 @@ async fn a_removed_certificate_disappears_after_the_next_cycle() {
 #[tokio::test]
 async fn a_failing_zone_keeps_its_series_while_other_zones_update() {
     let sim = Simulator::start(scenario()).await.unwrap();
-    let exporter = Exporter::new(&settings(&sim), false).unwrap();
-    exporter.cycle().await;
-    let addr = serve(&exporter).await;
+    let (exporter, addr) = cycled_and_served(&sim).await;
 
     sim.add_fault(FaultRule::always(Fault::ServerError { status: 500 }).zone(PAY));
     assert!(sim.set_certificate_status(
@@ -434,10 +440,7 @@ async fn a_failing_zone_keeps_its_series_while_other_zones_update() {
 
     let pay_cert = cert_labels(PAY, "pay.example", "hostname", C_PAY);
     assert_eq!(
-        value(
-            &all,
-            &format!("cloudflare_aop_certificate_status{{{pay_cert},status=\"active\"}}")
-        ),
+        value(&all, &status_key(&pay_cert, "active")),
         "1",
         "the failed zone's last good series stay"
     );
@@ -458,13 +461,7 @@ async fn a_failing_zone_keeps_its_series_while_other_zones_update() {
         "1"
     );
     assert_eq!(
-        value(
-            &all,
-            &format!(
-                "cloudflare_aop_certificate_status{{{},status=\"active\"}}",
-                shop_cert(C_SERVER_ONLY)
-            )
-        ),
+        value(&all, &status_key(&shop_cert(C_SERVER_ONLY), "active")),
         "1",
         "the healthy zone updated"
     );
@@ -500,9 +497,7 @@ async fn metrics_pass_promtool_check_metrics() {
 #[tokio::test]
 async fn the_daemon_serves_ready_health_status_page_and_snapshot() {
     let sim = Simulator::start(scenario()).await.unwrap();
-    let state_dir = tempfile::tempdir().unwrap();
-    let mut settings = settings(&sim);
-    settings.state.dir = state_dir.path().to_path_buf();
+    let (mut settings, state_dir) = settings_with_state_dir(&sim);
     settings.schedule.cron = "0 0 0 1 1 *".into();
     let daemon = Daemon::start(settings).await;
     let addr = daemon.addr;
@@ -546,9 +541,7 @@ async fn the_daemon_serves_ready_health_status_page_and_snapshot() {
 #[tokio::test]
 async fn status_since_survives_a_restart() {
     let sim = Simulator::start(scenario()).await.unwrap();
-    let state_dir = tempfile::tempdir().unwrap();
-    let mut settings = settings(&sim);
-    settings.state.dir = state_dir.path().to_path_buf();
+    let (settings, _state_dir) = settings_with_state_dir(&sim);
     let since_of = |exporter: &Exporter| {
         exporter.snapshot.load().zones[SHOP].certificates[&(
             cloudflare_aop_exporter::state::Scope::Hostname,
@@ -703,6 +696,12 @@ async fn discovery_adds_proxied_dns_names() {
 const REAL_ACCOUNT_SCENARIO: &str = include_str!("scenarios/real-account.toml");
 const BLOG: &str = "c0ffee00c0ffee00c0ffee00c0ffee00";
 const BLOG_ACCOUNT: &str = "5d6e7f8091a2b3c4d5e6f708192a3b4c";
+/// The blog zone's hostnames with an account to discover from: (hostname, source, association).
+const BLOG_HOSTNAMES: [(&str, &str, &str); 3] = [
+    ("news.blog.example", "discovered", "absent"),
+    ("shop.blog.example", "configured", "absent"),
+    ("www.blog.example", "configured", "enabled"),
+];
 
 /// A real account's first hour: an account-owned token, hostname discovery, no zone-level polls.
 async fn real_account(account_id: Option<&str>) -> (Simulator, Exporter, Settings) {
@@ -763,14 +762,7 @@ async fn discovered_hostnames_without_an_association_raise_nothing() {
             )
         })
         .collect();
-    assert_eq!(
-        sources,
-        vec![
-            ("news.blog.example", "discovered", "absent"),
-            ("shop.blog.example", "configured", "absent"),
-            ("www.blog.example", "configured", "enabled"),
-        ]
-    );
+    assert_eq!(sources, BLOG_HOSTNAMES);
     let all = series(&scrape(serve(&exporter).await).await);
     let labels = |hostname: &str| {
         format!("zone_id=\"{BLOG}\",zone=\"blog.example\",hostname=\"{hostname}\"")
@@ -778,9 +770,11 @@ async fn discovered_hostnames_without_an_association_raise_nothing() {
     assert_eq!(
         value(
             &all,
-            &format!(
-                "cloudflare_aop_hostname_info{{{},source=\"discovered\"}}",
-                labels("news.blog.example")
+            &state_key(
+                "hostname_info",
+                &labels("news.blog.example"),
+                "source",
+                "discovered"
             )
         ),
         "1"
@@ -788,9 +782,11 @@ async fn discovered_hostnames_without_an_association_raise_nothing() {
     assert_eq!(
         value(
             &all,
-            &format!(
-                "cloudflare_aop_hostname_info{{{},source=\"configured\"}}",
-                labels("shop.blog.example")
+            &state_key(
+                "hostname_info",
+                &labels("shop.blog.example"),
+                "source",
+                "configured"
             )
         ),
         "1"
@@ -843,14 +839,7 @@ async fn discovered_hostnames_without_an_association_raise_nothing() {
             )
         })
         .collect();
-    assert_eq!(
-        hostnames,
-        vec![
-            ("news.blog.example", "discovered", "absent"),
-            ("shop.blog.example", "configured", "absent"),
-            ("www.blog.example", "configured", "enabled"),
-        ]
-    );
+    assert_eq!(hostnames, BLOG_HOSTNAMES);
     assert_eq!(
         json["hostnames"][2]["cert_id"],
         "30000000-0000-4000-8000-000000000001"

@@ -702,32 +702,41 @@ async fn the_daemon(
 
 /// `healthcheck` against the daemon, and against a closed port.
 async fn healthchecks(addr: SocketAddr, slack_url: &str, logs: &Path, artifacts: &mut Artifacts) {
-    let healthz = format!("http://{addr}/healthz");
-    let code = run(
-        "healthcheck ok",
-        &["healthcheck", "--url", &healthz],
-        slack_url,
-        logs,
-        artifacts,
-    )
-    .await;
-    assert_eq!(code, Some(0), "healthcheck against the daemon");
-    let closed = format!("http://{}/healthz", free_port());
-    let code = run(
-        "healthcheck closed",
-        &["healthcheck", "--url", &closed],
-        slack_url,
-        logs,
-        artifacts,
-    )
-    .await;
-    assert_eq!(code, Some(1), "healthcheck against a closed port");
-    // Credentials in the URL, answered 404 (as a wrong password would be answered 401).
-    for (label, path, exit) in [
-        ("healthcheck creds ok", "/healthz", 0),
-        ("healthcheck creds 404", "/nope", 1),
+    // Credentials in the URL too, answered 404 as a wrong password would be answered 401.
+    let with_credentials =
+        |host: String, path: &str| format!("http://probe:{PROBE_PASSWORD}@{host}{path}");
+    for (label, url, exit, what) in [
+        (
+            "healthcheck ok",
+            format!("http://{addr}/healthz"),
+            0,
+            "healthcheck against the daemon",
+        ),
+        (
+            "healthcheck closed",
+            format!("http://{}/healthz", free_port()),
+            1,
+            "healthcheck against a closed port",
+        ),
+        (
+            "healthcheck creds ok",
+            with_credentials(addr.to_string(), "/healthz"),
+            0,
+            "healthcheck creds ok",
+        ),
+        (
+            "healthcheck creds 404",
+            with_credentials(addr.to_string(), "/nope"),
+            1,
+            "healthcheck creds 404",
+        ),
+        (
+            "healthcheck creds closed",
+            with_credentials(free_port().to_string(), "/healthz"),
+            1,
+            "healthcheck with credentials against a closed port",
+        ),
     ] {
-        let url = format!("http://probe:{PROBE_PASSWORD}@{addr}{path}");
         let code = run(
             label,
             &["healthcheck", "--url", &url],
@@ -736,22 +745,27 @@ async fn healthchecks(addr: SocketAddr, slack_url: &str, logs: &Path, artifacts:
             artifacts,
         )
         .await;
-        assert_eq!(code, Some(exit), "{label}");
+        assert_eq!(code, Some(exit), "{what}");
     }
-    let url = format!("http://probe:{PROBE_PASSWORD}@{}/healthz", free_port());
-    let code = run(
-        "healthcheck creds closed",
-        &["healthcheck", "--url", &url],
-        slack_url,
-        logs,
-        artifacts,
-    )
-    .await;
-    assert_eq!(
-        code,
-        Some(1),
-        "healthcheck with credentials against a closed port"
-    );
+}
+
+/// `label`: `command --listen <a free port>` and `extra`, once `ready` answers 200 there.
+async fn serving(
+    label: &str,
+    command: &str,
+    extra: &[&str],
+    ready: &str,
+    http: &reqwest::Client,
+    slack_url: &str,
+    logs: &Path,
+) -> (Proc, SocketAddr) {
+    let listen = free_port();
+    let listen_arg = listen.to_string();
+    let mut args = vec![command, "--listen", &listen_arg];
+    args.extend_from_slice(extra);
+    let proc = Proc::spawn(label, &args, slack_url, logs);
+    wait_200(http, listen, ready, &proc).await;
+    (proc, listen)
 }
 
 /// `demo` and `simulate`, briefly, each scraped; the simulator also gets requests carrying the
@@ -761,27 +775,22 @@ async fn demo_and_simulate(slack_url: &str, logs: &Path, artifacts: &mut Artifac
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let listen = free_port();
-    let demo = Proc::spawn(
-        "demo",
-        &["demo", "--listen", &listen.to_string()],
-        slack_url,
-        logs,
-    );
-    wait_200(&http, listen, "/readyz", &demo).await;
+    let (demo, listen) = serving("demo", "demo", &[], "/readyz", &http, slack_url, logs).await;
     for path in ["/metrics", "/api/v1/snapshot", "/"] {
         assert_eq!(fetch(&http, listen, path, "demo", artifacts).await, 200);
     }
     assert_eq!(demo.terminate(artifacts).await, Some(0), "demo exit code");
 
-    let listen = free_port();
-    let simulate = Proc::spawn(
+    let (simulate, listen) = serving(
         "simulate",
-        &["simulate", "--listen", &listen.to_string()],
+        "simulate",
+        &[],
+        "/__sim/stats",
+        &http,
         slack_url,
         logs,
-    );
-    wait_200(&http, listen, "/__sim/stats", &simulate).await;
+    )
+    .await;
     let zones = get_text(&http, &format!("http://{listen}/__sim/zones")).await;
     artifacts.add("simulate GET /__sim/zones", zones.clone());
     let zone_id = serde_json::from_str::<serde_json::Value>(&zones).unwrap()["zones"][0]["id"]
@@ -823,20 +832,16 @@ async fn demo_and_simulate(slack_url: &str, logs: &Path, artifacts: &mut Artifac
     // see it, or it is not looking at the output at all.
     let scenario_file = logs.join("audit-scenario.toml");
     std::fs::write(&scenario_file, scenario_toml()).unwrap();
-    let listen = free_port();
-    let control = Proc::spawn(
+    let (control, _) = serving(
         "simulate control",
-        &[
-            "simulate",
-            "--listen",
-            &listen.to_string(),
-            "--scenario",
-            arg(&scenario_file),
-        ],
+        "simulate",
+        &["--scenario", arg(&scenario_file)],
+        "/__sim/stats",
+        &http,
         slack_url,
         logs,
-    );
-    wait_200(&http, listen, "/__sim/stats", &control).await;
+    )
+    .await;
     let mut seen = Artifacts::default();
     control.terminate(&mut seen).await;
     assert!(

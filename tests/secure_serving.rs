@@ -108,6 +108,15 @@ impl Files {
     }
 }
 
+/// A test CA, and a directory holding its server pair 1 as `server.crt` / `server.key`.
+fn tls_files() -> (Ca, Files, Pair) {
+    let ca = Ca::new("test CA");
+    let files = Files::new();
+    let pair = ca.server_pair(1);
+    files.server_pair(&pair);
+    (ca, files, pair)
+}
+
 /// `tls_server_config` with the relative `server.crt` / `server.key`, plus `extra` lines.
 fn tls_yaml(extra: &str) -> String {
     format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n{extra}")
@@ -148,12 +157,32 @@ impl Server {
         .await
     }
 
+    /// TLS with `files`' server pair and these `extra` lines of `tls_server_config`;
+    /// `/healthz` without auth.
+    async fn with_tls(files: &Files, extra: &str) -> Server {
+        Server::with_web_config(&files.web_config(&tls_yaml(extra)), true).await
+    }
+
     fn https(&self, path: &str) -> String {
         format!("https://{}{path}", self.addr)
     }
 
     fn http(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// `GET path` over HTTPS from a fresh `client(ca, identity, tls12_only)`.
+    async fn get_https(
+        &self,
+        ca: &Ca,
+        identity: Option<&Pair>,
+        tls12_only: bool,
+        path: &str,
+    ) -> reqwest::Result<reqwest::Response> {
+        client(ca, identity, tls12_only)
+            .get(self.https(path))
+            .send()
+            .await
     }
 
     /// Graceful shutdown: the serve future must end, and cleanly.
@@ -216,15 +245,11 @@ async fn plain_http_still_works_without_a_web_config() {
 
 #[tokio::test]
 async fn tls_serves_metrics_to_a_client_trusting_the_ca_and_shuts_down_gracefully() {
-    let ca = Ca::new("test CA");
-    let files = Files::new();
-    let pair = ca.server_pair(1);
-    files.server_pair(&pair);
-    let server = Server::with_web_config(&files.web_config(&tls_yaml("")), true).await;
+    let (ca, files, pair) = tls_files();
+    let server = Server::with_tls(&files, "").await;
 
-    let response = client(&ca, None, false)
-        .get(server.https("/metrics"))
-        .send()
+    let response = server
+        .get_https(&ca, None, false, "/metrics")
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -232,11 +257,7 @@ async fn tls_serves_metrics_to_a_client_trusting_the_ca_and_shuts_down_gracefull
     assert!(response.text().await.unwrap().contains("# TYPE"));
 
     // The default minimum is TLS 1.2: a TLS 1.2-only client is served.
-    let response = client(&ca, None, true)
-        .get(server.https("/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.get_https(&ca, None, true, "/healthz").await.unwrap();
     assert_eq!(response.status(), 200);
 
     // Plain HTTP to the TLS port gets no HTTP answer.
@@ -255,23 +276,16 @@ async fn tls_serves_metrics_to_a_client_trusting_the_ca_and_shuts_down_gracefull
 
 #[tokio::test]
 async fn min_version_tls13_refuses_a_tls12_only_client() {
-    let ca = Ca::new("test CA");
-    let files = Files::new();
-    files.server_pair(&ca.server_pair(1));
-    let server =
-        Server::with_web_config(&files.web_config(&tls_yaml("  min_version: TLS13\n")), true).await;
+    let (ca, files, _) = tls_files();
+    let server = Server::with_tls(&files, "  min_version: TLS13\n").await;
 
-    let refused = client(&ca, None, true)
-        .get(server.https("/healthz"))
-        .send()
-        .await;
+    let refused = server.get_https(&ca, None, true, "/healthz").await;
     assert!(
         refused.is_err(),
         "a TLS 1.2-only client must fail the handshake"
     );
-    let response = client(&ca, None, false)
-        .get(server.https("/healthz"))
-        .send()
+    let response = server
+        .get_https(&ca, None, false, "/healthz")
         .await
         .unwrap();
     assert_eq!(response.status(), 200, "TLS 1.3 is served");
@@ -280,9 +294,7 @@ async fn min_version_tls13_refuses_a_tls12_only_client() {
 
 #[tokio::test]
 async fn basic_auth_accepts_the_right_password_only() {
-    let ca = Ca::new("test CA");
-    let files = Files::new();
-    files.server_pair(&ca.server_pair(1));
+    let (ca, files, _) = tls_files();
     let yaml = format!(
         "{}basic_auth_users:\n  alice: {}\n  bob: '{}'\n",
         tls_yaml(""),
@@ -360,27 +372,19 @@ async fn basic_auth_accepts_the_right_password_only() {
 
 #[tokio::test]
 async fn client_certificates_are_required_and_verified_against_the_ca() {
-    let ca = Ca::new("test CA");
+    let (ca, files, _) = tls_files();
     let client_ca = Ca::new("client CA");
     let other_ca = Ca::new("other CA");
-    let files = Files::new();
-    files.server_pair(&ca.server_pair(1));
     files.write("client-ca.crt", &client_ca.pem());
     let good = client_ca.client_pair(10);
     let stranger = other_ca.client_pair(11);
 
-    let server = Server::with_web_config(
-        &files.web_config(&tls_yaml(
-            "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.crt\n",
-        )),
-        true,
+    let server = Server::with_tls(
+        &files,
+        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.crt\n",
     )
     .await;
-    let fetch = |identity: Option<&Pair>| {
-        client(&ca, identity, false)
-            .get(server.https("/metrics"))
-            .send()
-    };
+    let fetch = |identity| server.get_https(&ca, identity, false, "/metrics");
     assert!(fetch(None).await.is_err(), "no client certificate: refused");
     assert!(
         fetch(Some(&stranger)).await.is_err(),
@@ -388,44 +392,26 @@ async fn client_certificates_are_required_and_verified_against_the_ca() {
     );
     assert_eq!(fetch(Some(&good)).await.unwrap().status(), 200);
     // TLS 1.2 too (there the refusal happens inside the handshake).
-    let tls12 = |identity: Option<&Pair>| {
-        client(&ca, identity, true)
-            .get(server.https("/metrics"))
-            .send()
-    };
+    let tls12 = |identity| server.get_https(&ca, identity, true, "/metrics");
     assert!(tls12(None).await.is_err());
     assert_eq!(tls12(Some(&good)).await.unwrap().status(), 200);
     server.stop().await;
 
     // VerifyClientCertIfGiven: none is fine, a bad one is not.
-    let server = Server::with_web_config(
-        &files.web_config(&tls_yaml(
-            "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: client-ca.crt\n",
-        )),
-        true,
+    let server = Server::with_tls(
+        &files,
+        "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: client-ca.crt\n",
     )
     .await;
-    let fetch = |identity: Option<&Pair>| {
-        client(&ca, identity, false)
-            .get(server.https("/metrics"))
-            .send()
-    };
+    let fetch = |identity| server.get_https(&ca, identity, false, "/metrics");
     assert_eq!(fetch(None).await.unwrap().status(), 200);
     assert_eq!(fetch(Some(&good)).await.unwrap().status(), 200);
     assert!(fetch(Some(&stranger)).await.is_err());
     server.stop().await;
 
     // RequireAnyClientCert: any certificate, but one is needed.
-    let server = Server::with_web_config(
-        &files.web_config(&tls_yaml("  client_auth_type: RequireAnyClientCert\n")),
-        true,
-    )
-    .await;
-    let fetch = |identity: Option<&Pair>| {
-        client(&ca, identity, false)
-            .get(server.https("/metrics"))
-            .send()
-    };
+    let server = Server::with_tls(&files, "  client_auth_type: RequireAnyClientCert\n").await;
+    let fetch = |identity| server.get_https(&ca, identity, false, "/metrics");
     assert!(fetch(None).await.is_err());
     assert_eq!(fetch(Some(&stranger)).await.unwrap().status(), 200);
     server.stop().await;
@@ -433,15 +419,11 @@ async fn client_certificates_are_required_and_verified_against_the_ca() {
 
 #[tokio::test]
 async fn a_rotated_certificate_is_served_without_a_restart_and_a_broken_one_is_not() {
-    let ca = Ca::new("test CA");
-    let files = Files::new();
-    let first = ca.server_pair(1);
-    files.server_pair(&first);
-    let server = Server::with_web_config(&files.web_config(&tls_yaml("")), true).await;
+    let (ca, files, first) = tls_files();
+    let server = Server::with_tls(&files, "").await;
     let peer = || async {
-        let response = client(&ca, None, false)
-            .get(server.https("/healthz"))
-            .send()
+        let response = server
+            .get_https(&ca, None, false, "/healthz")
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
@@ -479,9 +461,7 @@ async fn a_rotated_certificate_is_served_without_a_restart_and_a_broken_one_is_n
 
 /// The web config error for `yaml` (with a valid pair and CA beside it).
 fn load_error(yaml: &str) -> WebConfigError {
-    let ca = Ca::new("test CA");
-    let files = Files::new();
-    files.server_pair(&ca.server_pair(1));
+    let (ca, files, _) = tls_files();
     files.write("ca.crt", &ca.pem());
     let path = files.web_config(yaml);
     let error = WebConfig::load(&path).unwrap_err();
@@ -568,9 +548,7 @@ fn config_toml(files: &Files, web_config: &Path) -> PathBuf {
 
 #[test]
 fn the_binary_exits_2_naming_the_key_of_a_bad_web_config() {
-    let ca = Ca::new("test CA");
-    let files = Files::new();
-    files.server_pair(&ca.server_pair(1));
+    let (_, files, _) = tls_files();
     let web = files.web_config(&tls_yaml("  min_version: TLS11\n"));
     let config = config_toml(&files, &web);
     for command in ["validate-config", "run"] {

@@ -4,7 +4,9 @@
 Usage: bench_report.py WORK STARTED_AT CLK_TCK IDLE_SECONDS ZONES CERTIFICATES_PER_ZONE
        HOSTNAMES_PER_ZONE CONCURRENCY CONCURRENT SIM_READY EXPORTER_READY RUSTC REVISION DIRTY
 """
-import json, math, os, platform, re, sys
+import json, os, platform, re, sys
+
+from bench_summary import percentile, summary_lines
 (work, started_at, clk_tck, idle_seconds, zones, certs, hosts, concurrency, concurrent, sim_ready,
  exporter_ready, rustc, revision, dirty) = sys.argv[1:]
 clk_tck, idle_seconds = int(clk_tck), int(idle_seconds)
@@ -24,11 +26,6 @@ def cpu_ticks(name):
 
 def mib(kib):
     return f"{kib / 1024:.1f} MiB"
-
-def percentile(values, fraction):
-    ordered = sorted(values)  # nearest rank, like the Rust bench
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 def ms(seconds):
     return f"{seconds * 1000:.1f} ms"
@@ -74,9 +71,7 @@ e2e_bars = [
      stats_end["total"] == stats_cycle["total"]),
 ]
 bench_bars = [(b["bar"], b["measured"], b["pass"]) for b in json.load(open(f"{work}/bench.json"))["bars"]]
-verdict = lambda ok: "PASS" if ok else "**MISS**"
 all_bars = bench_bars + e2e_bars
-missed = [b for b in all_bars if not b[2]]
 
 cpu_model = "unknown"
 for line in open("/proc/cpuinfo"):
@@ -110,14 +105,7 @@ w("curl -s -o /dev/null -w '%{http_code} %{time_starttransfer} %{time_total} %{s
 w("curl -s -o /dev/null -H 'Accept-Encoding: gzip' -w '…' http://127.0.0.1:PORT/metrics   # ×30")
 w("```\n")
 w("## Summary\n")
-w(f"{len(all_bars) - len(missed)} of {len(all_bars)} bars pass"
-  + (f"; **missed**: {'; '.join(b[0] for b in missed)}." if missed else "."))
-w("")
-w("| bar | measured | verdict |")
-w("|---|---|---|")
-for bar, measured, ok in all_bars:
-    w(f"| {bar} | {measured} | {verdict(ok)} |")
-w("")
+out += summary_lines(all_bars, "bars pass", "bar")
 w("## 1. In-process\n")
 # The bench's own bar table is already in the summary above.
 bench_md = open(f"{work}/bench.md").read().split("### Bars checked here")[0]

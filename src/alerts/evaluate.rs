@@ -319,6 +319,24 @@ mod tests {
         snapshot
     }
 
+    /// A zone (polled fine) with one certificate and no hostnames.
+    fn one_certificate(id: &str, status: Status, since: DateTime<Utc>) -> Snapshot {
+        snapshot(vec![certificate(id, status, since)], vec![], true)
+    }
+
+    fn fires(reason: Reason, object: &str) -> (TransitionKind, Reason, String) {
+        (TransitionKind::Firing, reason, object.to_owned())
+    }
+
+    fn repeats(reason: Reason, object: &str) -> (TransitionKind, Reason, String) {
+        (TransitionKind::Repeat, reason, object.to_owned())
+    }
+
+    fn resolves(reason: Reason, object: &str) -> (TransitionKind, Reason, String) {
+        (TransitionKind::Resolved, reason, object.to_owned())
+    }
+
+    /// Each transition as (kind, reason, object), to compare with `fires`, `repeats`, `resolves`.
     fn kinds(evaluation: &Evaluation) -> Vec<(TransitionKind, Reason, String)> {
         evaluation
             .transitions
@@ -335,19 +353,11 @@ mod tests {
 
     #[test]
     fn a_timed_out_certificate_fires_on_the_first_evaluation() {
-        let snap = snapshot(
-            vec![certificate("c1", Status::DeploymentTimedOut, at(0))],
-            vec![],
-            true,
-        );
+        let snap = one_certificate("c1", Status::DeploymentTimedOut, at(0));
         let evaluation = evaluate(&AlertState::default(), &snap, at(1), &settings());
         assert_eq!(
             kinds(&evaluation),
-            vec![(
-                TransitionKind::Firing,
-                Reason::DeploymentTimedOut,
-                "certificate c1".to_owned()
-            )]
+            vec![fires(Reason::DeploymentTimedOut, "certificate c1")]
         );
         let alert = &evaluation.transitions[0].alert;
         assert_eq!(alert.since, Some(at(0)));
@@ -381,21 +391,9 @@ mod tests {
         assert_eq!(
             kinds(&evaluation),
             vec![
-                (
-                    TransitionKind::Firing,
-                    Reason::DeletionTimedOut,
-                    "certificate c1".to_owned()
-                ),
-                (
-                    TransitionKind::Firing,
-                    Reason::DeletionTimedOut,
-                    "hostname a.example.com".to_owned()
-                ),
-                (
-                    TransitionKind::Firing,
-                    Reason::DeletionTimedOut,
-                    "hostname b.example.com".to_owned()
-                ),
+                fires(Reason::DeletionTimedOut, "certificate c1"),
+                fires(Reason::DeletionTimedOut, "hostname a.example.com"),
+                fires(Reason::DeletionTimedOut, "hostname b.example.com"),
             ]
         );
         // The certificate alert names the monitored hostnames it serves.
@@ -440,21 +438,9 @@ mod tests {
         assert_eq!(
             kinds(&late),
             vec![
-                (
-                    TransitionKind::Firing,
-                    Reason::StuckPending,
-                    "certificate c1".to_owned()
-                ),
-                (
-                    TransitionKind::Firing,
-                    Reason::StuckPending,
-                    "certificate c2".to_owned()
-                ),
-                (
-                    TransitionKind::Firing,
-                    Reason::StuckPending,
-                    "certificate c3".to_owned()
-                ),
+                fires(Reason::StuckPending, "certificate c1"),
+                fires(Reason::StuckPending, "certificate c2"),
+                fires(Reason::StuckPending, "certificate c3"),
             ]
         );
     }
@@ -477,21 +463,13 @@ mod tests {
         let evaluation = evaluate(&AlertState::default(), &snap, at(131), &settings());
         assert_eq!(
             kinds(&evaluation),
-            vec![(
-                TransitionKind::Firing,
-                Reason::StuckPending,
-                "hostname a.example.com".to_owned()
-            )]
+            vec![fires(Reason::StuckPending, "hostname a.example.com")]
         );
     }
 
     #[test]
     fn a_firing_alert_repeats_only_after_repeat_interval_since_the_last_notification() {
-        let snap = snapshot(
-            vec![certificate("c1", Status::DeploymentTimedOut, at(0))],
-            vec![],
-            true,
-        );
+        let snap = one_certificate("c1", Status::DeploymentTimedOut, at(0));
         let first = evaluate(&AlertState::default(), &snap, at(0), &settings());
         let quiet = evaluate(&first.state, &snap, at(4 * 60 - 1), &settings());
         assert!(quiet.transitions.is_empty());
@@ -502,11 +480,7 @@ mod tests {
         let repeat = evaluate(&quiet.state, &snap, at(4 * 60), &settings());
         assert_eq!(
             kinds(&repeat),
-            vec![(
-                TransitionKind::Repeat,
-                Reason::DeploymentTimedOut,
-                "certificate c1".to_owned()
-            )]
+            vec![repeats(Reason::DeploymentTimedOut, "certificate c1")]
         );
         let alert = &repeat.transitions[0].alert;
         assert_eq!(alert.started_at, at(0), "a repeat keeps its start");
@@ -517,21 +491,13 @@ mod tests {
 
     #[test]
     fn a_cleared_condition_resolves_once() {
-        let firing = snapshot(
-            vec![certificate("c1", Status::DeploymentTimedOut, at(0))],
-            vec![],
-            true,
-        );
-        let cleared = snapshot(vec![certificate("c1", Status::Active, at(5))], vec![], true);
+        let firing = one_certificate("c1", Status::DeploymentTimedOut, at(0));
+        let cleared = one_certificate("c1", Status::Active, at(5));
         let first = evaluate(&AlertState::default(), &firing, at(0), &settings());
         let resolved = evaluate(&first.state, &cleared, at(5), &settings());
         assert_eq!(
             kinds(&resolved),
-            vec![(
-                TransitionKind::Resolved,
-                Reason::DeploymentTimedOut,
-                "certificate c1".to_owned()
-            )]
+            vec![resolves(Reason::DeploymentTimedOut, "certificate c1")]
         );
         assert_eq!(resolved.transitions[0].at, at(5));
         assert!(resolved.state.firing.is_empty());
@@ -541,11 +507,7 @@ mod tests {
 
     #[test]
     fn a_vanished_object_resolves() {
-        let firing = snapshot(
-            vec![certificate("c1", Status::DeploymentTimedOut, at(0))],
-            vec![],
-            true,
-        );
+        let firing = one_certificate("c1", Status::DeploymentTimedOut, at(0));
         let first = evaluate(&AlertState::default(), &firing, at(0), &settings());
         let gone = evaluate(
             &first.state,
@@ -559,11 +521,7 @@ mod tests {
 
     #[test]
     fn a_zone_whose_poll_failed_neither_fires_nor_resolves_nor_repeats() {
-        let firing = snapshot(
-            vec![certificate("c1", Status::DeploymentTimedOut, at(0))],
-            vec![],
-            true,
-        );
+        let firing = one_certificate("c1", Status::DeploymentTimedOut, at(0));
         let first = evaluate(&AlertState::default(), &firing, at(0), &settings());
 
         // Last good data says cleared, but the poll failed: the alert carries over untouched,
@@ -586,11 +544,7 @@ mod tests {
 
     #[test]
     fn alerts_of_a_zone_no_longer_watched_resolve() {
-        let firing = snapshot(
-            vec![certificate("c1", Status::DeploymentTimedOut, at(0))],
-            vec![],
-            true,
-        );
+        let firing = one_certificate("c1", Status::DeploymentTimedOut, at(0));
         let first = evaluate(&AlertState::default(), &firing, at(0), &settings());
         let evaluation = evaluate(&first.state, &Snapshot::default(), at(1), &settings());
         assert_eq!(evaluation.transitions.len(), 1);
@@ -625,11 +579,7 @@ mod tests {
         let evaluation = evaluate(&AlertState::default(), &snap, at(0), &warn_14d);
         assert_eq!(
             kinds(&evaluation),
-            vec![(
-                TransitionKind::Firing,
-                Reason::Expiring,
-                "certificate soon".to_owned()
-            )]
+            vec![fires(Reason::Expiring, "certificate soon")]
         );
         let alert = &evaluation.transitions[0].alert;
         assert_eq!(alert.expires_at, Some(at(60 * 24 * 10)));
@@ -658,32 +608,16 @@ mod tests {
 
     #[test]
     fn a_different_reason_for_the_same_object_is_a_different_alert() {
-        let pending = snapshot(
-            vec![certificate("c1", Status::PendingDeployment, at(0))],
-            vec![],
-            true,
-        );
-        let timed_out = snapshot(
-            vec![certificate("c1", Status::DeploymentTimedOut, at(40))],
-            vec![],
-            true,
-        );
+        let pending = one_certificate("c1", Status::PendingDeployment, at(0));
+        let timed_out = one_certificate("c1", Status::DeploymentTimedOut, at(40));
         let first = evaluate(&AlertState::default(), &pending, at(31), &settings());
         assert_eq!(first.state.count(Reason::StuckPending), 1);
         let second = evaluate(&first.state, &timed_out, at(41), &settings());
         assert_eq!(
             kinds(&second),
             vec![
-                (
-                    TransitionKind::Firing,
-                    Reason::DeploymentTimedOut,
-                    "certificate c1".to_owned()
-                ),
-                (
-                    TransitionKind::Resolved,
-                    Reason::StuckPending,
-                    "certificate c1".to_owned()
-                ),
+                fires(Reason::DeploymentTimedOut, "certificate c1"),
+                resolves(Reason::StuckPending, "certificate c1"),
             ]
         );
     }

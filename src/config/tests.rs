@@ -45,6 +45,27 @@ impl Fixture {
         self.error_env(contents, &[])
     }
 
+    /// `error`, asserting the key and a part of the message; the message, for more checks.
+    #[track_caller]
+    fn rejects(&self, contents: &str, key: &str, fragment: &str) -> String {
+        self.rejects_env(contents, &[], key, fragment)
+    }
+
+    /// `rejects` with these environment variables.
+    #[track_caller]
+    fn rejects_env(
+        &self,
+        contents: &str,
+        env: &[(&str, &str)],
+        key: &str,
+        fragment: &str,
+    ) -> String {
+        let (got, message) = self.error_env(contents, env);
+        assert_eq!(got, key);
+        assert!(message.contains(fragment), "{message}");
+        message
+    }
+
     fn error_env(&self, contents: &str, env: &[(&str, &str)]) -> (String, String) {
         let error = self
             .load_env(contents, env)
@@ -323,18 +344,20 @@ fn env_override_errors_name_the_variable() {
         "{message}"
     );
 
-    let (key, message) = fixture.error_env(MINIMAL, &[("CF_AOP__CLOUDFLARE__TYPO", "1")]);
-    assert_eq!(key, "cloudflare.typo");
-    assert!(message.contains("unknown key"), "{message}");
+    let message = fixture.rejects_env(
+        MINIMAL,
+        &[("CF_AOP__CLOUDFLARE__TYPO", "1")],
+        "cloudflare.typo",
+        "unknown key",
+    );
     assert!(message.contains("CF_AOP__CLOUDFLARE__TYPO"), "{message}");
 
     // Validation errors too, not only deserialization ones.
-    let (key, message) =
-        fixture.error_env(MINIMAL, &[("CF_AOP__CLOUDFLARE__MAX_CONCURRENCY", "0")]);
-    assert_eq!(key, "cloudflare.max_concurrency");
-    assert!(
-        message.contains("CF_AOP__CLOUDFLARE__MAX_CONCURRENCY"),
-        "{message}"
+    fixture.rejects_env(
+        MINIMAL,
+        &[("CF_AOP__CLOUDFLARE__MAX_CONCURRENCY", "0")],
+        "cloudflare.max_concurrency",
+        "CF_AOP__CLOUDFLARE__MAX_CONCURRENCY",
     );
 }
 
@@ -380,13 +403,13 @@ alerts:
 #[test]
 fn unknown_keys_are_named_at_every_level() {
     let fixture = Fixture::new();
-    let (key, message) = fixture.error(&format!("foo = 1\n{MINIMAL}"));
-    assert_eq!(key, "foo");
-    assert!(message.contains("foo: unknown key"), "{message}");
+    fixture.rejects(&format!("foo = 1\n{MINIMAL}"), "foo", "foo: unknown key");
 
-    let (key, message) = fixture.error("[cloudflare]\nrequest_timeot = \"5s\"\n");
-    assert_eq!(key, "cloudflare.request_timeot");
-    assert!(message.contains("expected one of"), "{message}");
+    fixture.rejects(
+        "[cloudflare]\nrequest_timeot = \"5s\"\n",
+        "cloudflare.request_timeot",
+        "expected one of",
+    );
 
     let (key, _) = fixture.error(&format!("{MINIMAL}hostname = [\"a.example.com\"]\n"));
     assert_eq!(key, "zones[0].hostname");
@@ -414,19 +437,20 @@ fn bad_durations_are_rejected_with_the_key() {
     let (key, _) = fixture.error(&format!("{MINIMAL}\n[alerts]\nrepeat_interval = 5\n"));
     assert_eq!(key, "alerts.repeat_interval");
 
-    let (key, message) = fixture.error(&format!("{MINIMAL}\n[alerts]\nrepeat_interval = \"0s\"\n"));
-    assert_eq!(key, "alerts.repeat_interval");
-    assert!(message.contains("longer than 0s"), "{message}");
+    fixture.rejects(
+        &format!("{MINIMAL}\n[alerts]\nrepeat_interval = \"0s\"\n"),
+        "alerts.repeat_interval",
+        "longer than 0s",
+    );
 }
 
 #[test]
 fn bad_cron_is_rejected_with_the_parser_message() {
     let fixture = Fixture::new();
-    let (key, message) = fixture.error(&format!("{MINIMAL}\n[schedule]\ncron = \"* *\"\n"));
-    assert_eq!(key, "schedule.cron");
-    assert!(
-        message.contains("schedule.cron: invalid cron expression \"* *\": "),
-        "{message}"
+    fixture.rejects(
+        &format!("{MINIMAL}\n[schedule]\ncron = \"* *\"\n"),
+        "schedule.cron",
+        "schedule.cron: invalid cron expression \"* *\": ",
     );
 
     // Five fields: tokio-cron-scheduler requires seconds.
@@ -477,9 +501,11 @@ fn zone_ids_are_checked() {
     let uuid = "5f3c2a1e-8b7d-4e6f-9a0b-1c2d3e4f5a6b";
     assert_eq!(fixture.load(&zone(uuid)).unwrap().zones[0].id, uuid);
 
-    let (key, message) = fixture.error(&format!("{}[[zones]]\nid = \"ABC\"\n", zone("abc")));
-    assert_eq!(key, "zones[1].id");
-    assert!(message.contains("duplicate zone id"), "{message}");
+    fixture.rejects(
+        &format!("{}[[zones]]\nid = \"ABC\"\n", zone("abc")),
+        "zones[1].id",
+        "duplicate zone id",
+    );
 }
 
 #[test]
@@ -506,11 +532,11 @@ fn zone_discovery_is_validated_and_replaces_the_need_for_zones() {
         "[cloudflare]\napi_token = \"t\"\n[zone_discovery]\nenabled = true\nexclude = [\"a b\"]\n",
     );
     assert_eq!(key, "zone_discovery.exclude[0]");
-    let (key, message) = fixture.error(
+    fixture.rejects(
         "[cloudflare]\napi_token = \"t\"\n[[zones]]\nname = \"a.example\"\n[[zones]]\nname = \"A.example\"\n",
+        "zones[1].name",
+        "duplicate zone name",
     );
-    assert_eq!(key, "zones[1].name");
-    assert!(message.contains("duplicate zone name"), "{message}");
     // Disabled, it does not stand in for zones.
     let (key, _) =
         fixture.error("[cloudflare]\napi_token = \"t\"\n[zone_discovery]\nenabled = false\n");
@@ -545,16 +571,17 @@ fn hostnames_are_normalised_and_checked() {
         vec!["a".repeat(60); 3].join(".")
     );
     assert_eq!(long.len(), 256);
-    let (key, message) = fixture.error(&with_hosts(&format!("\"ok.example.com\", \"{long}\"")));
-    assert_eq!(key, "zones[0].hostnames[1]");
-    assert!(
-        message.contains("256 characters long; at most 255"),
-        "{message}"
+    fixture.rejects(
+        &with_hosts(&format!("\"ok.example.com\", \"{long}\"")),
+        "zones[0].hostnames[1]",
+        "256 characters long; at most 255",
     );
 
-    let (key, message) = fixture.error(&with_hosts(r#""a.example.com", "A.example.com""#));
-    assert_eq!(key, "zones[0].hostnames[1]");
-    assert!(message.contains("duplicate hostname"), "{message}");
+    fixture.rejects(
+        &with_hosts(r#""a.example.com", "A.example.com""#),
+        "zones[0].hostnames[1]",
+        "duplicate hostname",
+    );
 
     for bad in [
         r#""""#,
@@ -601,13 +628,10 @@ fn credentials_have_one_source() {
     assert_eq!(token_of(&settings).value.expose(), TOKEN);
 
     // Two forms of one secret.
-    let (key, message) = fixture.error(&format!(
-        "[cloudflare]\napi_token = \"{TOKEN}\"\napi_token_env = \"X\"\n{zone}"
-    ));
-    assert_eq!(key, "cloudflare.api_token");
-    assert!(
-        message.contains("set only one of api_token, api_token_file and api_token_env"),
-        "{message}"
+    let message = fixture.rejects(
+        &format!("[cloudflare]\napi_token = \"{TOKEN}\"\napi_token_env = \"X\"\n{zone}"),
+        "cloudflare.api_token",
+        "set only one of api_token, api_token_file and api_token_env",
     );
     assert!(!message.contains(TOKEN), "{message}");
 
@@ -704,31 +728,26 @@ fn sinks_are_checked() {
     let fixture = Fixture::new();
     let sink = |body: &str| format!("{MINIMAL}\n[[alerts.sinks]]\n{body}\n");
 
-    let (key, message) = fixture.error(&sink("type = \"slak\"\nurl = \"https://x.example\""));
-    assert_eq!(key, "alerts.sinks[0].type");
-    assert!(
-        message.contains("unknown sink type \"slak\": expected slack, webhook or alertmanager"),
-        "{message}"
+    fixture.rejects(
+        &sink("type = \"slak\"\nurl = \"https://x.example\""),
+        "alerts.sinks[0].type",
+        "unknown sink type \"slak\": expected slack, webhook or alertmanager",
     );
 
     let (key, _) = fixture.error(&sink("url = \"https://x.example\""));
     assert_eq!(key, "alerts.sinks[0].type");
 
-    let (key, message) = fixture.error(&sink("type = \"slack\""));
-    assert_eq!(key, "alerts.sinks[0].url");
-    assert!(
-        message.contains("set url, url_file or url_env"),
-        "{message}"
+    fixture.rejects(
+        &sink("type = \"slack\""),
+        "alerts.sinks[0].url",
+        "set url, url_file or url_env",
     );
 
     // Not http(s), and the (secret) URL is not echoed.
-    let (key, message) = fixture.error(&sink(
-        "type = \"slack\"\nurl = \"ftp://files.example/SECRETPATH\"",
-    ));
-    assert_eq!(key, "alerts.sinks[0].url");
-    assert!(
-        message.contains("must be an http or https URL"),
-        "{message}"
+    let message = fixture.rejects(
+        &sink("type = \"slack\"\nurl = \"ftp://files.example/SECRETPATH\""),
+        "alerts.sinks[0].url",
+        "must be an http or https URL",
     );
     assert!(!message.contains("SECRETPATH"), "{message}");
     let (key, message) = fixture.error_env(
@@ -743,14 +762,13 @@ fn sinks_are_checked() {
     ));
     assert_eq!(key, "alerts.sinks[0].hmac_secret");
 
-    let (key, message) = fixture.error(&format!(
-        "{}[[alerts.sinks]]\ntype = \"slack\"\nurl = \"https://y.example\"\n",
-        sink("type = \"slack\"\nurl = \"https://x.example\"")
-    ));
-    assert_eq!(key, "alerts.sinks[1].name");
-    assert!(
-        message.contains("duplicate sink name \"slack\""),
-        "{message}"
+    fixture.rejects(
+        &format!(
+            "{}[[alerts.sinks]]\ntype = \"slack\"\nurl = \"https://y.example\"\n",
+            sink("type = \"slack\"\nurl = \"https://x.example\"")
+        ),
+        "alerts.sinks[1].name",
+        "duplicate sink name \"slack\"",
     );
 
     let (key, _) = fixture.error(&sink(
@@ -762,11 +780,11 @@ fn sinks_are_checked() {
 #[test]
 fn server_and_numbers_are_checked() {
     let fixture = Fixture::new();
-    let (key, message) = fixture.error(&format!(
-        "{MINIMAL}\n[server]\nlisten = \"localhost:9793\"\n"
-    ));
-    assert_eq!(key, "server.listen");
-    assert!(message.contains("expected IP:port"), "{message}");
+    fixture.rejects(
+        &format!("{MINIMAL}\n[server]\nlisten = \"localhost:9793\"\n"),
+        "server.listen",
+        "expected IP:port",
+    );
     let (key, _) = fixture.error(&format!("{MINIMAL}\n[server]\nlisten = \"0.0.0.0\"\n"));
     assert_eq!(key, "server.listen");
 
@@ -1017,11 +1035,10 @@ fn durations_print_the_way_people_write_them() {
 #[test]
 fn a_jitter_not_shorter_than_the_period_is_rejected() {
     let fixture = Fixture::new();
-    let (key, message) = fixture.error(&format!("{MINIMAL}\n[schedule]\njitter = \"100years\"\n"));
-    assert_eq!(key, "schedule.jitter");
-    assert!(
-        message.contains("not shorter than the schedule's period (5m)"),
-        "{message}"
+    fixture.rejects(
+        &format!("{MINIMAL}\n[schedule]\njitter = \"100years\"\n"),
+        "schedule.jitter",
+        "not shorter than the schedule's period (5m)",
     );
     let (key, _) = fixture.error(&format!(
         "{MINIMAL}\n[schedule]\ncron = \"*/15 * * * * *\"\njitter = \"15s\"\n"
@@ -1038,18 +1055,14 @@ fn a_jitter_not_shorter_than_the_period_is_rejected() {
 #[test]
 fn credentials_with_control_characters_are_rejected_without_the_value() {
     let fixture = Fixture::new();
-    let (key, message) = fixture.error(
-        "[cloudflare]\napi_token = \"tok-SECRET\\u001b[0m\"\n[[zones]]\nid = \"023e105f4ecef8ad9ca31a8372d0c353\"\n",
-    );
-    assert_eq!(key, "cloudflare.api_token");
-    assert!(message.contains("control characters"), "{message}");
+    let message = fixture.rejects("[cloudflare]\napi_token = \"tok-SECRET\\u001b[0m\"\n[[zones]]\nid = \"023e105f4ecef8ad9ca31a8372d0c353\"\n", "cloudflare.api_token", "control characters");
     assert!(!message.contains("SECRET"), "{message}");
-    let (key, message) = fixture.error_env(
+    let message = fixture.rejects_env(
         "[[zones]]\nid = \"023e105f4ecef8ad9ca31a8372d0c353\"\n",
         &[("CLOUDFLARE_API_TOKEN", "tok-SECRET\r\nX-Injected: 1")],
+        "cloudflare.api_token",
+        "CLOUDFLARE_API_TOKEN",
     );
-    assert_eq!(key, "cloudflare.api_token");
-    assert!(message.contains("CLOUDFLARE_API_TOKEN"), "{message}");
     assert!(!message.contains("SECRET"), "{message}");
     // A trailing newline (as a file or `echo` leaves it) is trimmed, not refused.
     assert!(

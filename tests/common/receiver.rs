@@ -42,6 +42,14 @@ impl Recorded {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// A Slack message's `text`.
+    pub fn slack_text(&self) -> String {
+        self.json()["text"]
+            .as_str()
+            .expect("a Slack text")
+            .to_owned()
+    }
 }
 
 #[derive(Clone)]
