@@ -353,9 +353,9 @@ fn render_group(real_snapshot: Option<&Snapshot>, verdicts: &mut Vec<Verdict>) {
 fn encoder_comparison_rows(snapshot: &Snapshot, label: &str) {
     println!("### `/metrics` renderer against the prometheus crate's `TextEncoder`\n");
     println!(
-        "Same snapshot ({label}), its snapshot families only, {RENDER_RUNS} timed runs after \
-         {RENDER_WARMUP} warm-up runs, one thread. The encoder's `MetricFamily` values are \
-         built before timing.\n"
+        "Why `/metrics` keeps a renderer of its own for the snapshot families. Same snapshot \
+         ({label}), its snapshot families only, {RENDER_RUNS} timed runs after {RENDER_WARMUP} \
+         warm-up runs, one thread. The encoder's `MetricFamily` values are built before timing.\n"
     );
     println!("| method | median | p90 | output | series |");
     println!("|---|---|---|---|---|");
