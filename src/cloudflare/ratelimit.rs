@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
 
+use crate::config::BUDGET_WINDOW;
+
 /// One answer's view of the credential's shared counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RateLimitReading {
@@ -64,7 +66,8 @@ impl RateLimitReading {
             .filter_map(|item| Some((param(&item, "q")?, param(&item, "w").filter(|w| *w > 0))))
             .min_by(|(q1, w1), (q2, w2)| {
                 // q1/w1 < q2/w2  <=>  q1*w2 < q2*w1 (a missing window counts as Cloudflare's 300 s).
-                let (w1, w2) = (w1.unwrap_or(300), w2.unwrap_or(300));
+                let cloudflare = BUDGET_WINDOW.as_secs();
+                let (w1, w2) = (w1.unwrap_or(cloudflare), w2.unwrap_or(cloudflare));
                 (u128::from(*q1) * u128::from(w2)).cmp(&(u128::from(*q2) * u128::from(w1)))
             });
 
@@ -193,7 +196,7 @@ impl CredentialLimit {
         }
         self.read = true;
         if let Some(quota) = reading.quota {
-            let window = reading.window.unwrap_or(Duration::from_secs(300));
+            let window = reading.window.unwrap_or(BUDGET_WINDOW);
             self.quota = Some((quota, window));
         }
         if let Some(remaining) = reading.remaining {
@@ -228,8 +231,7 @@ impl CredentialLimit {
 
     /// The window this client's own requests are counted over: Cloudflare's, once learned.
     fn window(&self) -> Duration {
-        self.quota
-            .map_or(Duration::from_secs(300), |(_, window)| window)
+        self.quota.map_or(BUDGET_WINDOW, |(_, window)| window)
     }
 
     /// This client's requests sent within the window before `now`.
@@ -280,13 +282,12 @@ impl CredentialLimit {
             return Some(Hold::Paused { until });
         }
         let Some((remaining, until)) = self.remaining.filter(|(_, until)| *until > now) else {
+            // Unread: one probe at a time, unless answers never carry the headers.
             let unread = !self.answered || self.read;
-            let probe_out = self
+            return self
                 .probe_sent
                 .map(|sent| sent + PROBE_WAIT)
-                .filter(|until| *until > now && in_flight > 0);
-            return probe_out
-                .filter(|_| unread)
+                .filter(|until| unread && in_flight > 0 && *until > now)
                 .map(|until| Hold::Unread { until });
         };
         if remaining.saturating_sub(in_flight) <= reserve {
@@ -310,7 +311,7 @@ impl CredentialLimit {
     pub fn take(&mut self, now: Instant, in_flight: u64, reserve: u64) -> Option<Hold> {
         let hold = self.hold(now, in_flight, reserve);
         if hold.is_none() {
-            self.sent_in_window(now);
+            self.sent_in_window(now); // drops what left the window: the log stays bounded
             self.sent.push_back(now);
             if self.remaining(now).is_none() {
                 self.probe_sent = Some(now);
