@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod labels;
 pub mod metrics;
 pub mod poller;
+pub mod replication;
 pub mod secret;
 pub mod server;
 pub mod simulator;

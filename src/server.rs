@@ -1,4 +1,5 @@
-//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, `/api/v1/snapshot` and a status page.
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, `/api/v1/snapshot`, a status page and,
+//! in the daemon, `/api/v1/replication` (what a standby adopts from its leader).
 //!
 //! Reads the shared snapshot and the metrics; never calls the Cloudflare API, so a scrape
 //! costs the same whether Cloudflare is up or down. TLS and basic auth come from the
@@ -36,6 +37,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
+/// Renders the body of `/api/v1/replication` (JSON): the daemon's durable state for a standby
+/// (`crate::replication`). Behind the same TLS and basic auth as every other route.
+pub type ReplicationSource = Arc<dyn Fn() -> Result<Vec<u8>, serde_json::Error> + Send + Sync>;
+
 /// Open connections at most on the probe listener: probes are one request at a time.
 pub const PROBE_MAX_CONNECTIONS: usize = 64;
 
@@ -46,6 +51,7 @@ struct ServerState {
     app: AppState,
     scrapes: Arc<scrape::Scrapes>,
     expiry: ExpiryThresholds,
+    replication: Option<ReplicationSource>,
 }
 
 impl ServerState {
@@ -54,6 +60,7 @@ impl ServerState {
             scrapes: Arc::new(scrape::Scrapes::new(app.metrics.clone())),
             app,
             expiry,
+            replication: None,
         }
     }
 }
@@ -74,13 +81,26 @@ pub fn router(state: AppState) -> Router {
 
 /// [`router`] with the status page colouring days left by `expiry` (from the settings).
 pub fn router_with_thresholds(state: AppState, expiry: ExpiryThresholds) -> Router {
+    router_with_replication(state, expiry, None)
+}
+
+/// [`router_with_thresholds`] plus `/api/v1/replication` when `replication` is given (the
+/// daemon's router; without it the route answers 404).
+pub fn router_with_replication(
+    state: AppState,
+    expiry: ExpiryThresholds,
+    replication: Option<ReplicationSource>,
+) -> Router {
+    let mut server_state = ServerState::new(state, expiry);
+    server_state.replication = replication;
     Router::new()
         .route("/", get(status_page))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/snapshot", get(snapshot_json))
-        .with_state(ServerState::new(state, expiry))
+        .route("/api/v1/replication", get(replication_json))
+        .with_state(server_state)
 }
 
 /// The probe listener's routes (`server.probe_listen`): `/healthz` and `/readyz` only.
@@ -230,6 +250,30 @@ async fn snapshot_json(State(state): State<ServerState>) -> Response {
             tracing::error!(error = %error, "serializing the snapshot failed");
             (StatusCode::SERVICE_UNAVAILABLE, "snapshot unavailable\n").into_response()
         }
+    }
+}
+
+async fn replication_json(State(state): State<ServerState>) -> Response {
+    let Some(replication) = &state.replication else {
+        return (StatusCode::NOT_FOUND, "no replication here\n").into_response();
+    };
+    let replication = replication.clone();
+    // Serializing a large account takes a while: off the async workers.
+    match tokio::task::spawn_blocking(move || replication()).await {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Ok(Err(error)) => {
+            tracing::error!(error = %error, "serializing the replication state failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "replication state unavailable\n",
+            )
+                .into_response()
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "replication state unavailable\n",
+        )
+            .into_response(),
     }
 }
 

@@ -172,8 +172,9 @@ impl HostnameSource {
     }
 }
 
-/// Everything known, per zone id.
-#[derive(Debug, Clone, Default, Serialize)]
+/// Everything known, per zone id. Deserializes from its own JSON (a standby adopts its
+/// leader's, see `crate::replication`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Keyed by zone id. Shared, so publishing one refreshed object copies one zone, not all.
     pub zones: BTreeMap<String, Arc<ZoneSnapshot>>,
@@ -230,7 +231,7 @@ impl SharedSnapshot {
 }
 
 /// One zone's facts as of its last successful poll, plus how its polls are going.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ZoneSnapshot {
     pub zone_id: String,
     /// The `zone` label: the configured name, else the id.
@@ -255,7 +256,10 @@ pub struct ZoneSnapshot {
     /// poll: without it their count is unknown, not zero.
     pub zone_level_polled: bool,
     /// Keyed by (scope, certificate id); serialized as a list (JSON keys must be strings).
-    #[serde(serialize_with = "serialize_values")]
+    #[serde(
+        serialize_with = "serialize_values",
+        deserialize_with = "deserialize_certificates"
+    )]
     pub certificates: BTreeMap<(Scope, String), CertificateState>,
     /// Keyed by hostname.
     pub hostnames: BTreeMap<String, HostnameState>,
@@ -267,6 +271,19 @@ where
     V: Serialize,
 {
     serializer.collect_seq(map.values())
+}
+
+fn deserialize_certificates<'de, D>(
+    deserializer: D,
+) -> Result<BTreeMap<(Scope, String), CertificateState>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let list = Vec::<CertificateState>::deserialize(deserializer)?;
+    Ok(list
+        .into_iter()
+        .map(|certificate| ((certificate.scope, certificate.id.clone()), certificate))
+        .collect())
 }
 
 impl ZoneSnapshot {
@@ -289,7 +306,7 @@ impl ZoneSnapshot {
 }
 
 /// One AOP certificate.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CertificateState {
     pub scope: Scope,
     pub id: String,
@@ -349,7 +366,7 @@ impl CertificateState {
 }
 
 /// One monitored hostname and its association.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HostnameState {
     pub hostname: String,
     /// Configured, or found by `discover_hostnames`.
@@ -366,7 +383,8 @@ pub struct HostnameState {
     pub cert_status_since: Option<DateTime<Utc>>,
     /// Expiry of the certificate serving the hostname.
     pub cert_expires_on: Option<DateTime<Utc>>,
-    /// The association's own `expires_on` (the certificate's expiry is the fallback).
+    /// The association's own `expires_on` (the certificate's expiry is the fallback). Not in
+    /// the snapshot API; the replication API carries it (`crate::replication`).
     #[serde(skip)]
     pub association_expires_on: Option<DateTime<Utc>>,
     /// When this association was last fetched successfully.
@@ -553,14 +571,7 @@ impl StatusHistory {
             }
             Err(source) => return Err(StateError::Io { path, source }),
         };
-        let file: HistoryFile = serde_json::from_slice(&bytes)
-            .map_err(|source| StateError::Corrupt { path, source })?;
-        let entries = file
-            .entries
-            .into_iter()
-            .filter_map(|(key, value)| ObjectKey::decode(&key).map(|key| (key, value)))
-            .collect();
-        Ok(StatusHistory { entries })
+        serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source })
     }
 
     /// Like [`StatusHistory::load`], but a corrupt file is moved aside (with a warning) and
@@ -583,19 +594,39 @@ impl StatusHistory {
 
     /// Writes `dir/status-history.json` atomically (temp file, fsync, rename).
     pub fn save(&self, dir: &Path) -> Result<(), StateError> {
-        let file = HistoryFile {
+        let bytes = serde_json::to_vec_pretty(self).map_err(|source| StateError::Corrupt {
+            path: dir.join(HISTORY_FILE_NAME),
+            source,
+        })?;
+        write_atomically(&dir.join(HISTORY_FILE_NAME), &bytes)
+    }
+}
+
+// In the file's shape (`{"version": 1, "entries": {"<zone>/<kind>/<object>": {status, since}}}`),
+// which is also how the replication API carries it; keys this version cannot read are dropped.
+impl Serialize for StatusHistory {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        HistoryFile {
             version: HISTORY_FILE_VERSION,
             entries: self
                 .entries
                 .iter()
                 .map(|(key, value)| (key.encode(), *value))
                 .collect(),
-        };
-        let bytes = serde_json::to_vec_pretty(&file).map_err(|source| StateError::Corrupt {
-            path: dir.join(HISTORY_FILE_NAME),
-            source,
-        })?;
-        write_atomically(&dir.join(HISTORY_FILE_NAME), &bytes)
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusHistory {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let file = HistoryFile::deserialize(deserializer)?;
+        let entries = file
+            .entries
+            .into_iter()
+            .filter_map(|(key, value)| ObjectKey::decode(&key).map(|key| (key, value)))
+            .collect();
+        Ok(StatusHistory { entries })
     }
 }
 

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use strum::VariantArray as _;
 use x509_parser::asn1_rs::Tag;
@@ -60,7 +60,7 @@ pub enum X509Error {
 }
 
 /// Public key algorithm of a certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyAlgorithm {
     /// RSA (`rsaEncryption` or an RSASSA-PSS-restricted key).
@@ -78,7 +78,7 @@ pub enum KeyAlgorithm {
 }
 
 /// The subject public key of a certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicKeyInfo {
     /// Which algorithm the key is for.
     pub algorithm: KeyAlgorithm,
@@ -90,7 +90,7 @@ pub struct PublicKeyInfo {
 }
 
 /// Facts read from one certificate PEM.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertificateFacts {
     /// Start of validity (notBefore).
     pub not_before: DateTime<Utc>,
@@ -239,7 +239,7 @@ impl TryFrom<&str> for CertificateFacts {
 }
 
 /// One `certificate_check` (README, "Metrics").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[derive(strum::IntoStaticStr, strum::Display, strum::EnumIter, strum::VariantArray)]
 #[strum(serialize_all = "snake_case")]

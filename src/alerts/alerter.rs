@@ -11,7 +11,8 @@ use tokio::task::JoinHandle;
 
 use super::delivery::{self, RetryOptions, SinkWorker};
 use super::outbox::{
-    OUTBOX_FILE_NAME, Outbox, Pending, SharedOutbox, SinkChanges, SinkIdentity, sink_fingerprint,
+    AlertReplica, OUTBOX_FILE_NAME, Outbox, Pending, SharedOutbox, SinkChanges, SinkIdentity,
+    sink_fingerprint,
 };
 use super::{AlertObserver, Reason, Transition, TransitionKind, evaluate};
 use crate::config::{AlertSettings, ScheduleSettings, Settings, SinkKind};
@@ -198,6 +199,28 @@ impl Alerter {
     /// The alerts firing now (as of the last evaluation, or the state file).
     pub fn firing(&self) -> super::AlertState {
         self.outbox.read(|outbox| outbox.firing.clone())
+    }
+
+    /// The firing alerts and undelivered notifications, as a leader serves them to its standby.
+    pub fn replica(&self) -> AlertReplica {
+        self.outbox.read(Outbox::replica)
+    }
+
+    /// A standby takes its leader's alert state as its own, persisted at once (see
+    /// [`Outbox::adopt`]): after a takeover its first evaluation finds the leader's alerts
+    /// already firing and announces none of them again.
+    pub fn adopt(&self, replica: AlertReplica) {
+        // Unchanged (the usual case between two fetches): no write.
+        if self.outbox.read(|outbox| outbox.replica() == replica) {
+            return;
+        }
+        self.outbox.update(|outbox| {
+            outbox.adopt(replica);
+            for reason in Reason::iter() {
+                self.observer
+                    .alerts_firing(reason, outbox.firing.count(reason));
+            }
+        });
     }
 
     /// Notifications waiting for `sink`.

@@ -75,6 +75,19 @@ struct OutboxFile {
     sinks: Option<BTreeMap<String, String>>,
 }
 
+/// The alert state a leader serves its standby (`/api/v1/replication`): the firing alerts and
+/// the undelivered notifications, per sink *name*. Unlike the file it leaves out the sinks'
+/// fingerprints: the standby has its own (the same configuration).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertReplica {
+    /// The alerts firing as of the leader's last evaluation.
+    pub firing: Vec<Alert>,
+    /// Notifications not yet delivered, per sink name, oldest first.
+    pub queues: BTreeMap<String, Vec<Notification>>,
+    /// The leader's last notification id (ids stay unique after a takeover).
+    pub next_id: u64,
+}
+
 /// A configured sink as the outbox knows it: its name and [`sink_fingerprint`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SinkIdentity<'a> {
@@ -167,6 +180,43 @@ impl Outbox {
             self.queues.remove(sink);
         }
         removed
+    }
+
+    /// The firing alerts and queues, for a standby.
+    pub fn replica(&self) -> AlertReplica {
+        AlertReplica {
+            firing: self.firing.firing.values().cloned().collect(),
+            queues: self
+                .queues
+                .iter()
+                .map(|(sink, queue)| (sink.clone(), queue.iter().cloned().collect()))
+                .collect(),
+            next_id: self.next_id,
+        }
+    }
+
+    /// Takes the leader's firing alerts and queues as its own (a standby): evaluated later, an
+    /// alert already announced is not announced again, and what the leader had not delivered
+    /// yet is delivered by whichever replica leads next. Queues of sinks this outbox does not
+    /// know (another configuration) are left out; the known sinks stay as they are.
+    pub fn adopt(&mut self, replica: AlertReplica) {
+        self.firing = AlertState {
+            firing: replica
+                .firing
+                .into_iter()
+                .map(|alert| (alert.fingerprint.clone(), alert))
+                .collect(),
+        };
+        let known = self.sinks.as_ref();
+        self.queues = replica
+            .queues
+            .into_iter()
+            .filter(|(sink, queue)| {
+                !queue.is_empty() && known.is_none_or(|known| known.contains_key(sink))
+            })
+            .map(|(sink, queue)| (sink, queue.into_iter().collect()))
+            .collect();
+        self.next_id = self.next_id.max(replica.next_id);
     }
 
     /// Notifications waiting for `sink`.

@@ -420,6 +420,17 @@ impl Poller {
         &self.snapshot
     }
 
+    /// A copy of the status history (what a leader serves its standby).
+    pub fn history(&self) -> StatusHistory {
+        lock(&self.history).clone()
+    }
+
+    /// Replaces the status history (a standby adopting its leader's): the next tick continues
+    /// from it, so no `status_since` restarts at a failover.
+    pub fn adopt_history(&self, history: StatusHistory) {
+        *lock(&self.history) = history;
+    }
+
     /// The client this refresher uses.
     pub fn client(&self) -> &Arc<Client> {
         &self.client

@@ -1,0 +1,266 @@
+//! What an HA pair's standby keeps current (README, "High availability"): the leader serves
+//! its durable state at `/api/v1/replication`; the standby fetches it every
+//! [`FETCH_INTERVAL`] from the address the leader publishes in the Lease and adopts it, so a
+//! failover neither announces a firing alert again nor restarts a `status_since`.
+//!
+//! The state is three parts, each adopted where it lives:
+//!
+//! - the status history (since when each status holds): into the poller, and persisted to the
+//!   standby's own `[state] dir`;
+//! - the alert state (firing alerts, undelivered notifications per sink *name*): into the
+//!   standby's alerter and its `alerts.json`;
+//! - the snapshot: the standby exports the same certificate and hostname series as the
+//!   leader, so either can be scraped (dashboards aggregate over instances).
+//!
+//! No secret is in it: no token, no sink URL or HMAC secret (sinks appear by name), no key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::alerts::outbox::AlertReplica;
+use crate::daemon::Exporter;
+use crate::server::ReplicationSource;
+use crate::state::{Snapshot, StatusHistory};
+
+/// The route a leader serves its state on.
+pub const REPLICATION_PATH: &str = "/api/v1/replication";
+
+/// How often a standby fetches its leader's state: a failover loses at most what changed in
+/// the last interval (a status seen, a notification delivered).
+pub const FETCH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How long one fetch may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The format's version: a standby ignores a body of another version (and says so).
+pub const REPLICATION_VERSION: u32 = 1;
+
+/// The body of `/api/v1/replication`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Replica {
+    /// [`REPLICATION_VERSION`].
+    pub version: u32,
+    /// Since when each object's status holds (the status history file's shape).
+    pub history: StatusHistory,
+    /// Firing alerts and undelivered notifications.
+    pub alerts: AlertReplica,
+    /// What `/api/v1/snapshot` serves.
+    pub snapshot: Snapshot,
+    /// The associations' own `expires_on`, which the snapshot API leaves out: zone id →
+    /// hostname → expiry.
+    #[serde(default)]
+    pub association_expiry: BTreeMap<String, BTreeMap<String, DateTime<Utc>>>,
+}
+
+impl Replica {
+    /// The exporter's state now.
+    pub fn of(exporter: &Exporter) -> Replica {
+        let snapshot = exporter.snapshot.load();
+        let association_expiry = snapshot
+            .zones
+            .iter()
+            .map(|(zone_id, zone)| {
+                let expiries = zone
+                    .hostnames
+                    .iter()
+                    .filter_map(|(name, hostname)| {
+                        hostname
+                            .association_expires_on
+                            .map(|expiry| (name.clone(), expiry))
+                    })
+                    .collect::<BTreeMap<_, _>>();
+                (zone_id.clone(), expiries)
+            })
+            .filter(|(_, expiries)| !expiries.is_empty())
+            .collect();
+        Replica {
+            version: REPLICATION_VERSION,
+            history: exporter.poller.history(),
+            alerts: exporter
+                .alerter
+                .as_ref()
+                .map(|alerter| alerter.replica())
+                .unwrap_or_default(),
+            snapshot: Snapshot::clone(&snapshot),
+            association_expiry,
+        }
+    }
+
+    /// Makes this state the exporter's own: the history into the poller (and `state_dir`,
+    /// when given), the alert state into the alerter (persisted with it), the snapshot into the
+    /// shared snapshot.
+    pub fn adopt(self, exporter: &Exporter, state_dir: Option<&Path>) {
+        let Replica {
+            history,
+            alerts,
+            mut snapshot,
+            association_expiry,
+            ..
+        } = self;
+        for (zone_id, expiries) in association_expiry {
+            let Some(zone) = snapshot.zones.get_mut(&zone_id) else {
+                continue;
+            };
+            let zone = Arc::make_mut(zone);
+            for (hostname, expiry) in expiries {
+                if let Some(state) = zone.hostnames.get_mut(&hostname) {
+                    state.association_expires_on = Some(expiry);
+                }
+            }
+        }
+        if let Some(dir) = state_dir {
+            if exporter.poller.history() != history {
+                if let Err(error) = history.save(dir) {
+                    tracing::warn!(error = %error, "cannot persist the leader's status history");
+                }
+            }
+        }
+        exporter.poller.adopt_history(history);
+        if let Some(alerter) = &exporter.alerter {
+            alerter.adopt(alerts);
+        }
+        exporter.snapshot.store(snapshot);
+    }
+}
+
+/// The daemon's `/api/v1/replication`: the exporter's state, serialized when asked.
+pub fn source(exporter: Arc<Exporter>) -> ReplicationSource {
+    Arc::new(move || serde_json::to_vec(&Replica::of(&exporter)))
+}
+
+/// A fetch of the leader's state failed (logged; the standby keeps what it has).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot reach the leader at {address}: {reason}")]
+    Request { address: String, reason: String },
+    #[error("the leader at {address} answered HTTP {status}")]
+    Status { address: String, status: u16 },
+    #[error("the leader at {address} sent a body this version cannot read: {reason}")]
+    Decode { address: String, reason: String },
+    #[error(
+        "the leader at {address} speaks replication version {version} (this build: {REPLICATION_VERSION})"
+    )]
+    Version { address: String, version: u32 },
+}
+
+/// How the standby reaches its leader.
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    http: reqwest::Client,
+    /// `http` or `https`.
+    scheme: &'static str,
+}
+
+impl Fetcher {
+    /// A plain-HTTP fetcher.
+    pub fn new() -> Result<Fetcher, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(FETCH_TIMEOUT)
+            .user_agent(concat!(
+                "cloudflare-aop-exporter/",
+                env!("CARGO_PKG_VERSION"),
+                " (standby)"
+            ))
+            .build()?;
+        Ok(Fetcher {
+            http,
+            scheme: "http",
+        })
+    }
+
+    /// Fetches and decodes the state served at `address` (`ip:port`).
+    pub async fn fetch(&self, address: &str) -> Result<Replica, FetchError> {
+        let url = format!("{}://{address}{REPLICATION_PATH}", self.scheme);
+        let request_error = |error: reqwest::Error| FetchError::Request {
+            address: address.to_owned(),
+            reason: error.without_url().to_string(),
+        };
+        let response = self.http.get(url).send().await.map_err(request_error)?;
+        if !response.status().is_success() {
+            return Err(FetchError::Status {
+                address: address.to_owned(),
+                status: response.status().as_u16(),
+            });
+        }
+        let body = response.bytes().await.map_err(request_error)?;
+        decode(address, &body)
+    }
+}
+
+/// Reads a body, checking its version first (a newer leader's body is refused whole, not
+/// half-read).
+fn decode(address: &str, body: &[u8]) -> Result<Replica, FetchError> {
+    #[derive(Deserialize)]
+    struct Versioned {
+        version: u32,
+    }
+    let decode_error = |error: serde_json::Error| FetchError::Decode {
+        address: address.to_owned(),
+        reason: error.to_string(),
+    };
+    let Versioned { version } = serde_json::from_slice(body).map_err(decode_error)?;
+    if version != REPLICATION_VERSION {
+        return Err(FetchError::Version {
+            address: address.to_owned(),
+            version,
+        });
+    }
+    serde_json::from_slice(body).map_err(decode_error)
+}
+
+/// The standby's loop, until `shutdown`: while `follow` finds a leader's address in the role,
+/// fetch its state every [`FETCH_INTERVAL`] and adopt it (see [`Replica::adopt`]). A role
+/// without an address to follow (this replica leads, or no leader is known) fetches nothing.
+pub async fn replicate<R, F>(
+    exporter: Arc<Exporter>,
+    mut role: watch::Receiver<R>,
+    follow: F,
+    fetcher: Fetcher,
+    state_dir: Option<PathBuf>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    R: Send + Sync + 'static,
+    F: Fn(&R) -> Option<String> + Send,
+{
+    let mut failing = false;
+    loop {
+        let address = follow(&role.borrow_and_update());
+        if let Some(address) = address {
+            match fetcher.fetch(&address).await {
+                // Still following the same leader after the fetch: a replica promoted meanwhile
+                // must not overwrite what it has started to poll.
+                Ok(replica) if follow(&role.borrow()).as_deref() == Some(address.as_str()) => {
+                    replica.adopt(&exporter, state_dir.as_deref());
+                    if failing {
+                        tracing::info!(leader = %address, "replicating the leader's state again");
+                        failing = false;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    // Once per outage, not every interval.
+                    if !failing {
+                        tracing::warn!(error = %error, "cannot replicate the leader's state; keeping the last copy");
+                        failing = true;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(FETCH_INTERVAL) => {}
+            changed = role.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
