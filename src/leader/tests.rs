@@ -1,0 +1,1 @@
+//! Tests of the Lease state machine against the fake Lease API.
