@@ -236,9 +236,10 @@ pub async fn run_on(
     });
     let server = tokio::spawn(server::serve(
         listener,
-        server::router_with_thresholds(
+        server::router_with_replication(
             exporter.app_state(),
             server::ExpiryThresholds::from_alerts(&settings.alerts),
+            Some(crate::replication::source(exporter.clone())),
         ),
         serve_options,
         stopped(),

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 
 use crate::alerts::outbox::AlertReplica;
 use crate::daemon::Exporter;
+use crate::leader::Role;
 use crate::server::ReplicationSource;
 use crate::state::{Snapshot, StatusHistory};
 
@@ -132,6 +133,17 @@ impl Replica {
 /// The daemon's `/api/v1/replication`: the exporter's state, serialized when asked.
 pub fn source(exporter: Arc<Exporter>) -> ReplicationSource {
     Arc::new(move || serde_json::to_vec(&Replica::of(&exporter)))
+}
+
+/// The address a standby follows: its leader's, as published in the Lease; `None` while this
+/// replica leads or no leader (or no address) is known.
+pub fn leader_address(role: &Role) -> Option<String> {
+    match role {
+        Role::Standby {
+            leader: Some(leader),
+        } => leader.address.clone(),
+        _ => None,
+    }
 }
 
 /// A fetch of the leader's state failed (logged; the standby keeps what it has).

@@ -7,7 +7,7 @@
 //! URL with a secret path and query, a Slack URL with a secret path, an HMAC secret, and a
 //! basic-auth password in `healthcheck --url`. The daemon goes through API errors (auth failure, 5xx, token verification failing) and alerts to
 //! a webhook and a Slack sink that fail (500) and then accept. Then nothing the binary wrote —
-//! stdout, stderr, `/metrics`, `/api/v1/snapshot`, the status page `/`, every file in the state
+//! stdout, stderr, `/metrics`, `/api/v1/snapshot`, `/api/v1/replication`, the status page `/`, every file in the state
 //! directories — may contain any of the secrets, or even the marker they all share.
 //!
 //! A control proves the audit looks at the output: `simulate`, served a scenario with the
@@ -97,6 +97,14 @@ struct Artifacts {
 impl Artifacts {
     fn add(&mut self, label: impl Into<String>, bytes: impl Into<Vec<u8>>) {
         self.items.push((label.into(), bytes.into()));
+    }
+
+    /// The last artifact, as text.
+    fn last_text(&self) -> String {
+        self.items
+            .last()
+            .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+            .unwrap_or_default()
     }
 
     /// Every file under `dir`, recursively.
@@ -610,6 +618,7 @@ async fn the_daemon(
         [
             ("/metrics", phase),
             ("/api/v1/snapshot", phase),
+            ("/api/v1/replication", phase),
             ("/", phase),
             ("/healthz", phase),
             ("/readyz", phase),
@@ -631,6 +640,17 @@ async fn the_daemon(
     wait_for_series(&http, addr, &["notifications_total", "outcome=\"failed\""]).await;
     // The outbox holds the undelivered notifications now.
     artifacts.add_dir("state dir while queued", &configs.daemon_state);
+    // What a standby replicates: the queued notifications too, by sink name only.
+    assert_eq!(
+        fetch(&http, addr, "/api/v1/replication", "run queued", artifacts).await,
+        200
+    );
+    let queued = artifacts.last_text();
+    assert!(
+        queued.contains("\"queues\"") && queued.contains("\"audit-hook\""),
+        "the replication body holds the queued notifications: {}",
+        tail(&queued)
+    );
 
     // API errors: auth failure (also on token verification), then 5xx.
     for (fault, reason) in [
