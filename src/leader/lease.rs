@@ -98,17 +98,9 @@ impl Elector {
         }
         let spec = &mut lease["spec"];
         if !ours {
+            // A new holder (after expiry or a release): one more transition, as client-go counts.
             let transitions = spec["leaseTransitions"].as_i64().unwrap_or(0);
-            // A free Lease (released, or never held) is acquired without a transition.
-            let transitions = if spec["holderIdentity"]
-                .as_str()
-                .is_some_and(|h| !h.is_empty())
-            {
-                transitions + 1
-            } else {
-                transitions
-            };
-            spec["leaseTransitions"] = json!(transitions);
+            spec["leaseTransitions"] = json!(transitions + 1);
             spec["acquireTime"] = json!(micro_time(wall));
         }
         spec["holderIdentity"] = json!(self.identity);

@@ -81,14 +81,21 @@ pub enum LeaderError {
 #[derive(Debug)]
 pub struct Election {
     stop: watch::Sender<bool>,
-    task: JoinHandle<Elector>,
+    task: Option<JoinHandle<Elector>>,
+}
+
+impl Drop for Election {
+    fn drop(&mut self) {
+        // Dropped without `release` (a start-up error): stop campaigning all the same.
+        let _ = self.stop.send(true);
+    }
 }
 
 impl Election {
     /// Finds the Kubernetes API (in-cluster, else the kubeconfig) and starts campaigning for
     /// `settings.lease_name` as `identity`, publishing `advertise` (the HTTP server's
     /// `ip:port`). The receiver starts at `Standby { leader: None }`.
-    pub async fn start(
+    pub fn start(
         settings: &LeaderElectionSettings,
         identity: String,
         advertise: Option<String>,
@@ -104,11 +111,7 @@ impl Election {
         identity: String,
         advertise: Option<String>,
     ) -> Result<(Election, watch::Receiver<Role>), LeaderError> {
-        let namespace = settings
-            .namespace
-            .clone()
-            .or_else(|| api.namespace.clone())
-            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+        let namespace = lease_namespace(settings, &api);
         tracing::info!(
             api = %api.origin,
             namespace = %namespace,
@@ -127,14 +130,23 @@ impl Election {
         let (role_tx, role_rx) = watch::channel(Role::Standby { leader: None });
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(campaign(elector, settings.lease_duration, role_tx, stopped));
-        Ok((Election { stop, task }, role_rx))
+        Ok((
+            Election {
+                stop,
+                task: Some(task),
+            },
+            role_rx,
+        ))
     }
 
     /// Stops campaigning and, if leading, clears the Lease's holder so the standby takes over
     /// at once. Call after polling and alert delivery have stopped.
-    pub async fn release(self) {
+    pub async fn release(mut self) {
         let _ = self.stop.send(true);
-        let Ok(mut elector) = self.task.await else {
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        let Ok(mut elector) = task.await else {
             return;
         };
         match tokio::time::timeout(RELEASE_TIMEOUT, elector.release(chrono::Utc::now())).await {
@@ -148,6 +160,16 @@ impl Election {
             ),
         }
     }
+}
+
+/// The Lease's namespace: the config's, else the one the API settings tell (the service
+/// account's, `POD_NAMESPACE`, the kubeconfig context's), else `default`.
+fn lease_namespace(settings: &LeaderElectionSettings, api: &ApiConfig) -> String {
+    settings
+        .namespace
+        .clone()
+        .or_else(|| api.namespace.clone())
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned())
 }
 
 /// The longest [`Election::release`] waits for the API.

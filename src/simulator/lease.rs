@@ -4,7 +4,7 @@
 //! server answers), a bearer-token check, plain HTTP on loopback. Served alone by
 //! `simulate --lease-api`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,6 +30,10 @@ struct Leases {
     unavailable: AtomicBool,
     requests: AtomicU64,
     token: Option<String>,
+    /// Bearer tokens answered 503 (an outage seen by one client only).
+    blocked: Mutex<HashSet<String>>,
+    /// Writes still to be refused with 409, as if another client had written first.
+    conflicts: AtomicU64,
 }
 
 impl Leases {
@@ -113,6 +117,27 @@ impl LeaseApi {
         self.state.unavailable.store(unavailable, Ordering::SeqCst);
     }
 
+    /// While `blocked`, requests bearing `token` are answered 503: an outage seen by that
+    /// client only (a partitioned leader).
+    pub fn block_token(&self, token: &str, blocked: bool) {
+        let mut set = self
+            .state
+            .blocked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if blocked {
+            set.insert(token.to_owned());
+        } else {
+            set.remove(token);
+        }
+    }
+
+    /// The next `count` writes (POST or PUT) are answered 409 Conflict after the stored Lease
+    /// gets a new `resourceVersion`, as when another client wrote between a read and a write.
+    pub fn conflict_next_writes(&self, count: u64) {
+        self.state.conflicts.store(count, Ordering::SeqCst);
+    }
+
     /// Requests served so far.
     pub fn requests(&self) -> u64 {
         self.state.requests.load(Ordering::SeqCst)
@@ -159,30 +184,69 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
-/// The outage switch and the bearer token, checked before anything else.
-fn admit(state: &Leases, headers: &HeaderMap) -> Result<(), Response> {
+/// The outage switch and the bearer token, checked before anything else: the refusal, if any.
+fn refuse(state: &Leases, headers: &HeaderMap) -> Option<Response> {
     state.requests.fetch_add(1, Ordering::SeqCst);
     if state.unavailable.load(Ordering::SeqCst) {
-        return Err(status(
+        return Some(status(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
             "the fake API is unavailable",
         ));
     }
+    let sent = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if sent.is_some_and(|sent| {
+        state
+            .blocked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(sent)
+    }) {
+        return Some(status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "the fake API is unavailable to this client",
+        ));
+    }
     if let Some(token) = &state.token {
-        let sent = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
         if sent != Some(token.as_str()) {
-            return Err(status(
+            return Some(status(
                 StatusCode::UNAUTHORIZED,
                 "Unauthorized",
                 "Unauthorized",
             ));
         }
     }
-    Ok(())
+    None
+}
+
+/// An injected conflict (see [`LeaseApi::conflict_next_writes`]): the stored Lease, if any,
+/// moves on to a new `resourceVersion` and the write is refused.
+fn injected_conflict(
+    state: &Leases,
+    objects: &mut HashMap<(String, String), Value>,
+    key: &(String, String),
+) -> Option<Response> {
+    let take = state
+        .conflicts
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+            left.checked_sub(1)
+        })
+        .is_ok();
+    if !take {
+        return None;
+    }
+    if let Some(lease) = objects.get_mut(key) {
+        lease["metadata"]["resourceVersion"] = json!(state.next_version());
+    }
+    Some(status(
+        StatusCode::CONFLICT,
+        "Conflict",
+        "Operation cannot be fulfilled: the object has been modified",
+    ))
 }
 
 async fn read(
@@ -190,7 +254,7 @@ async fn read(
     Path((namespace, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = admit(&state, &headers) {
+    if let Some(response) = refuse(&state, &headers) {
         return response;
     }
     match state.objects().get(&(namespace, name.clone())) {
@@ -209,7 +273,7 @@ async fn create(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(response) = admit(&state, &headers) {
+    if let Some(response) = refuse(&state, &headers) {
         return response;
     }
     let Ok(mut lease) = serde_json::from_slice::<Value>(&body) else {
@@ -224,6 +288,9 @@ async fn create(
     };
     let mut objects = state.objects();
     let key = (namespace.clone(), name.clone());
+    if let Some(conflict) = injected_conflict(&state, &mut objects, &key) {
+        return conflict;
+    }
     if objects.contains_key(&key) {
         return status(
             StatusCode::CONFLICT,
@@ -243,7 +310,7 @@ async fn replace(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(response) = admit(&state, &headers) {
+    if let Some(response) = refuse(&state, &headers) {
         return response;
     }
     let Ok(mut lease) = serde_json::from_slice::<Value>(&body) else {
@@ -251,6 +318,9 @@ async fn replace(
     };
     let mut objects = state.objects();
     let key = (namespace, name.clone());
+    if let Some(conflict) = injected_conflict(&state, &mut objects, &key) {
+        return conflict;
+    }
     let Some(current) = objects.get(&key) else {
         return status(
             StatusCode::NOT_FOUND,
