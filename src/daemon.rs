@@ -19,11 +19,13 @@ use crate::metrics::Metrics;
 use crate::poller::{
     PollObserver as _, Poller, PollerOptions, RefreshEstimate, TickScope, ZoneError,
 };
+use crate::replication;
 use crate::secret::Secret;
 use crate::server::{self, AppState, ServeOptions};
 use crate::simulator::{Scenario, Simulator, SimulatorError};
 use crate::state::SharedSnapshot;
 use crate::web_config::WebConfigError;
+use axum::Router;
 
 /// The daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -294,6 +296,22 @@ async fn start_leading(
         leader::identity(),
         Some(advertise),
     )?;
+    // Standby: replicate the leader's state (idle while this instance leads).
+    match replication::Fetcher::new() {
+        Ok(fetcher) => {
+            tokio::spawn(replication::replicate(
+                exporter.clone(),
+                role.clone(),
+                replication::leader_address,
+                fetcher,
+                Some(settings.state.dir.clone()),
+                stop.clone(),
+            ));
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "cannot build the replication client; a failover will re-announce alerts");
+        }
+    }
     let leading = tokio::spawn(lead(
         Arc::new(settings.clone()),
         exporter.clone(),
@@ -302,6 +320,22 @@ async fn start_leading(
         stop,
     ));
     Ok((Some(election), Some(leading)))
+}
+
+/// The main listener's routes. `/api/v1/replication` serves the leader's term (with its
+/// alerter) while leading, else this exporter with the alert state of its state dir (a standby
+/// serves what it replicated).
+fn main_router(exporter: &Arc<Exporter>, active: &Arc<Active>, settings: &Settings) -> Router {
+    let (base, active) = (exporter.clone(), active.clone());
+    let replication = replication::source(
+        move || active.borrow().clone().unwrap_or_else(|| base.clone()),
+        Some(settings.state.dir.clone()),
+    );
+    server::router_with_replication(
+        exporter.app_state(),
+        server::ExpiryThresholds::from_alerts(&settings.alerts),
+        Some(replication),
+    )
 }
 
 /// The [`lead`] task.
@@ -403,11 +437,7 @@ pub async fn run_on(
     });
     let server = tokio::spawn(server::serve(
         listener,
-        server::router_with_replication(
-            exporter.app_state(),
-            server::ExpiryThresholds::from_alerts(&settings.alerts),
-            Some(crate::replication::source(exporter.clone())),
-        ),
+        main_router(&exporter, &active, &settings),
         serve_options,
         stopped(),
     ));

@@ -8,7 +8,8 @@
 //! - the status history (since when each status holds): into the poller, and persisted to the
 //!   standby's own `[state] dir`;
 //! - the alert state (firing alerts, undelivered notifications per sink *name*): into the
-//!   standby's alerter and its `alerts.json`;
+//!   standby's `alerts.json` (with leader election the alerter exists only while leading, and
+//!   loads that file when a term starts), or its running alerter when it has one;
 //! - the snapshot: the standby exports the same certificate and hostname series as the
 //!   leader, so either can be scraped (dashboards aggregate over instances).
 //!
@@ -23,7 +24,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::alerts::outbox::AlertReplica;
+use strum::IntoEnumIterator as _;
+
+use crate::alerts::outbox::{AlertReplica, OUTBOX_FILE_NAME, Outbox};
+use crate::alerts::{AlertObserver, Reason};
 use crate::daemon::Exporter;
 use crate::leader::Role;
 use crate::server::ReplicationSource;
@@ -60,8 +64,9 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// The exporter's state now.
-    pub fn of(exporter: &Exporter) -> Replica {
+    /// The exporter's state now. Without a running alerter (a standby), the alert state is the
+    /// one in `state_dir`'s `alerts.json`, if given.
+    pub fn of(exporter: &Exporter, state_dir: Option<&Path>) -> Replica {
         let snapshot = exporter.snapshot.load();
         let association_expiry = snapshot
             .zones
@@ -83,19 +88,22 @@ impl Replica {
         Replica {
             version: REPLICATION_VERSION,
             history: exporter.poller.history(),
-            alerts: exporter
-                .alerter
-                .as_ref()
-                .map(|alerter| alerter.replica())
-                .unwrap_or_default(),
+            alerts: match (&exporter.alerter, state_dir) {
+                (Some(alerter), _) => alerter.replica(),
+                (None, Some(dir)) => Outbox::load(&dir.join(OUTBOX_FILE_NAME))
+                    .map(|outbox| outbox.replica())
+                    .unwrap_or_default(),
+                (None, None) => AlertReplica::default(),
+            },
             snapshot: Snapshot::clone(&snapshot),
             association_expiry,
         }
     }
 
     /// Makes this state the exporter's own: the history into the poller (and `state_dir`,
-    /// when given), the alert state into the alerter (persisted with it), the snapshot into the
-    /// shared snapshot.
+    /// when given), the alert state into the running alerter (persisted with it), else into
+    /// `state_dir`'s `alerts.json` (where the next term's alerter loads it), the snapshot into
+    /// the shared snapshot.
     pub fn adopt(self, exporter: &Exporter, state_dir: Option<&Path>) {
         let Replica {
             history,
@@ -123,16 +131,43 @@ impl Replica {
             }
         }
         exporter.poller.adopt_history(history);
-        if let Some(alerter) = &exporter.alerter {
-            alerter.adopt(alerts);
+        match (&exporter.alerter, state_dir) {
+            (Some(alerter), _) => alerter.adopt(alerts),
+            (None, Some(dir)) => adopt_into_file(&dir.join(OUTBOX_FILE_NAME), alerts, exporter),
+            (None, None) => {}
         }
         exporter.snapshot.store(snapshot);
     }
 }
 
-/// The daemon's `/api/v1/replication`: the exporter's state, serialized when asked.
-pub fn source(exporter: Arc<Exporter>) -> ReplicationSource {
-    Arc::new(move || serde_json::to_vec(&Replica::of(&exporter)))
+/// A standby's alert state, kept in the outbox file (its own known sinks stay as they are),
+/// written only when it changed; the `alerts_firing` and `notification_queue_length` gauges
+/// follow it, so the standby's metrics show what it would take over.
+fn adopt_into_file(path: &Path, alerts: AlertReplica, exporter: &Exporter) {
+    let mut outbox = Outbox::load(path).unwrap_or_default();
+    let queued_before: Vec<String> = outbox.replica().queues.into_keys().collect();
+    if outbox.replica() != alerts {
+        outbox.adopt(alerts);
+        if let Err(error) = outbox.save(path) {
+            tracing::warn!(error = %error, "cannot persist the leader's alert state");
+        }
+    }
+    let observer: &dyn AlertObserver = exporter.metrics.as_ref();
+    for reason in Reason::iter() {
+        observer.alerts_firing(reason, outbox.firing.count(reason));
+    }
+    for sink in queued_before.iter().chain(outbox.replica().queues.keys()) {
+        observer.queue_length(sink, outbox.len(sink));
+    }
+}
+
+/// The daemon's `/api/v1/replication`: the state of the exporter `current` returns (the
+/// leader's term, with its alerter, else the standby's own), serialized when asked.
+pub fn source(
+    current: impl Fn() -> Arc<Exporter> + Send + Sync + 'static,
+    state_dir: Option<PathBuf>,
+) -> ReplicationSource {
+    Arc::new(move || serde_json::to_vec(&Replica::of(&current(), state_dir.as_deref())))
 }
 
 /// The address a standby follows: its leader's, as published in the Lease; `None` while this

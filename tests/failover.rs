@@ -46,7 +46,13 @@ async fn serve_with_replication(exporter: &Arc<Exporter>) -> String {
     let router = server::router_with_replication(
         exporter.app_state(),
         ExpiryThresholds::default(),
-        Some(replication::source(exporter.clone())),
+        Some(replication::source(
+            {
+                let exporter = exporter.clone();
+                move || exporter.clone()
+            },
+            None,
+        )),
     );
     tokio::spawn(async move { axum::serve(listener, router).await });
     addr.to_string()
@@ -146,7 +152,7 @@ async fn a_notification_the_leader_could_not_deliver_is_delivered_by_the_standby
     receiver.wait_for(HOOK, 1).await;
     assert_eq!(leader.alerter.as_ref().unwrap().queued("oncall"), 1);
     let replica: Replica =
-        serde_json::from_slice(&serde_json::to_vec(&Replica::of(&leader)).unwrap()).unwrap();
+        serde_json::from_slice(&serde_json::to_vec(&Replica::of(&leader, None)).unwrap()).unwrap();
     drop(leader);
 
     let (standby_dir, standby) = exporter(&sim, &receiver);

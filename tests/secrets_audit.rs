@@ -640,17 +640,7 @@ async fn the_daemon(
     wait_for_series(&http, addr, &["notifications_total", "outcome=\"failed\""]).await;
     // The outbox holds the undelivered notifications now.
     artifacts.add_dir("state dir while queued", &configs.daemon_state);
-    // What a standby replicates: the queued notifications too, by sink name only.
-    assert_eq!(
-        fetch(&http, addr, "/api/v1/replication", "run queued", artifacts).await,
-        200
-    );
-    let queued = artifacts.last_text();
-    assert!(
-        queued.contains("\"queues\"") && queued.contains("\"audit-hook\""),
-        "the replication body holds the queued notifications: {}",
-        tail(&queued)
-    );
+    replication_while_queued(&http, addr, artifacts).await;
 
     // API errors: auth failure (also on token verification), then 5xx.
     for (fault, reason) in [
@@ -718,6 +708,24 @@ async fn the_daemon(
     );
     let code = daemon.terminate(artifacts).await;
     assert_eq!(code, Some(0), "run exits 0 on SIGTERM");
+}
+
+/// What a standby replicates: the queued notifications too, by sink name only.
+async fn replication_while_queued(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    artifacts: &mut Artifacts,
+) {
+    assert_eq!(
+        fetch(http, addr, "/api/v1/replication", "run queued", artifacts).await,
+        200
+    );
+    let queued = artifacts.last_text();
+    assert!(
+        queued.contains("\"queues\"") && queued.contains("\"audit-hook\""),
+        "the replication body holds the queued notifications: {}",
+        tail(&queued)
+    );
 }
 
 /// `healthcheck` against the daemon, and against a closed port.
