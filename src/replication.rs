@@ -87,7 +87,7 @@ impl Replica {
             .collect();
         Replica {
             version: REPLICATION_VERSION,
-            history: exporter.poller.history(),
+            history: lock(&exporter.history).clone(),
             alerts: match (&exporter.alerter, state_dir) {
                 (Some(alerter), _) => alerter.replica(),
                 (None, Some(dir)) => Outbox::load(&dir.join(OUTBOX_FILE_NAME))
@@ -123,14 +123,18 @@ impl Replica {
                 }
             }
         }
-        if let Some(dir) = state_dir {
-            if exporter.poller.history() != history {
-                if let Err(error) = history.save(dir) {
-                    tracing::warn!(error = %error, "cannot persist the leader's status history");
+        {
+            // Shared by every refresher: the next tick continues from it.
+            let mut current = lock(&exporter.history);
+            if *current != history {
+                if let Some(dir) = state_dir {
+                    if let Err(error) = history.save(dir) {
+                        tracing::warn!(error = %error, "cannot persist the leader's status history");
+                    }
                 }
+                *current = history;
             }
         }
-        exporter.poller.adopt_history(history);
         match (&exporter.alerter, state_dir) {
             (Some(alerter), _) => alerter.adopt(alerts),
             (None, Some(dir)) => adopt_into_file(&dir.join(OUTBOX_FILE_NAME), alerts, exporter),
@@ -168,6 +172,12 @@ pub fn source(
     state_dir: Option<PathBuf>,
 ) -> ReplicationSource {
     Arc::new(move || serde_json::to_vec(&Replica::of(&current(), state_dir.as_deref())))
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The address a standby follows: its leader's, as published in the Lease; `None` while this

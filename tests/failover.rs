@@ -107,7 +107,7 @@ async fn a_standby_that_adopted_the_leaders_state_takes_over_without_announcing_
     );
     // Persisted in its own state directory: a standby restarted before the takeover keeps it.
     let persisted = StatusHistory::load(standby_dir.path()).unwrap();
-    assert_eq!(persisted, leader.poller.history());
+    assert_eq!(persisted, *leader.history.lock().unwrap());
     assert!(standby_dir.path().join(HISTORY_FILE_NAME).exists());
 
     // The leader dies; the standby leads and polls.
