@@ -88,6 +88,17 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Serve a fake Kubernetes Lease API (coordination.k8s.io/v1), for leader-election tests
+    /// and scripts: point a kubeconfig's server at it.
+    #[command(hide = true)]
+    SimulateLeaseApi {
+        /// Address to listen on, e.g. 127.0.0.1:8788.
+        #[arg(long, value_name = "ADDR")]
+        listen: SocketAddr,
+        /// The bearer token requests must carry [default: any].
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -267,6 +278,13 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
                 "# Effective configuration of {} (defaults applied, environment overrides included, secrets redacted)\n{refresh}{lookups}{effective}",
                 file.display()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SimulateLeaseApi { listen, token } => {
+            init_tracing(&logging, None)?;
+            cloudflare_aop_exporter::simulator::lease::serve(listen, token)
+                .await
+                .with_context(|| format!("cannot serve the fake Lease API on {listen}"))?;
             Ok(ExitCode::SUCCESS)
         }
     }

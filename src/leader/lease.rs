@@ -151,6 +151,22 @@ impl Elector {
         lease
     }
 
+    /// How long until the Lease another holds expires, as this candidate observed it (`None`
+    /// when it holds it itself, or it is free): a standby's next round need not wait longer.
+    pub fn expires_in(&self, now: Instant) -> Option<Duration> {
+        let observed = self.observed.as_ref()?;
+        let holder = observed.record["spec"]["holderIdentity"].as_str()?;
+        if holder.is_empty() || holder == self.identity {
+            return None;
+        }
+        let duration = Duration::from_secs(
+            observed.record["spec"]["leaseDurationSeconds"]
+                .as_u64()
+                .unwrap_or(self.lease_duration.as_secs()),
+        );
+        Some((observed.at + duration).saturating_duration_since(now))
+    }
+
     /// Restarts the expiry clock when the record changed (any write: a renewal, a new holder).
     fn observe(&mut self, lease: &Value, now: Instant) {
         let record = json!({

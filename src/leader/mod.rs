@@ -172,6 +172,9 @@ fn lease_namespace(settings: &LeaderElectionSettings, api: &ApiConfig) -> String
         .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned())
 }
 
+/// A standby's round after the holder's expiry comes this long after it (not before).
+const EXPIRY_MARGIN: Duration = Duration::from_millis(50);
+
 /// The longest [`Election::release`] waits for the API.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -239,10 +242,13 @@ async fn campaign(
                 }
             }
         }
-        // Sleep, but wake for the stop or, while leading, for the deadline.
+        // Sleep, but wake for the stop; while leading, for the deadline; while standing by,
+        // as the holder's Lease expires (a takeover does not wait for the next period).
         let mut pause = jittered(RETRY_PERIOD);
         if let Some(at) = renewed {
             pause = pause.min((at + deadline).saturating_duration_since(Instant::now()));
+        } else if let Some(expires_in) = elector.expires_in(Instant::now()) {
+            pause = pause.min(expires_in + EXPIRY_MARGIN);
         }
         tokio::select! {
             () = tokio::time::sleep(pause) => {}

@@ -123,6 +123,8 @@ async fn a_live_holder_is_followed_and_an_expired_one_taken_over() {
         b.try_acquire_or_renew(now, Utc::now()).await.unwrap(),
         following
     );
+    assert_eq!(b.expires_in(now), Some(lease_duration));
+    assert_eq!(a.expires_in(now), None, "its own Lease");
     // Just before the lease runs out (on b's own clock since it saw the record): still a's.
     let almost = now
         + lease_duration

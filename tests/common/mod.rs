@@ -17,6 +17,7 @@ pub const API_STATUSES: [&str; 7] = [
     "deletion_timed_out",
 ];
 
+pub mod kube;
 pub mod metrics_text;
 pub mod process;
 pub mod receiver;
