@@ -3,11 +3,17 @@
 //! restarts no `status_since`.
 //!
 //! In process: a leader and a standby `Exporter` against one simulator and one alert receiver;
-//! the standby fetches over HTTP exactly as the daemon's replication loop does.
+//! the standby fetches over HTTP exactly as the daemon's replication loop does. End to end: two
+//! exporter processes with leader election against one simulator, the fake Lease API and one
+//! webhook receiver; the leader is killed with SIGKILL after it has notified.
+//!
+//! No timed assertions: every wait is for a condition, with a generous deadline.
 
 mod common;
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +23,11 @@ use cloudflare_aop_exporter::daemon::Exporter;
 use cloudflare_aop_exporter::replication::{self, Fetcher, Replica};
 use cloudflare_aop_exporter::server::{self, ExpiryThresholds};
 use cloudflare_aop_exporter::simulator::Simulator;
+use cloudflare_aop_exporter::simulator::lease::LeaseApi;
 use cloudflare_aop_exporter::state::{HISTORY_FILE_NAME, Scope, Status, StatusHistory};
+use common::kube::write_kubeconfig;
+use common::metrics_text::Scrape;
+use common::process::{ChildGuard, binary, free_addr};
 use common::receiver::{Receiver, Reply};
 use common::setup::{PAY_CERT as CERT, PAY_ZONE as ZONE, pay_scenario, sink};
 
@@ -184,4 +194,216 @@ async fn the_replication_route_is_absent_without_a_source() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("HTTP 404"), "{error}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two processes, SIGKILL.
+
+const KUBE_TOKEN: &str = "failover-test-kube-token";
+const NAMESPACE: &str = "monitoring";
+const LEASE: &str = "aop-failover";
+/// Bounds a failure only; the conditions hold within seconds (a 5 s lease, 1 s ticks).
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn process_config(
+    dir: &Path,
+    name: &str,
+    sim: &Simulator,
+    receiver: &Receiver,
+    listen: SocketAddr,
+) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[cloudflare]
+api_base_url = "{base}"
+api_token = "{TOKEN}"
+verify_token = false
+
+[schedule]
+cron = "* * * * * *"
+jitter = "0s"
+
+[[zones]]
+id = "{ZONE}"
+name = "pay.example"
+zone_level = false
+
+[server]
+listen = "{listen}"
+
+[state]
+dir = "{state}"
+
+[alerts]
+repeat_interval = "24h"
+
+[[alerts.sinks]]
+type = "webhook"
+name = "oncall"
+url = "{hook}"
+
+[leader_election]
+enabled = true
+lease_name = "{LEASE}"
+lease_duration = "5s"
+"#,
+            base = sim.base_url(),
+            state = dir.join(format!("{name}-state")).display(),
+            hook = receiver.url(HOOK),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// One exporter process named `name` (its `POD_NAME`), its log in `dir/<name>.log`.
+fn spawn(dir: &Path, name: &str, config: &Path, kubeconfig: &Path) -> ChildGuard {
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let child = std::process::Command::new(binary())
+        .args(["run", "--config"])
+        .arg(config)
+        .env_clear()
+        .env("KUBECONFIG", kubeconfig)
+        .env("POD_NAME", name)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    ChildGuard::new(child)
+}
+
+/// `/metrics` of `addr`, or `None` while it does not answer.
+async fn try_scrape(addr: SocketAddr) -> Option<Scrape> {
+    let response = reqwest::get(format!("http://{addr}/metrics")).await.ok()?;
+    Some(Scrape::parse(&response.text().await.ok()?))
+}
+
+/// Scrapes `addr` until `condition` holds on it; fails after [`DEADLINE`] with both logs.
+async fn wait_for_scrape(
+    what: &str,
+    addr: SocketAddr,
+    dir: &Path,
+    mut condition: impl FnMut(&Scrape) -> bool,
+) -> Scrape {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(scrape) = try_scrape(addr).await {
+            if condition(&scrape) {
+                return scrape;
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            let log = |name: &str| {
+                std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
+            };
+            panic!(
+                "timed out waiting for {what}\n--- a\n{}\n--- b\n{}",
+                log("a"),
+                log("b")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn since_of(scrape: &Scrape) -> Option<f64> {
+    scrape.get(
+        "certificate_status_since_timestamp_seconds",
+        &[("cert_id", CERT)],
+    )
+}
+
+/// A gauge's or counter's value (the text format's floats hold these integers exactly).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn count(value: Option<f64>) -> u64 {
+    value.unwrap_or(0.0).round() as u64
+}
+
+fn firing(scrape: &Scrape) -> u64 {
+    count(scrape.get("alerts_firing", &[("reason", "deployment_timed_out")]))
+}
+
+fn successful_polls(scrape: &Scrape) -> u64 {
+    count(scrape.get("polls_total", &[("outcome", "success")]))
+}
+
+fn leading(scrape: &Scrape) -> bool {
+    count(scrape.get("leader", &[])) == 1
+}
+
+// Multi-threaded: the simulator, the fake Lease API and the receiver run in this runtime while
+// the test blocks on a child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_sigkill_of_the_leader_the_standby_polls_notifies_nothing_again_and_keeps_since() {
+    let sim = common::setup::simulator(&pay_scenario(TOKEN)).await;
+    let api = LeaseApi::start(Some(KUBE_TOKEN.to_owned())).await.unwrap();
+    let receiver = Receiver::start(vec![], Reply::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = write_kubeconfig(dir.path(), &api.base_url(), KUBE_TOKEN, NAMESPACE);
+    let (a_addr, b_addr) = (free_addr(), free_addr());
+    let a_config = process_config(dir.path(), "a", &sim, &receiver, a_addr);
+    let b_config = process_config(dir.path(), "b", &sim, &receiver, b_addr);
+
+    // a leads (it starts first), then b stands by.
+    let mut a = spawn(dir.path(), "a", &a_config, &kubeconfig);
+    wait_for_scrape("a leading and polling", a_addr, dir.path(), |scrape| {
+        leading(scrape) && successful_polls(scrape) >= 1
+    })
+    .await;
+    let _b = spawn(dir.path(), "b", &b_config, &kubeconfig);
+
+    // The certificate times out: a notifies, once.
+    assert!(sim.set_certificate_status(ZONE, CERT, Status::DeploymentTimedOut));
+    assert_eq!(receiver.wait_for(HOOK, 1).await.len(), 1);
+    let a_scrape = wait_for_scrape("a's alert firing", a_addr, dir.path(), |scrape| {
+        firing(scrape) == 1 && since_of(scrape).is_some()
+    })
+    .await;
+    let leader_since = since_of(&a_scrape);
+    // b holds the alert and the certificate's status_since, and has spent no request.
+    let b_scrape = wait_for_scrape("b replicating a", b_addr, dir.path(), |scrape| {
+        firing(scrape) == 1 && since_of(scrape) == leader_since
+    })
+    .await;
+    assert!(!leading(&b_scrape));
+    assert_eq!(count(Some(b_scrape.sum("api_requests_total", &[]))), 0);
+    // What it replicated is on disk too: a restart before the takeover would keep it.
+    let b_state = dir.path().join("b-state");
+    assert!(b_state.join(HISTORY_FILE_NAME).exists());
+    assert!(b_state.join("alerts.json").exists());
+
+    // SIGKILL a: no release, so b takes over once the lease expires.
+    a.0.as_mut().unwrap().kill().unwrap();
+    a.0.as_mut().unwrap().wait().unwrap();
+    let requests_before = sim.stats().total;
+    wait_for_scrape(
+        "b leading and polling twice",
+        b_addr,
+        dir.path(),
+        |scrape| leading(scrape) && successful_polls(scrape) >= 2,
+    )
+    .await;
+    assert!(
+        sim.stats().total > requests_before,
+        "the new leader polls the simulator"
+    );
+    settle().await;
+    let b_scrape = try_scrape(b_addr).await.unwrap();
+    assert_eq!(firing(&b_scrape), 1, "the alert still fires, on b now");
+    assert_eq!(
+        receiver.requests(HOOK).len(),
+        1,
+        "every alert delivered exactly once across the failover"
+    );
+    assert_eq!(
+        since_of(&b_scrape),
+        leader_since,
+        "status_since does not restart at the takeover"
+    );
+    api.shutdown().await;
 }

@@ -204,8 +204,8 @@ try:
                        "--scale-hostnames-per-zone", str(HOSTS),
                        "--scale-requests-per-5m", "100000000"])
     wait_for("the simulator", lambda: sim_total() is not None, 60)
-    start("lease-api", [binary, "simulate", "--lease-api", "--listen",
-                        f"127.0.0.1:{lease_port}", "--lease-token", LEASE_TOKEN])
+    start("lease-api", [binary, "simulate-lease-api", "--listen",
+                        f"127.0.0.1:{lease_port}", "--token", LEASE_TOKEN])
     wait_for("the Lease API", lambda: call("GET", f"http://127.0.0.1:{lease_port}/")[0] is not None, 60)
     zones = served_zones(sim_port)
     zone_id = zones[0]["id"]
