@@ -234,8 +234,10 @@ try:
     assert code == 200, code
     wait_for("the notification", lambda: hook["firing"], 60)
     firing = 'reason="deployment_timed_out"'
-    wait_for("the standby holding the alert, nothing queued", lambda: (
-        value(metrics(b_port), "cloudflare_aop_alerts_firing", firing) == 1
+    # (A certificate serving several hostnames fires for each of them too.)
+    wait_for("the standby holding the alerts, nothing queued", lambda: (
+        value(metrics(a_port), "cloudflare_aop_alerts_firing", firing) == len(hook["firing"])
+        and value(metrics(b_port), "cloudflare_aop_alerts_firing", firing) == len(hook["firing"])
         and value(metrics(b_port), "cloudflare_aop_notification_queue_length") == 0
         and value(metrics(a_port), "cloudflare_aop_notification_queue_length") == 0), 60)
     since_before = samples(metrics(a_port), "cloudflare_aop_certificate_status_since_timestamp_seconds")
@@ -275,12 +277,13 @@ lines = [
     f"| API requests per minute, one instance | {figures['single_rpm']:.1f} | |",
     f"| API requests per minute, the pair | {figures['pair_rpm']:.1f} ({(ratio - 1) * 100:+.1f} %) | within 5 % |",
     f"| SIGKILL of the leader → the standby's first API request | {figures['takeover_s']:.1f} s | ≤ lease duration + one tick = {bound} s |",
-    f"| alerts delivered (firing notifications per alert) | {len(delivered)} alert, {delivered} | each exactly once |",
+    f"| alerts delivered (firing notifications per alert) | {len(delivered)} alerts, {sum(delivered)} notifications | each exactly once |",
     f"| status_since values changed by the takeover | {figures['resets']} of {figures['objects']} | 0 |",
 ]
 summary = "\n".join(lines) + "\n"
 open(f"{out}/summary.md", "w").write(summary)
 print(summary, end="")
-ok = (abs(ratio - 1) <= 0.05 and figures["takeover_s"] <= bound and delivered == [1]
+ok = (abs(ratio - 1) <= 0.05 and figures["takeover_s"] <= bound and delivered
+      and set(delivered) == {1}
       and figures["resets"] == 0)
 sys.exit(0 if ok else 1)
