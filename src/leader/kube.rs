@@ -336,8 +336,12 @@ impl LeaseClient {
         let http = builder.build().map_err(|error| {
             LeaderError::Config(format!("cannot build the Kubernetes API client: {error}"))
         })?;
-        let collection = api
-            .server
+        // A server behind a path (a proxy's `https://host/k8s/clusters/c-1`) keeps it.
+        let mut server = api.server.clone();
+        if !server.path().ends_with('/') {
+            server.set_path(&format!("{}/", server.path()));
+        }
+        let collection = server
             .join(&format!(
                 "apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
             ))
@@ -362,6 +366,11 @@ impl LeaseClient {
     /// The Lease's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The Lease's URL.
+    pub fn object_url(&self) -> &Url {
+        &self.object
     }
 
     /// GET: the Lease, or `None` if there is none.

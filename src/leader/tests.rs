@@ -542,3 +542,21 @@ fn the_advertised_address_is_reachable() {
         "127.0.0.2:80"
     );
 }
+
+#[test]
+fn a_server_behind_a_path_keeps_it() {
+    let api = ApiConfig {
+        server: url::Url::parse("https://rancher.example/k8s/clusters/c-1").unwrap(),
+        ca_pem: None,
+        insecure: false,
+        identity_pem: None,
+        token: TokenSource::None,
+        namespace: None,
+        origin: "test".to_owned(),
+    };
+    let client = LeaseClient::new(api, NS, NAME, Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        client.object_url().as_str(),
+        "https://rancher.example/k8s/clusters/c-1/apis/coordination.k8s.io/v1/namespaces/monitoring/leases/cloudflare-aop-exporter"
+    );
+}
