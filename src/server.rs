@@ -37,9 +37,20 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
-/// Renders the body of `/api/v1/replication` (JSON): the daemon's durable state for a standby
-/// (`crate::replication`). Behind the same TLS and basic auth as every other route.
-pub type ReplicationSource = Arc<dyn Fn() -> Result<Vec<u8>, serde_json::Error> + Send + Sync>;
+/// Answers `/api/v1/replication`: the daemon's durable state for a standby
+/// (`crate::replication`), given the `If-None-Match` the standby sent. Behind the same TLS and
+/// basic auth as every other route.
+pub type ReplicationSource =
+    Arc<dyn Fn(Option<&str>) -> Result<Replication, serde_json::Error> + Send + Sync>;
+
+/// What `/api/v1/replication` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replication {
+    /// Nothing changed since the standby's copy, tagged `etag`: 304, no body.
+    NotModified { etag: String },
+    /// The state (JSON), tagged `etag`.
+    Body { etag: String, body: Vec<u8> },
+}
 
 /// Open connections at most on the probe listener: probes are one request at a time.
 pub const PROBE_MAX_CONNECTIONS: usize = 64;
@@ -253,14 +264,28 @@ async fn snapshot_json(State(state): State<ServerState>) -> Response {
     }
 }
 
-async fn replication_json(State(state): State<ServerState>) -> Response {
+async fn replication_json(State(state): State<ServerState>, headers: HeaderMap) -> Response {
     let Some(replication) = &state.replication else {
         return (StatusCode::NOT_FOUND, "no replication here\n").into_response();
     };
     let replication = replication.clone();
+    let seen = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     // Serializing a large account takes a while: off the async workers.
-    match tokio::task::spawn_blocking(move || replication()).await {
-        Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+    match tokio::task::spawn_blocking(move || replication(seen.as_deref())).await {
+        Ok(Ok(Replication::NotModified { etag })) => {
+            (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response()
+        }
+        Ok(Ok(Replication::Body { etag, body })) => (
+            [
+                (header::CONTENT_TYPE, "application/json".to_owned()),
+                (header::ETAG, etag),
+            ],
+            body,
+        )
+            .into_response(),
         Ok(Err(error)) => {
             tracing::error!(error = %error, "serializing the replication state failed");
             (

@@ -102,8 +102,16 @@ async fn a_standby_that_adopted_the_leaders_state_takes_over_without_announcing_
 
     let (standby_dir, standby) = exporter(&sim, &receiver);
     let requests_before = sim.stats().total;
-    let replica = Fetcher::new().unwrap().fetch(&address).await.unwrap();
+    let mut fetcher = Fetcher::new().unwrap();
+    let (replica, etag) = fetcher
+        .fetch(&address)
+        .await
+        .unwrap()
+        .expect("a first copy");
     replica.adopt(&standby, Some(standby_dir.path()));
+    fetcher.fetched(&address, etag);
+    // Nothing changed since: the leader answers 304 and serializes nothing.
+    assert!(fetcher.fetch(&address).await.unwrap().is_none());
     assert_eq!(
         sim.stats().total,
         requests_before,
@@ -406,4 +414,33 @@ async fn after_a_sigkill_of_the_leader_the_standby_polls_notifies_nothing_again_
         "status_since does not restart at the takeover"
     );
     api.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_standby_refetches_only_after_the_leader_changed() {
+    let sim = common::setup::simulator(&pay_scenario(TOKEN)).await;
+    let receiver = Receiver::start(vec![], Reply::Ok).await;
+    let (_dir, leader) = exporter(&sim, &receiver);
+    leader.cycle().await;
+    let address = serve_with_replication(&leader).await;
+    let mut fetcher = Fetcher::new().unwrap();
+    let (_, etag) = fetcher.fetch(&address).await.unwrap().unwrap();
+    assert!(!etag.is_empty());
+    fetcher.fetched(&address, etag.clone());
+    assert!(fetcher.fetch(&address).await.unwrap().is_none());
+    // A poll publishes (a new snapshot generation): the whole state again, newly tagged.
+    assert!(sim.set_certificate_status(ZONE, CERT, Status::DeploymentTimedOut));
+    leader.cycle().await;
+    let (replica, newer) = fetcher
+        .fetch(&address)
+        .await
+        .unwrap()
+        .expect("a changed copy");
+    assert_ne!(newer, etag);
+    assert_eq!(replica.alerts.firing.len(), 1);
+    // Another leader at the same address (a restart) never matches the old tag.
+    let (_other_dir, other) = exporter(&sim, &receiver);
+    let other_address = serve_with_replication(&other).await;
+    fetcher.fetched(&other_address, newer);
+    assert!(fetcher.fetch(&other_address).await.unwrap().is_some());
 }
