@@ -240,6 +240,10 @@ try:
         and value(metrics(b_port), "cloudflare_aop_alerts_firing", firing) == len(hook["firing"])
         and value(metrics(b_port), "cloudflare_aop_notification_queue_length") == 0
         and value(metrics(a_port), "cloudflare_aop_notification_queue_length") == 0), 60)
+    # What the standby fetches: the whole state, or a 304 while nothing changed.
+    code, body = call("GET", f"http://127.0.0.1:{a_port}/api/v1/replication")
+    assert code == 200, code
+    figures["replication_bytes"] = len(body)
     since_before = samples(metrics(a_port), "cloudflare_aop_certificate_status_since_timestamp_seconds")
     since_before.update(samples(metrics(a_port), "cloudflare_aop_hostname_status_since_timestamp_seconds"))
     time.sleep(3)  # one more replication fetch (every 2 s)
@@ -279,6 +283,7 @@ lines = [
     f"| SIGKILL of the leader → the standby's first API request | {figures['takeover_s']:.1f} s | ≤ lease duration + one tick = {bound} s |",
     f"| alerts delivered (firing notifications per alert) | {len(delivered)} alerts, {sum(delivered)} notifications | each exactly once |",
     f"| status_since values changed by the takeover | {figures['resets']} of {figures['objects']} | 0 |",
+    f"| `/api/v1/replication` body ({ZONES} zones) | {figures['replication_bytes'] / 1024:.1f} KiB | |",
 ]
 summary = "\n".join(lines) + "\n"
 open(f"{out}/summary.md", "w").write(summary)
