@@ -41,6 +41,11 @@ pub const REPLICATION_PATH: &str = "/api/v1/replication";
 /// the last interval (a status seen, a notification delivered).
 pub const FETCH_INTERVAL: Duration = Duration::from_secs(2);
 
+/// How long after a role change the standby does not trust the `ETag` of what it adopted:
+/// longer than a stepped-down leader takes to end its term (the alerter's shutdown grace is
+/// 5 s).
+const TERM_END_GRACE: Duration = Duration::from_secs(15);
+
 /// How long one fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -300,6 +305,11 @@ impl Fetcher {
         Ok(Some((decode(address, &body)?, etag)))
     }
 
+    /// Fetch a whole copy next time.
+    pub fn forget(&mut self) {
+        self.last = None;
+    }
+
     /// The copy tagged `etag` from `address` was adopted: the next fetch from there asks only
     /// for changes.
     pub fn fetched(&mut self, address: &str, etag: String) {
@@ -343,6 +353,7 @@ pub async fn replicate<R, F>(
     F: Fn(&R) -> Option<String> + Send,
 {
     let mut failing = false;
+    let mut role_changed = tokio::time::Instant::now();
     loop {
         let address = follow(&role.borrow_and_update());
         if let Some(address) = address {
@@ -352,7 +363,13 @@ pub async fn replicate<R, F>(
                 Ok(answer) if follow(&role.borrow()).as_deref() == Some(address.as_str()) => {
                     if let Some((replica, etag)) = answer {
                         replica.adopt(&exporter, state_dir.as_deref());
-                        fetcher.fetched(&address, etag);
+                        // A replica that just stepped down may still be ending its term (a
+                        // tick's last history write, its alerter's last flush of
+                        // `alerts.json`) after this adoption: until that is surely over, fetch
+                        // whole copies again rather than trust the tag.
+                        if role_changed.elapsed() >= TERM_END_GRACE {
+                            fetcher.fetched(&address, etag);
+                        }
                     }
                     if failing {
                         tracing::info!(leader = %address, "replicating the leader's state again");
@@ -375,6 +392,8 @@ pub async fn replicate<R, F>(
                 if changed.is_err() {
                     return;
                 }
+                role_changed = tokio::time::Instant::now();
+                fetcher.forget();
             }
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
