@@ -399,3 +399,56 @@ pub async fn replicate<R, F>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::testing::synthetic_snapshot;
+
+    #[test]
+    fn a_snapshot_survives_the_round_trip_through_json_whole() {
+        // PEM facts, checks, every status and association state, both scopes.
+        let snapshot = synthetic_snapshot(3, 4, 3);
+        let json = serde_json::to_value(&snapshot).unwrap();
+        let back: Snapshot = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), json);
+        let zone = snapshot.zones.values().next().unwrap();
+        let copied = &back.zones[&zone.zone_id];
+        assert_eq!(
+            copied.certificates.keys().collect::<Vec<_>>(),
+            zone.certificates.keys().collect::<Vec<_>>(),
+            "certificates keyed by scope and id again"
+        );
+    }
+
+    #[test]
+    fn a_body_of_another_version_is_refused_whole() {
+        let error = decode("10.0.0.1:9793", br#"{"version": 2, "anything": []}"#).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("speaks replication version 2 (this build: 1)"),
+            "{error}"
+        );
+        let error = decode("10.0.0.1:9793", b"<html>").unwrap_err();
+        assert!(matches!(error, FetchError::Decode { .. }), "{error}");
+    }
+
+    #[test]
+    fn the_leader_address_is_followed_only_while_standing_by() {
+        use crate::leader::LeaderInfo;
+        let standby = |address: Option<&str>| Role::Standby {
+            leader: Some(LeaderInfo {
+                identity: "aop-0".to_owned(),
+                address: address.map(str::to_owned),
+            }),
+        };
+        assert_eq!(
+            leader_address(&standby(Some("10.0.0.7:9793"))).as_deref(),
+            Some("10.0.0.7:9793")
+        );
+        assert_eq!(leader_address(&standby(None)), None);
+        assert_eq!(leader_address(&Role::Standby { leader: None }), None);
+        assert_eq!(leader_address(&Role::Leader), None);
+    }
+}

@@ -587,6 +587,36 @@ mod tests {
         assert!(error.to_string().contains("unsupported outbox version 99"));
     }
 
+    #[test]
+    fn adopting_a_replica_takes_firing_and_queues_of_known_sinks_and_keeps_ids_unique() {
+        let mut leader = Outbox::default();
+        let firing = alert("a");
+        leader
+            .firing
+            .firing
+            .insert(firing.fingerprint.clone(), firing);
+        leader.push("slack", pending(TransitionKind::Firing, "a", 1));
+        leader.push("gone", pending(TransitionKind::Firing, "a", 1));
+        let replica = leader.replica();
+        assert_eq!(replica.next_id, 2);
+
+        let mut standby = Outbox::default();
+        standby.reconcile_sinks(&[identity("slack", "f-slack")]);
+        standby.adopt(replica.clone());
+        assert_eq!(standby.firing, leader.firing);
+        assert_eq!(standby.len("slack"), 1);
+        assert_eq!(standby.len("gone"), 0, "a sink this replica does not know");
+        // Its own known sinks stay: a restart does not see them as new.
+        assert_eq!(
+            standby.reconcile_sinks(&[identity("slack", "f-slack")]),
+            SinkChanges::default()
+        );
+        assert!(standby.push("slack", pending(TransitionKind::Repeat, "a", 2)) > replica.next_id);
+        // And the replica carries no sink fingerprint.
+        let json = serde_json::to_string(&replica).unwrap();
+        assert!(!json.contains("f-slack"), "{json}");
+    }
+
     fn identity<'a>(name: &'a str, fingerprint: &'a str) -> SinkIdentity<'a> {
         SinkIdentity { name, fingerprint }
     }
