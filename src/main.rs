@@ -274,14 +274,21 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::SimulateLeaseApi { listen, token } => {
-            init_tracing(&logging, None)?;
-            cloudflare_aop_exporter::simulator::lease::serve(listen, token)
-                .await
-                .with_context(|| format!("cannot serve the fake Lease API on {listen}"))?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::SimulateLeaseApi { listen, token } => lease_api(&logging, listen, token).await,
     }
+}
+
+/// `simulate-lease-api`: the fake Lease API alone, until killed.
+async fn lease_api(
+    logging: &LoggingArgs,
+    listen: SocketAddr,
+    token: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    init_tracing(logging, None)?;
+    cloudflare_aop_exporter::simulator::lease::serve(listen, token)
+        .await
+        .with_context(|| format!("cannot serve the fake Lease API on {listen}"))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `validate-config` is offline: comment lines saying which zones the daemon will look up.
