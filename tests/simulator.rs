@@ -1540,3 +1540,66 @@ async fn the_two_accounts_example_keeps_its_tokens_apart() {
     );
     sim.shutdown().await;
 }
+
+/// `simulate --scale-zones 2 --scale-accounts 2`: a second token with its own zones and the
+/// same per-token limit.
+#[tokio::test]
+async fn simulate_scale_serves_several_accounts() {
+    let http = reqwest::Client::new();
+    let addr = common::process::free_addr();
+    let mut command = common::process::command_without_env();
+    command.args([
+        "simulate",
+        "--listen",
+        &addr.to_string(),
+        "--scale-zones",
+        "2",
+        "--scale-accounts",
+        "2",
+        "--scale-requests-per-5m",
+        "50",
+    ]);
+    let _child = common::process::ChildGuard::new(
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let zones = format!("http://{addr}/client/v4/zones");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let response = loop {
+        match http.get(&zones).bearer_auth("sim-token-1").send().await {
+            Ok(response) => break response,
+            Err(error) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the simulator never answered: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["ratelimit-policy"].to_str().unwrap(),
+        "\"default\";q=50;w=300"
+    );
+    assert_eq!(response.headers()["x-ratelimit-remaining"], "49");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        zone_names(&body),
+        ["zone-0.account-1.example", "zone-1.account-1.example"]
+    );
+    let first = http
+        .get(&zones)
+        .bearer_auth("sim-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        first.headers()["x-ratelimit-remaining"],
+        "49",
+        "its own window"
+    );
+}

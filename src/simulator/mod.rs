@@ -400,22 +400,30 @@ pub async fn serve(listen: SocketAddr, scenario_path: Option<&Path>) -> Result<(
 }
 
 /// `simulate --scale-zones`: serves [`Scenario::scale`] (the synthetic account load tests and
-/// benchmarks use, token `sim-token`) like [`serve`].
+/// benchmarks use, token `sim-token`) like [`serve`]; with `accounts` > 1,
+/// [`Scenario::scale_accounts`], every token limited to `requests_per_5m`.
 pub async fn serve_scale(
     listen: SocketAddr,
     zones: usize,
     certificates_per_zone: usize,
     hostnames_per_zone: usize,
     requests_per_5m: Option<u32>,
+    accounts: usize,
 ) -> Result<(), SimulatorError> {
-    let mut scenario = Scenario::scale(zones, certificates_per_zone, hostnames_per_zone);
-    scenario.settings.rate_limit = requests_per_5m.map(|max_requests| RateLimit {
-        max_requests,
-        window: Duration::from_secs(300),
-        retry_after: Duration::from_secs(300),
-    });
+    let mut scenario =
+        Scenario::scale_accounts(accounts, zones, certificates_per_zone, hostnames_per_zone);
+    let limit = requests_per_5m.map(RateLimit::per_5m);
+    scenario.settings.rate_limit = limit;
+    for account in &mut scenario.accounts {
+        account.rate_limit = limit;
+    }
+    let per_account = if accounts > 1 {
+        format!(" in each of {accounts} accounts")
+    } else {
+        String::new()
+    };
     let origin = format!(
-        "scale: {zones} zones, {certificates_per_zone} certificates and {hostnames_per_zone} hostnames per zone"
+        "scale: {zones} zones{per_account}, {certificates_per_zone} certificates and {hostnames_per_zone} hostnames per zone"
     );
     serve_scenario(listen, scenario, &origin).await
 }
