@@ -3,8 +3,9 @@
 //! It serves every endpoint the exporter reads (`/client/v4/...`) with Cloudflare's envelope
 //! and shapes, from a [`Scenario`]: zones, certificates with real PEMs, hostnames and their
 //! associations, and status timelines that advance per poll. It checks credentials like
-//! Cloudflare, enforces an optional rate limit, counts requests, and injects [`Fault`]s on
-//! demand. Tests drive it in-process ([`Simulator`]); `simulate` serves it ([`serve`]) with an
+//! Cloudflare, serves each account's zones only to its own token, enforces an optional rate
+//! limit per token, counts requests (per account too), and injects [`Fault`]s on demand.
+//! Tests drive it in-process ([`Simulator`]); `simulate` serves it ([`serve`]) with an
 //! unauthenticated control API under `/__sim/` (documented in `scenarios/README.md`).
 //!
 //! Layout: `scenario` (the TOML format), `certs` (PEM generation and facts), `state` (the

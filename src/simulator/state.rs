@@ -24,7 +24,7 @@ use crate::cloudflare::types::Status;
 pub struct SimState {
     /// When the simulator started: relative scenario times are from here.
     pub started_at: DateTime<Utc>,
-    /// Accepted credentials and token status.
+    /// The first account's credentials and token status (`[auth]`).
     pub auth: AuthSpec,
     /// Behaviour switches.
     pub settings: SimSettings,

@@ -1,4 +1,5 @@
-//! What the simulator saw (request counts, concurrency, a request log) and its rate limiter.
+//! What the simulator saw (request counts, in total and per account, concurrency, a request
+//! log) and its rate limiter (one [`RateWindow`] per token).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
