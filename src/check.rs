@@ -77,10 +77,11 @@ pub struct CheckReport {
     /// Every watched hostname of every zone.
     pub hostnames: Vec<HostnameRow>,
     pub findings: Vec<Finding>,
-    /// What a full refresh costs at the configured budget (the daemon's pace, not this check's:
-    /// `check` fetches everything once, however long the budget makes it take).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refresh: Option<RefreshEstimate>,
+    /// What a full refresh costs at each credential's configured budget (the daemon's pace,
+    /// not this check's: `check` fetches everything once, however long the budget makes it
+    /// take).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refresh: Vec<RefreshEstimate>,
 }
 
 /// One certificate in the inventory.
@@ -139,7 +140,7 @@ pub struct ZoneResult {
 /// Runs one cycle with `settings` (status history in memory only) and reports.
 pub async fn run_check(settings: &Settings) -> Result<CheckReport, DaemonError> {
     let exporter = Exporter::new(settings, false)?;
-    exporter.poller.resolve_zones().await?;
+    exporter.resolve_zones().await?;
     exporter.tick(TickScope::Everything).await;
     let snapshot = exporter.snapshot.load();
     let expiry_warning = settings
@@ -152,7 +153,7 @@ pub async fn run_check(settings: &Settings) -> Result<CheckReport, DaemonError> 
         expiry_warning,
         settings.alerts.pending_timeout,
     );
-    report.refresh = Some(RefreshEstimate::of(settings, Utc::now()));
+    report.refresh = RefreshEstimate::of(settings, Utc::now());
     Ok(report)
 }
 
@@ -200,7 +201,7 @@ pub fn report(
         certificates,
         hostnames,
         findings,
-        refresh: None,
+        refresh: Vec::new(),
     }
 }
 
@@ -449,7 +450,7 @@ pub fn render_table(report: &CheckReport) -> String {
     render_certificates(&mut out, report);
     render_hostnames(&mut out, report);
     render_findings(&mut out, report);
-    if let Some(refresh) = &report.refresh {
+    for refresh in &report.refresh {
         let _ = writeln!(out, "\nRefresh: {refresh}");
         if refresh.exceeds_tick() {
             let _ = writeln!(

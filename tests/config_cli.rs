@@ -535,3 +535,70 @@ async fn zones_by_name_are_resolved_at_start_up_not_by_validate_config() {
         1
     );
 }
+
+#[test]
+fn validate_config_shows_the_sweep_of_each_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostnames: Vec<String> = (0..40).map(|n| format!("\"h{n}.example.com\"")).collect();
+    let config = format!(
+        r#"
+[state]
+dir = "{state}"
+
+[[accounts]]
+name = "prod"
+api_token_env = "PROD_TOKEN"
+requests_per_5m = 900
+
+[[accounts.zones]]
+id = "023e105f4ecef8ad9ca31a8372d0c353"
+hostnames = ["app.example.com"]
+
+[[accounts]]
+name = "client-b"
+api_token_env = "CLIENT_B_TOKEN"
+requests_per_5m = 10
+
+[[accounts.zones]]
+id = "123e105f4ecef8ad9ca31a8372d0c353"
+hostnames = [{hostnames}]
+"#,
+        state = dir.path().join("state").display(),
+        hostnames = hostnames.join(", ")
+    );
+    let file = write(&dir, "accounts.toml", &config);
+    let output = exporter()
+        .arg("validate-config")
+        .arg(&file)
+        .env("PROD_TOKEN", TOKEN)
+        .env("CLIENT_B_TOKEN", "tok-SECRET-client-b")
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert!(!stdout.contains("SECRET") && !stderr.contains("SECRET"));
+    // prod: 2 requests at 900 per 5 minutes fit in a tick; client-b: 41 at 10 take 1230 s.
+    assert!(
+        stdout.contains("# Refresh: account prod: a full refresh is 2 requests"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "# Refresh: account client-b: a full refresh is 41 requests (lists and configured \
+             hostnames): at 10 requests per 5 minutes every object is refreshed within 20m 30s"
+        ),
+        "{stdout}"
+    );
+    // Only the slow credential is warned about, naming its own key.
+    assert_eq!(stderr.matches("warning:").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("account client-b:") && stderr.contains("accounts[1].requests_per_5m"),
+        "{stderr}"
+    );
+    let effective: toml::Table = toml::from_str(&stdout).unwrap();
+    assert_eq!(
+        effective["accounts"][1]["api_token_env"].as_str(),
+        Some("CLIENT_B_TOKEN")
+    );
+}

@@ -75,7 +75,7 @@ async fn ample_budget_refreshes_everything_each_tick_with_the_minimum_requests()
     }
     let all = metrics(&exporter);
     assert_eq!(
-        all["cloudflare_aop_refresh_sweep_seconds"], "300",
+        all[r#"cloudflare_aop_refresh_sweep_seconds{account="default"}"#], "300",
         "a sweep never estimates below one tick"
     );
     let zone = &scenario.zones()[0];
@@ -122,7 +122,10 @@ async fn a_scarce_budget_spreads_a_sweep_over_ticks_oldest_first() {
         "a hostname waited {longest_wait} ticks; a sweep is 5"
     );
     let all = metrics(&exporter);
-    assert_eq!(all["cloudflare_aop_refresh_sweep_seconds"], "5");
+    assert_eq!(
+        all[r#"cloudflare_aop_refresh_sweep_seconds{account="default"}"#],
+        "5"
+    );
 }
 
 #[tokio::test]
@@ -312,10 +315,14 @@ async fn after_a_429_nothing_is_sent_until_the_block_has_passed() {
         );
     }
     let all = metrics(&exporter);
-    assert_eq!(all["cloudflare_aop_rate_limit_pauses_total"], "1");
-    let until: i64 = all["cloudflare_aop_rate_limit_paused_until_timestamp_seconds"]
-        .parse()
-        .unwrap();
+    assert_eq!(
+        all[r#"cloudflare_aop_rate_limit_pauses_total{account="default"}"#],
+        "1"
+    );
+    let until: i64 =
+        all[r#"cloudflare_aop_rate_limit_paused_until_timestamp_seconds{account="default"}"#]
+            .parse()
+            .unwrap();
     assert!(until > chrono::Utc::now().timestamp() - 2, "{until}");
 
     tokio::time::sleep(Duration::from_millis(700)).await;

@@ -29,7 +29,7 @@ async fn serve(zones: usize, limits: ConnectionLimits) -> (SocketAddr, oneshot::
     let addr = listener.local_addr().unwrap();
     let router = server::router(AppState {
         snapshot: Arc::new(SharedSnapshot::new(snapshot)),
-        metrics: Arc::new(stable_metrics()),
+        metrics: stable_metrics(),
     });
     let options = ServeOptions {
         limits,
