@@ -434,7 +434,8 @@ async fn serve_scenario(
     scenario: Scenario,
     origin: &str,
 ) -> Result<(), SimulatorError> {
-    let zones = scenario.all_zones().count();
+    // The first account's, as before; each further account gets a line of its own below.
+    let zones = scenario.zones().len();
     let simulator = Simulator::start_on(listen, scenario).await?;
     let control = format!(
         "{}://{}/__sim/",
