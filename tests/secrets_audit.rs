@@ -402,19 +402,17 @@ dir = "{}"
 api_base_url = "{api}"
 api_token = "{TOKEN}"
 
-[[alerts.sinks]]
-type = "webhook"
-url = "{webhook_url}"
-hmac_secret = "{HMAC_SECRET}"
-
-[[alerts.sinks]]
-type = "slack"
-url = "{slack_url}"
-
+{}
+{}
 [state]
 dir = "{}"
 
 {zone}"#,
+            common::setup::sink_toml(
+                "webhook",
+                &[("url", webhook_url), ("hmac_secret", HMAC_SECRET)]
+            ),
+            common::setup::sink_toml("slack", &[("url", slack_url)]),
             dir.join("state-inline").display()
         ),
     );

@@ -2,6 +2,7 @@
 //! library's demo settings, adjusted), the exporter's router on a loopback port, and the
 //! whole daemon (`daemon::run_on`).
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,20 @@ pub fn sink(name: &str, kind: SinkKind, url: Url) -> SinkSettings {
         timeout: Duration::from_secs(2),
         max_age: Duration::from_secs(3600),
     }
+}
+
+/// An `[[alerts.sinks]]` table for a config file: `type = "kind"`, then each `key = "value"`
+/// as given (values quoted as TOML strings).
+pub fn sink_toml(kind: &str, fields: &[(&str, &str)]) -> String {
+    let mut table = format!("[[alerts.sinks]]\ntype = {}\n", toml_string(kind));
+    for (key, value) in fields {
+        let _ = writeln!(table, "{key} = {}", toml_string(value));
+    }
+    table
+}
+
+fn toml_string(value: &str) -> String {
+    toml::Value::String(value.to_owned()).to_string()
 }
 
 /// GET `url`; the body as text, whatever the status.
