@@ -183,35 +183,17 @@ async fn the_readme_first_run_commands_work_on_a_fresh_clone() {
         toml::from_str(&std::fs::read_to_string(root.join("config/minimal.toml")).unwrap())
             .unwrap();
     let zone = &minimal["zones"].as_array().unwrap()[0];
-    let scenario = format!(
-        r#"
-[auth]
-token = "readme-token"
-
-[[zones]]
-id = "{id}"
-name = "{name}"
-
-[[zones.certificates]]
-id = "40000000-0000-4000-8000-000000000001"
-common_name = "origin.{name}"
-not_before = "-1d"
-not_after = "200d"
-status = "active"
-
-[[zones.hostnames]]
-name = "{hostname}"
-cert_id = "40000000-0000-4000-8000-000000000001"
-association = "enabled"
-status = "active"
-"#,
-        // A zone given by name: the simulator serves it under an id `check` looks up.
-        id = zone
-            .get("id")
-            .and_then(toml::Value::as_str)
-            .unwrap_or("023e105f4ecef8ad9ca31a8372d0c353"),
-        name = zone["name"].as_str().unwrap(),
-        hostname = zone["hostnames"].as_array().unwrap()[0].as_str().unwrap(),
+    // A zone given by name: the simulator serves it under an id `check` looks up.
+    let zone_id = zone
+        .get("id")
+        .and_then(toml::Value::as_str)
+        .unwrap_or("023e105f4ecef8ad9ca31a8372d0c353");
+    let scenario = common::setup::one_certificate_scenario(
+        "token = \"readme-token\"",
+        (zone_id, zone["name"].as_str().unwrap()),
+        "40000000-0000-4000-8000-000000000001",
+        "200d",
+        zone["hostnames"].as_array().unwrap()[0].as_str().unwrap(),
     );
     let sim = common::setup::simulator(&scenario).await;
 

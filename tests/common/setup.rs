@@ -151,6 +151,41 @@ impl Drop for Daemon {
     }
 }
 
+/// A one-zone scenario (TOML): the zone `(id, name)` with one active certificate `cert_id`
+/// (`origin.<name>`, from a day ago to `not_after`, a time such as `100d`) serving `hostname`,
+/// whose association is enabled and active. `auth` is the body of the `[auth]` table.
+pub fn one_certificate_scenario(
+    auth: &str,
+    (zone_id, zone_name): (&str, &str),
+    cert_id: &str,
+    not_after: &str,
+    hostname: &str,
+) -> String {
+    format!(
+        r#"
+[auth]
+{auth}
+
+[[zones]]
+id = "{zone_id}"
+name = "{zone_name}"
+
+[[zones.certificates]]
+id = "{cert_id}"
+common_name = "origin.{zone_name}"
+not_before = "-1d"
+not_after = "{not_after}"
+status = "active"
+
+[[zones.hostnames]]
+name = "{hostname}"
+cert_id = "{cert_id}"
+association = "enabled"
+status = "active"
+"#
+    )
+}
+
 /// The sink tests' zone: `pay.example`, zone-level polling off, one certificate.
 pub const PAY_ZONE: &str = "0fedcba9876543210fedcba987654321";
 /// `pay.example`'s certificate, pending deployment until a test changes it.
