@@ -6,11 +6,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use cloudflare_aop_exporter::config::{self, Credentials, SinkKind};
-use tempfile::TempDir;
+use common::files::TempFiles;
 
 const TOKEN: &str = "tok-SECRET-123";
 const SINK_URL: &str = "https://hooks.example.com/services/T000/B000/url-SECRET-path";
@@ -34,12 +34,6 @@ url = "{SINK_URL}"
 hmac_secret = "{HMAC}"
 "#
     )
-}
-
-fn write(dir: &TempDir, name: &str, contents: &str) -> PathBuf {
-    let path = dir.path().join(name);
-    std::fs::write(&path, contents).unwrap();
-    path
 }
 
 /// The binary with an empty environment.
@@ -90,9 +84,8 @@ fn assert_config_error(output: &Output, file: &Path, key: &str) -> String {
 
 #[test]
 fn validate_config_rejects_a_bad_file_with_one_line_naming_file_and_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let bad = write(
-        &dir,
+    let files = TempFiles::new();
+    let bad = files.write(
         "bad.toml",
         &good_config().replace("[cloudflare]\n", "[cloud]\n"),
     );
@@ -101,7 +94,7 @@ fn validate_config_rejects_a_bad_file_with_one_line_naming_file_and_key() {
     assert!(stderr.contains("cloud: unknown key"), "{stderr}");
     assert!(output.stdout.is_empty());
 
-    let bad = write(&dir, "bad2.toml", "[cloudflare]\nrequest_timeot = \"5s\"\n");
+    let bad = files.write("bad2.toml", "[cloudflare]\nrequest_timeot = \"5s\"\n");
     let output = validate_config(&bad);
     let stderr = assert_config_error(&output, &bad, "cloudflare.request_timeot");
     assert!(stderr.contains("unknown key"), "{stderr}");
@@ -109,8 +102,8 @@ fn validate_config_rejects_a_bad_file_with_one_line_naming_file_and_key() {
 
 #[test]
 fn validate_config_prints_the_effective_config_without_secrets() {
-    let dir = tempfile::tempdir().unwrap();
-    let good = write(&dir, "good.toml", &good_config());
+    let files = TempFiles::new();
+    let good = files.write("good.toml", &good_config());
     let output = exporter()
         .arg("validate-config")
         .arg(&good)
@@ -150,8 +143,8 @@ fn validate_config_prints_the_effective_config_without_secrets() {
 
 #[test]
 fn validate_config_accepts_the_shipped_example() {
-    let dir = tempfile::tempdir().unwrap();
-    let token = write(&dir, "token", "tok-LEAK-from-file\n");
+    let files = TempFiles::new();
+    let token = files.write("token", "tok-LEAK-from-file\n");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
     let output = exporter()
         .arg("validate-config")
@@ -246,9 +239,8 @@ async fn the_readme_first_run_commands_work_on_a_fresh_clone() {
 
 #[test]
 fn config_errors_exit_2_for_run_check_and_the_default_command() {
-    let dir = tempfile::tempdir().unwrap();
-    let bad = write(
-        &dir,
+    let files = TempFiles::new();
+    let bad = files.write(
         "bad.toml",
         &format!("{}\n[schedule]\ncron = \"* *\"\n", good_config()),
     );
@@ -285,8 +277,8 @@ fn config_errors_exit_2_for_run_check_and_the_default_command() {
 
 #[test]
 fn missing_credentials_are_reported_even_with_a_token_in_the_test_environment() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write(&dir, "no-token.toml", "[[zones]]\nid = \"abc\"\n");
+    let files = TempFiles::new();
+    let config = files.write("no-token.toml", "[[zones]]\nid = \"abc\"\n");
     let output = validate_config(&config);
     let stderr = assert_config_error(&output, &config, "cloudflare.api_token");
     assert!(
@@ -311,10 +303,9 @@ fn missing_credentials_are_reported_even_with_a_token_in_the_test_environment() 
 
 #[test]
 fn error_messages_never_show_secret_values() {
-    let dir = tempfile::tempdir().unwrap();
+    let files = TempFiles::new();
     // A bad sink URL (no scheme) with a secret in it, and a wrongly typed token.
-    let bad_url = write(
-        &dir,
+    let bad_url = files.write(
         "bad-url.toml",
         &good_config().replace(SINK_URL, "hooks.example.com/url-SECRET-path"),
     );
@@ -322,8 +313,7 @@ fn error_messages_never_show_secret_values() {
     let stderr = assert_config_error(&output, &bad_url, "alerts.sinks[0].url");
     assert!(!stderr.contains("SECRET"), "{stderr}");
 
-    let unterminated = write(
-        &dir,
+    let unterminated = files.write(
         "syntax.toml",
         "[cloudflare]\napi_token = \"tok-SECRET-123\n",
     );
@@ -346,8 +336,8 @@ fn usage_errors_exit_2() {
     let unknown = exporter().arg("frobnicate").output().unwrap();
     assert_eq!(unknown.status.code(), Some(2));
 
-    let dir = tempfile::tempdir().unwrap();
-    let good = write(&dir, "good.toml", &good_config());
+    let files = TempFiles::new();
+    let good = files.write("good.toml", &good_config());
     let bad_level = exporter()
         .args([
             "--log-level",
@@ -374,9 +364,8 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn library_loads_with_an_injected_environment_and_hides_secrets() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write(
-        &dir,
+    let files = TempFiles::new();
+    let path = files.write(
         "config.toml",
         &good_config().replace(
             &format!("api_token = \"{TOKEN}\""),
@@ -411,8 +400,8 @@ fn library_loads_with_an_injected_environment_and_hides_secrets() {
 
 #[test]
 fn validate_config_refuses_what_cannot_work_with_exit_2_naming_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let blocker = write(&dir, "blocker", "a file, not a directory");
+    let files = TempFiles::new();
+    let blocker = files.write("blocker", "a file, not a directory");
     let cases = [
         (
             format!(
@@ -432,14 +421,13 @@ fn validate_config_refuses_what_cannot_work_with_exit_2_naming_the_key() {
         ),
     ];
     for (index, (contents, key)) in cases.iter().enumerate() {
-        let file = write(&dir, &format!("case{index}.toml"), contents);
+        let file = files.write(&format!("case{index}.toml"), contents);
         let output = validate_config(&file);
         let stderr = assert_config_error(&output, &file, key);
         assert!(!stderr.contains("SECRET"), "{stderr}");
     }
     // The token from the environment: refused by `check` too (exit 2, not "findings").
-    let file = write(
-        &dir,
+    let file = files.write(
         "env-token.toml",
         "[[zones]]\nid = \"023e105f4ecef8ad9ca31a8372d0c353\"\n",
     );
@@ -461,9 +449,8 @@ async fn zones_by_name_are_resolved_at_start_up_not_by_validate_config() {
     use cloudflare_aop_exporter::simulator::{Scenario, Simulator};
 
     let sim = Simulator::start(Scenario::scale(1, 1, 0)).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = write(
-        &dir,
+    let files = TempFiles::new();
+    let file = files.write(
         "by-name.toml",
         &format!(
             "[cloudflare]\napi_base_url = \"{}\"\napi_token = \"{}\"\nverify_token = false\n\
@@ -520,7 +507,7 @@ async fn zones_by_name_are_resolved_at_start_up_not_by_validate_config() {
 
 #[test]
 fn validate_config_shows_the_sweep_of_each_credential() {
-    let dir = tempfile::tempdir().unwrap();
+    let files = TempFiles::new();
     let hostnames: Vec<String> = (0..40).map(|n| format!("\"h{n}.example.com\"")).collect();
     let config = format!(
         r#"
@@ -545,10 +532,10 @@ requests_per_5m = 10
 id = "123e105f4ecef8ad9ca31a8372d0c353"
 hostnames = [{hostnames}]
 "#,
-        state = dir.path().join("state").display(),
+        state = files.path("state").display(),
         hostnames = hostnames.join(", ")
     );
-    let file = write(&dir, "accounts.toml", &config);
+    let file = files.write("accounts.toml", &config);
     let output = exporter()
         .arg("validate-config")
         .arg(&file)
