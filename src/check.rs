@@ -498,11 +498,15 @@ fn render_zones(out: &mut String, report: &CheckReport) {
     );
 }
 
-fn render_certificates(out: &mut String, report: &CheckReport) {
-    if report.certificates.is_empty() {
-        return;
+/// A blank line and a [`table`]; nothing at all when there are no items.
+fn section<T>(out: &mut String, header: &[&str], items: &[T], row: impl Fn(&T) -> Vec<String>) {
+    if !items.is_empty() {
+        out.push('\n');
+        table(out, header, items, row);
     }
-    out.push('\n');
+}
+
+fn render_certificates(out: &mut String, report: &CheckReport) {
     let header = [
         "ZONE",
         "SCOPE",
@@ -514,7 +518,7 @@ fn render_certificates(out: &mut String, report: &CheckReport) {
         "CHECKS",
         "HOSTNAMES",
     ];
-    table(out, &header, &report.certificates, |certificate| {
+    section(out, &header, &report.certificates, |certificate| {
         let failing: Vec<&str> = certificate
             .checks
             .iter()
@@ -540,10 +544,6 @@ fn render_certificates(out: &mut String, report: &CheckReport) {
 }
 
 fn render_hostnames(out: &mut String, report: &CheckReport) {
-    if report.hostnames.is_empty() {
-        return;
-    }
-    out.push('\n');
     let header = [
         "ZONE",
         "HOSTNAME",
@@ -554,7 +554,7 @@ fn render_hostnames(out: &mut String, report: &CheckReport) {
         "CERT STATUS",
         "DAYS",
     ];
-    table(out, &header, &report.hostnames, |hostname| {
+    section(out, &header, &report.hostnames, |hostname| {
         vec![
             hostname.zone.clone(),
             hostname.hostname.clone(),
