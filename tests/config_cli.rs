@@ -505,35 +505,45 @@ async fn zones_by_name_are_resolved_at_start_up_not_by_validate_config() {
     );
 }
 
+/// An `[[accounts]]` table: its token from `token_env`, its budget, and one zone with
+/// `hostnames`.
+fn account_toml(
+    name: &str,
+    token_env: &str,
+    requests_per_5m: u32,
+    zone_id: &str,
+    hostnames: &[String],
+) -> String {
+    let hostnames: Vec<String> = hostnames.iter().map(|name| format!("\"{name}\"")).collect();
+    format!(
+        "[[accounts]]\nname = \"{name}\"\napi_token_env = \"{token_env}\"\n\
+         requests_per_5m = {requests_per_5m}\n\n\
+         [[accounts.zones]]\nid = \"{zone_id}\"\nhostnames = [{}]\n",
+        hostnames.join(", ")
+    )
+}
+
 #[test]
 fn validate_config_shows_the_sweep_of_each_credential() {
     let files = TempFiles::new();
-    let hostnames: Vec<String> = (0..40).map(|n| format!("\"h{n}.example.com\"")).collect();
+    let hostnames: Vec<String> = (0..40).map(|n| format!("h{n}.example.com")).collect();
     let config = format!(
-        r#"
-[state]
-dir = "{state}"
-
-[[accounts]]
-name = "prod"
-api_token_env = "PROD_TOKEN"
-requests_per_5m = 900
-
-[[accounts.zones]]
-id = "023e105f4ecef8ad9ca31a8372d0c353"
-hostnames = ["app.example.com"]
-
-[[accounts]]
-name = "client-b"
-api_token_env = "CLIENT_B_TOKEN"
-requests_per_5m = 10
-
-[[accounts.zones]]
-id = "123e105f4ecef8ad9ca31a8372d0c353"
-hostnames = [{hostnames}]
-"#,
-        state = files.path("state").display(),
-        hostnames = hostnames.join(", ")
+        "[state]\ndir = \"{}\"\n\n{}\n{}",
+        files.path("state").display(),
+        account_toml(
+            "prod",
+            "PROD_TOKEN",
+            900,
+            "023e105f4ecef8ad9ca31a8372d0c353",
+            &["app.example.com".to_owned()]
+        ),
+        account_toml(
+            "client-b",
+            "CLIENT_B_TOKEN",
+            10,
+            "123e105f4ecef8ad9ca31a8372d0c353",
+            &hostnames
+        ),
     );
     let file = files.write("accounts.toml", &config);
     let output = exporter()
