@@ -20,7 +20,7 @@ use crate::poller::{
 };
 use crate::secret::Secret;
 use crate::server::{self, AppState, ServeOptions};
-use crate::simulator::{Scenario, Simulator, SimulatorError};
+use crate::simulator::{Scenario, Simulator, SimulatorError, ZoneSpec};
 use crate::state::{SharedSnapshot, StatusHistory};
 use crate::web_config::WebConfigError;
 
@@ -343,10 +343,15 @@ pub async fn run_on(
     }
 }
 
-/// A scenario's zones and hostnames as configured zones (named as the scenario names them).
+/// A scenario's zones and hostnames (its first account's) as configured zones (named as the
+/// scenario names them).
 pub fn scenario_zones(scenario: &Scenario) -> Vec<ZoneSettings> {
-    scenario
-        .zones()
+    zone_settings(scenario.zones())
+}
+
+/// Simulated zones as configured zones, with their hostnames, named as the scenario names them.
+pub fn zone_settings(zones: &[ZoneSpec]) -> Vec<ZoneSettings> {
+    zones
         .iter()
         .map(|zone| {
             let hostnames = zone.hostname_names().into_iter().map(str::to_owned);
