@@ -258,8 +258,7 @@ async fn run_cycle_case(case: &CycleCase) -> CycleResult {
     for _ in 0..case.runs {
         sim.reset_stats();
         let started = Instant::now();
-        let report = exporter
-            .poller
+        let report = exporter.pollers[0]
             .try_tick(TickScope::Everything)
             .await
             .expect("no other cycle is running");

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::join_all;
 use rand::RngExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -17,12 +18,12 @@ use crate::config::{Settings, ZoneSettings};
 use crate::leader::{self, Election, LeaderError, Role};
 use crate::metrics::Metrics;
 use crate::poller::{
-    PollObserver as _, Poller, PollerOptions, RefreshEstimate, TickScope, ZoneError,
+    CycleReport, PollObserver as _, Poller, PollerOptions, RefreshEstimate, TickScope, ZoneError,
 };
 use crate::secret::Secret;
 use crate::server::{self, AppState, ServeOptions};
-use crate::simulator::{Scenario, Simulator, SimulatorError};
-use crate::state::SharedSnapshot;
+use crate::simulator::{Scenario, Simulator, SimulatorError, ZoneSpec};
+use crate::state::{SharedSnapshot, StatusHistory};
 use crate::web_config::WebConfigError;
 
 /// The daemon could not start or stopped with an error.
@@ -68,35 +69,53 @@ pub enum DaemonError {
 pub struct Exporter {
     pub metrics: Arc<Metrics>,
     pub snapshot: Arc<SharedSnapshot>,
-    pub poller: Arc<Poller>,
+    /// One refresher per credential, each with its own client and request budget, in the
+    /// order of the config's accounts (the implicit account alone without `[[accounts]]`).
+    pub pollers: Vec<Arc<Poller>>,
+    /// The status history (status-since per object) every refresher keeps, persisted in the
+    /// state dir as one file.
+    pub history: Arc<std::sync::Mutex<StatusHistory>>,
     /// The daemon's own alerts; `None` for one-shot uses (`check`) that must not notify.
     pub alerter: Option<Arc<Alerter>>,
 }
 
 impl Exporter {
-    /// Builds the client, metrics, snapshot and poller from validated settings.
+    /// Builds the metrics, the snapshot, and a client and refresher per credential from
+    /// validated settings.
     pub fn new(settings: &Settings, persist_state: bool) -> Result<Exporter, DaemonError> {
         let metrics = Arc::new(Metrics::with_options(settings.metrics.clone())?);
-        let client = Arc::new(Client::with_observer(
-            settings.client_options(),
-            metrics.clone(),
-        )?);
         let snapshot = Arc::new(SharedSnapshot::default());
-        let options = PollerOptions {
-            zones: settings.zones.clone(),
-            zone_discovery: settings.zone_discovery.clone(),
-            state_dir: persist_state.then(|| settings.state.dir.clone()),
-            token_verify_interval: settings
-                .cloudflare
-                .verify_token
-                .then_some(settings.cloudflare.token_verify_interval),
-            schedule: settings.schedule.clone(),
-        };
-        let poller = Arc::new(Poller::new(client, options, snapshot.clone()));
+        let state_dir = persist_state.then(|| settings.state.dir.clone());
+        let history = Poller::load_history(state_dir.as_deref());
+        let mut pollers = Vec::new();
+        for account in settings.all_accounts() {
+            let client = Arc::new(Client::with_observer(
+                account.cloudflare.clone(),
+                Arc::new(metrics.for_account(&account.name)),
+            )?);
+            let options = PollerOptions {
+                token_verify_interval: account
+                    .cloudflare
+                    .verify_token
+                    .then_some(account.cloudflare.token_verify_interval),
+                account: account.name,
+                zones: account.zones,
+                zone_discovery: account.zone_discovery,
+                state_dir: state_dir.clone(),
+                schedule: settings.schedule.clone(),
+            };
+            pollers.push(Arc::new(Poller::new(
+                client,
+                options,
+                snapshot.clone(),
+                history.clone(),
+            )));
+        }
         Ok(Exporter {
             metrics,
             snapshot,
-            poller,
+            pollers,
+            history,
             alerter: None,
         })
     }
@@ -116,9 +135,34 @@ impl Exporter {
         self.tick(TickScope::Budgeted).await;
     }
 
+    /// Start-up: resolves every credential's zones given by name (and lists them when
+    /// discovery is on); the first failure is returned, naming the zone.
+    pub async fn resolve_zones(&self) -> Result<(), ZoneError> {
+        for poller in &self.pollers {
+            poller.resolve_zones().await?;
+        }
+        Ok(())
+    }
+
+    /// Whether a tick of any credential is running now.
+    pub fn is_running(&self) -> bool {
+        self.pollers.iter().any(|poller| poller.is_running())
+    }
+
+    /// Completes when no tick is running.
+    pub async fn wait_idle(&self) {
+        join_all(self.pollers.iter().map(|poller| poller.wait_idle())).await;
+    }
+
+    /// Every credential's tick at once (each within its own budget); `None` when none ran.
+    async fn tick_all(&self, scope: TickScope) -> Option<CycleReport> {
+        let reports = join_all(self.pollers.iter().map(|poller| poller.try_tick(scope))).await;
+        CycleReport::combine(reports.into_iter().flatten())
+    }
+
     /// Runs one tick of `scope` now (unless one is running), as [`Exporter::cycle`] does.
     pub async fn tick(&self, scope: TickScope) {
-        let tick = self.poller.try_tick(scope);
+        let tick = self.tick_all(scope);
         let report = match &self.alerter {
             // A tick spreads its requests over the period when the budget is scarce: alerts
             // follow the answers as they are published, not only the tick's end.
@@ -145,6 +189,8 @@ impl Exporter {
         };
         match report {
             Some(report) => {
+                self.snapshot
+                    .update(|snapshot| snapshot.completed_cycles += 1);
                 self.metrics.poll_finished(report.outcome, report.duration);
                 if let Some(alerter) = &self.alerter {
                     alerter.after_cycle(&self.snapshot.load(), chrono::Utc::now());
@@ -174,7 +220,7 @@ const ALERTS_DURING_A_TICK: Duration = Duration::from_secs(5);
 /// A cron tick: skipped (and counted) when a cycle is running, else a random delay of up to
 /// `jitter` and a cycle.
 async fn scheduled_cycle(exporter: Arc<Exporter>, jitter: Duration) {
-    if exporter.poller.is_running() {
+    if exporter.is_running() {
         tracing::warn!("poll cycle still running at the next tick; skipping this tick");
         exporter.metrics.poll_skipped();
         return;
@@ -227,7 +273,7 @@ async fn lead(
             _ = stop.wait_for(|stop| *stop) => return Ok(()),
         }
         if !resolved {
-            base.poller.resolve_zones().await?;
+            base.resolve_zones().await?;
             resolved = true;
             if !role.borrow().is_leader() {
                 continue;
@@ -237,7 +283,8 @@ async fn lead(
         let term = Arc::new(Exporter {
             metrics: base.metrics.clone(),
             snapshot: base.snapshot.clone(),
-            poller: base.poller.clone(),
+            pollers: base.pollers.clone(),
+            history: base.history.clone(),
             alerter: Some(alerter.clone()),
         });
         base.metrics.set_leader(true);
@@ -254,11 +301,11 @@ async fn lead(
         if stopping {
             // Shutdown: the cycle in flight may finish and persist its history (bounded).
             let _ = tokio::time::timeout(SHUTDOWN_CYCLE_GRACE, first).await;
-            let _ = tokio::time::timeout(SHUTDOWN_CYCLE_GRACE, base.poller.wait_idle()).await;
+            let _ = tokio::time::timeout(SHUTDOWN_CYCLE_GRACE, base.wait_idle()).await;
         }
         active.send_replace(None);
         base.metrics.set_leader(false);
-        base.poller.wait_idle().await;
+        base.wait_idle().await;
         alerter.shutdown().await;
         if stopping {
             return Ok(());
@@ -283,7 +330,7 @@ async fn start_leading(
     if !settings.leader_election.enabled {
         // Names become ids before anything is served or polled: a zone that cannot be found is
         // a start-up error naming it, not a silent gap.
-        exporter.poller.resolve_zones().await?;
+        exporter.resolve_zones().await?;
         active.send_replace(Some(exporter.clone()));
         return Ok((None, None));
     }
@@ -310,14 +357,15 @@ type LeadTask = tokio::task::JoinHandle<Result<(), DaemonError>>;
 /// The cron job: a cycle per tick, while this instance leads (always, without leader election).
 /// Logs how long a refresh of everything takes first.
 async fn schedule(settings: &Settings, active: &Arc<Active>) -> Result<JobScheduler, DaemonError> {
-    let refresh = RefreshEstimate::of(settings, chrono::Utc::now());
-    if refresh.exceeds_tick() {
-        tracing::warn!(
-            "{refresh}: more than one tick, so each tick refreshes part of the account, oldest \
-             data first"
-        );
-    } else {
-        tracing::info!("{refresh}");
+    for refresh in RefreshEstimate::of(settings, chrono::Utc::now()) {
+        if refresh.exceeds_tick() {
+            tracing::warn!(
+                "{refresh}: more than one tick, so each tick refreshes part of the account, \
+                 oldest data first"
+            );
+        } else {
+            tracing::info!("{refresh}");
+        }
     }
     let scheduler = JobScheduler::new().await.map_err(DaemonError::Scheduler)?;
     let jitter = settings.schedule.jitter;
@@ -442,7 +490,7 @@ pub async fn run_on(
         (None, None) => None,
     };
     // Let a cycle in flight persist its history; bounded so a hung API cannot stall shutdown.
-    let _ = tokio::time::timeout(SHUTDOWN_CYCLE_GRACE, exporter.poller.wait_idle()).await;
+    let _ = tokio::time::timeout(SHUTDOWN_CYCLE_GRACE, exporter.wait_idle()).await;
     if let Some(alerter) = &exporter.alerter {
         alerter.shutdown().await;
     }
@@ -470,10 +518,15 @@ pub async fn run_on(
     }
 }
 
-/// A scenario's zones and hostnames as configured zones (named as the scenario names them).
+/// A scenario's zones and hostnames (its first account's) as configured zones (named as the
+/// scenario names them).
 pub fn scenario_zones(scenario: &Scenario) -> Vec<ZoneSettings> {
-    scenario
-        .zones()
+    zone_settings(scenario.zones())
+}
+
+/// Simulated zones as configured zones, with their hostnames, named as the scenario names them.
+pub fn zone_settings(zones: &[ZoneSpec]) -> Vec<ZoneSettings> {
+    zones
         .iter()
         .map(|zone| {
             let hostnames = zone.hostname_names().into_iter().map(str::to_owned);

@@ -259,17 +259,23 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
             config::check_state_dir(&file, &settings.state)?;
             init_tracing(&logging, Some(&settings))?;
             let effective = settings.effective_toml()?;
-            let refresh = RefreshEstimate::of(&settings, chrono::Utc::now());
-            if refresh.exceeds_tick() {
+            let estimates = RefreshEstimate::of(&settings, chrono::Utc::now());
+            for refresh in estimates.iter().filter(|refresh| refresh.exceeds_tick()) {
                 eprintln!(
                     "warning: schedule.cron: {refresh}: more than one tick, so each tick refreshes \
-                     part of the account, oldest data first (raise cloudflare.requests_per_5m or \
-                     tick less often to refresh everything every tick)"
+                     part of the account, oldest data first (raise {} or tick less often to \
+                     refresh everything every tick)",
+                    requests_per_5m_key(&settings, &refresh.account)
                 );
             }
             let lookups = zone_lookup_notes(&settings);
+            let refresh: Vec<String> = estimates
+                .iter()
+                .map(|estimate| format!("# Refresh: {estimate}\n"))
+                .collect();
+            let refresh = refresh.concat();
             println!(
-                "# Effective configuration of {} (defaults applied, environment overrides included, secrets redacted)\n# Refresh: {refresh}\n{lookups}{effective}",
+                "# Effective configuration of {} (defaults applied, environment overrides included, secrets redacted)\n{refresh}{lookups}{effective}",
                 file.display()
             );
             Ok(ExitCode::SUCCESS)
@@ -318,6 +324,11 @@ struct ScaleArgs {
     /// an exporter holds back after 960). Benchmarks of an ample budget raise it.
     #[arg(long = "scale-requests-per-5m", value_name = "N")]
     requests_per_5m: Option<u32>,
+    /// With --scale-zones: N accounts of --scale-zones zones each, each token with its own
+    /// --scale-requests-per-5m window (`default` with `sim-token`, then `account-K` with
+    /// `sim-token-K` and zones `zone-N.account-K.example`).
+    #[arg(long = "scale-accounts", value_name = "N", default_value_t = 1)]
+    accounts: usize,
 }
 
 /// The `simulate` command: the scale account when asked for, else the scenario (or the demo).
@@ -334,6 +345,7 @@ async fn simulate(
                 scale.certificates_per_zone,
                 scale.hostnames_per_zone,
                 scale.requests_per_5m,
+                scale.accounts,
             )
             .await
         }
@@ -344,24 +356,45 @@ async fn simulate(
 fn zone_lookup_notes(settings: &config::Settings) -> String {
     use std::fmt::Write as _;
     let mut notes = String::new();
-    for (index, zone) in settings.zones.iter().enumerate() {
-        if zone.by_name() {
-            // Writing to a String cannot fail.
+    for (account_index, account) in settings.all_accounts().iter().enumerate() {
+        let section = account_section(settings, account_index);
+        for (index, zone) in account.zones.iter().enumerate() {
+            if zone.by_name() {
+                // Writing to a String cannot fail.
+                let _ = writeln!(
+                    notes,
+                    "# {section}zones[{index}] (name {}): the zone id will be resolved at \
+                     start-up (GET /zones?name=, needs Zone Read)",
+                    zone.name
+                );
+            }
+        }
+        if account.zone_discovery.enabled {
             let _ = writeln!(
                 notes,
-                "# zones[{index}] (name {}): the zone id will be resolved at start-up \
-                 (GET /zones?name=, needs Zone Read)",
-                zone.name
+                "# {section}zone_discovery: every zone the token can read will be listed at \
+                 start-up (GET /zones, needs Zone Read)"
             );
         }
     }
-    if settings.zone_discovery.enabled {
-        notes.push_str(
-            "# zone_discovery: every zone the token can read will be listed at start-up \
-             (GET /zones, needs Zone Read)\n",
-        );
-    }
     notes
+}
+
+/// The key prefix of an account's tables: `accounts[N].`, or nothing for the implicit one.
+fn account_section(settings: &config::Settings, index: usize) -> String {
+    if settings.accounts.is_empty() {
+        String::new()
+    } else {
+        format!("accounts[{index}].")
+    }
+}
+
+/// The key that sets the request budget of the credential named `account`.
+fn requests_per_5m_key(settings: &config::Settings, account: &str) -> String {
+    match settings.accounts.iter().position(|a| a.name == account) {
+        Some(index) => format!("accounts[{index}].requests_per_5m"),
+        None => "cloudflare.requests_per_5m".to_owned(),
+    }
 }
 
 /// `url` without its user name and password: basic-auth credentials in it are secrets.

@@ -14,12 +14,12 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Once;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use strum::IntoEnumIterator as _;
@@ -124,54 +124,43 @@ pub struct Metrics {
     leader: IntGauge,
 }
 
-/// What Cloudflare's rate-limit headers and 429s say of the credential.
+/// What Cloudflare's rate-limit headers and 429s say of each credential, by `account`.
 #[derive(Debug)]
 struct RateLimitMetrics {
-    /// Registered on the first reading only, so an unknown budget is absent rather than 0.
-    remaining: IntGauge,
-    remaining_registered: Once,
-    /// Registered on the first reading only, like `remaining`.
-    quota: IntGauge,
-    quota_registered: Once,
-    pauses: IntCounter,
-    paused_until: IntGauge,
+    /// A credential's series appears with its first reading: an unknown budget is absent
+    /// rather than 0.
+    remaining: IntGaugeVec,
+    /// Appears with the first reading, like `remaining`.
+    quota: IntGaugeVec,
+    pauses: IntCounterVec,
+    paused_until: IntGaugeVec,
 }
 
 impl RateLimitMetrics {
     fn new(registrar: &Registrar<'_>) -> Result<RateLimitMetrics, MetricsError> {
-        let unregistered = |name: &'static str, help: &str| {
-            IntGauge::new(name, help).map_err(|source| MetricsError {
-                family: name,
-                source,
-            })
-        };
         Ok(RateLimitMetrics {
-            remaining: unregistered(
+            remaining: registrar.gauge_vec(
                 "cloudflare_aop_rate_limit_remaining",
                 "Requests left in Cloudflare's rate-limit window, from the last response that \
-                 reported it.",
+                 reported it, by credential.",
+                &["account"],
             )?,
-            remaining_registered: Once::new(),
-            quota: unregistered(
+            quota: registrar.gauge_vec(
                 "cloudflare_aop_rate_limit_quota",
                 "The credential's request quota per rate-limit window, as Cloudflare last \
                  reported it (Ratelimit-Policy).",
+                &["account"],
             )?,
-            quota_registered: Once::new(),
-            pauses: registrar.register(
+            pauses: registrar.counter_vec(
                 "cloudflare_aop_rate_limit_pauses_total",
-                IntCounter::new(
-                    "cloudflare_aop_rate_limit_pauses_total",
-                    "Times Cloudflare answered 429 and every request of the credential was paused.",
-                ),
+                "Times Cloudflare answered 429 and every request of the credential was paused.",
+                &["account"],
             )?,
-            paused_until: registrar.register(
+            paused_until: registrar.gauge_vec(
                 "cloudflare_aop_rate_limit_paused_until_timestamp_seconds",
-                IntGauge::new(
-                    "cloudflare_aop_rate_limit_paused_until_timestamp_seconds",
-                    "Until when requests are paused after the last 429, as a Unix timestamp (0: \
-                     never paused; paused while it is later than time()).",
-                ),
+                "Until when the credential's requests are paused after its last 429, as a Unix \
+                 timestamp (0: never paused; paused while it is later than time()).",
+                &["account"],
             )?,
         })
     }
@@ -203,26 +192,6 @@ impl Registrar<'_> {
         labels: &[&str],
     ) -> Result<IntCounterVec, MetricsError> {
         self.register(name, IntCounterVec::new(Opts::new(name, help), labels))
-    }
-
-    /// `api_items_skipped_total`, with a zero series per list endpoint and reason.
-    fn items_skipped(&self) -> Result<IntCounterVec, MetricsError> {
-        let family = self.counter_vec(
-            "cloudflare_aop_api_items_skipped_total",
-            "List items left out of a poll (undecodable, missing_id) or merged (duplicate_id, \
-             the worse status kept), by endpoint and reason.",
-            &["endpoint", "reason"],
-        )?;
-        for endpoint in [
-            Endpoint::HostnameCertificatesList,
-            Endpoint::ZoneCertificatesList,
-            Endpoint::DnsRecordsList,
-        ] {
-            for reason in SkipReason::ALL {
-                family.with_label_values(&[endpoint.as_str(), reason.as_str()]);
-            }
-        }
-        Ok(family)
     }
 
     fn gauge_vec(
@@ -278,23 +247,28 @@ impl Metrics {
         )?;
         let api_requests = registrar.counter_vec(
             "cloudflare_aop_api_requests_total",
-            "HTTP requests to the Cloudflare API, retries included, by endpoint and HTTP status \
-             (code=\"error\" when no response arrived).",
-            &["endpoint", "code"],
+            "HTTP requests to the Cloudflare API, retries included, by credential, endpoint and \
+             HTTP status (code=\"error\" when no response arrived).",
+            &["account", "endpoint", "code"],
         )?;
         let api_request_duration = registrar.histogram_vec(
             "cloudflare_aop_api_request_duration_seconds",
             "Duration of one HTTP request to the Cloudflare API, in seconds.",
             &API_REQUEST_DURATION_BUCKETS,
-            &["endpoint"],
+            &["account", "endpoint"],
         )?;
         let api_errors = registrar.counter_vec(
             "cloudflare_aop_api_errors_total",
-            "Failed Cloudflare API requests, retries included, by endpoint and reason.",
-            &["endpoint", "reason"],
+            "Failed Cloudflare API requests, retries included, by credential, endpoint and reason.",
+            &["account", "endpoint", "reason"],
         )?;
         let rate_limit = RateLimitMetrics::new(&registrar)?;
-        let api_items_skipped = registrar.items_skipped()?;
+        let api_items_skipped = registrar.counter_vec(
+            "cloudflare_aop_api_items_skipped_total",
+            "List items left out of a poll (undecodable, missing_id) or merged (duplicate_id, \
+             the worse status kept), by credential, endpoint and reason.",
+            &["account", "endpoint", "reason"],
+        )?;
         let alerts_firing = registrar.gauge_vec(
             "cloudflare_aop_alerts_firing",
             "The exporter's own alerts now firing, by reason.",
@@ -331,11 +305,6 @@ impl Metrics {
         leader.set(1);
         for outcome in PollOutcome::iter() {
             polls.with_label_values(&[outcome.as_str()]);
-        }
-        for endpoint in Endpoint::ALL {
-            for reason in ErrorReason::ALL {
-                api_errors.with_label_values(&[endpoint.as_str(), reason.as_str()]);
-            }
         }
         for reason in Reason::iter() {
             alerts_firing.with_label_values(&[reason.as_str()]).set(0);
@@ -442,52 +411,109 @@ impl AlertObserver for Metrics {
     }
 }
 
-impl RequestObserver for Metrics {
+/// The API client's observer for one credential: its requests and rate-limit readings,
+/// labelled with its `account`. Made by [`Metrics::for_account`].
+#[derive(Debug, Clone)]
+pub struct AccountMetrics {
+    metrics: Arc<Metrics>,
+    account: String,
+}
+
+impl Metrics {
+    /// The observer of the client of credential `account`, with the series that must exist
+    /// from the first scrape: a zero per endpoint and error reason, per list endpoint and skip
+    /// reason, no pause yet.
+    pub fn for_account(self: &Arc<Metrics>, account: &str) -> AccountMetrics {
+        for endpoint in Endpoint::ALL {
+            for reason in ErrorReason::ALL {
+                self.api_errors
+                    .with_label_values(&[account, endpoint.as_str(), reason.as_str()]);
+            }
+        }
+        for endpoint in [
+            Endpoint::HostnameCertificatesList,
+            Endpoint::ZoneCertificatesList,
+            Endpoint::DnsRecordsList,
+        ] {
+            for reason in SkipReason::ALL {
+                self.api_items_skipped.with_label_values(&[
+                    account,
+                    endpoint.as_str(),
+                    reason.as_str(),
+                ]);
+            }
+        }
+        self.rate_limit.pauses.with_label_values(&[account]);
+        self.rate_limit
+            .paused_until
+            .with_label_values(&[account])
+            .set(0);
+        AccountMetrics {
+            metrics: self.clone(),
+            account: account.to_owned(),
+        }
+    }
+}
+
+impl RequestObserver for AccountMetrics {
     fn attempt_finished(&self, attempt: &Attempt) {
+        let metrics = &self.metrics;
+        let account = self.account.as_str();
         let endpoint = attempt.endpoint.as_str();
         let mut digits = itoa::Buffer::new();
         let code = match attempt.status {
             Some(status) => digits.format(status),
             None => "error",
         };
-        self.api_requests.with_label_values(&[endpoint, code]).inc();
-        self.api_request_duration
-            .with_label_values(&[endpoint])
+        metrics
+            .api_requests
+            .with_label_values(&[account, endpoint, code])
+            .inc();
+        metrics
+            .api_request_duration
+            .with_label_values(&[account, endpoint])
             .observe(attempt.elapsed.as_secs_f64());
         if let Some(reason) = attempt.error {
-            self.api_errors
-                .with_label_values(&[endpoint, reason.as_str()])
+            metrics
+                .api_errors
+                .with_label_values(&[account, endpoint, reason.as_str()])
                 .inc();
         }
     }
 
     fn items_skipped(&self, endpoint: Endpoint, reason: SkipReason, count: u64) {
-        self.api_items_skipped
-            .with_label_values(&[endpoint.as_str(), reason.as_str()])
+        self.metrics
+            .api_items_skipped
+            .with_label_values(&[self.account.as_str(), endpoint.as_str(), reason.as_str()])
             .inc_by(count);
     }
 
     fn rate_limit_remaining(&self, remaining: u64) {
-        let metrics = &self.rate_limit;
-        metrics
+        self.metrics
+            .rate_limit
             .remaining
+            .with_label_values(&[self.account.as_str()])
             .set(i64::try_from(remaining).unwrap_or(i64::MAX));
-        self.register_once(&metrics.remaining_registered, &metrics.remaining);
     }
 
     fn rate_limit_quota(&self, quota: u64) {
-        let metrics = &self.rate_limit;
-        metrics.quota.set(i64::try_from(quota).unwrap_or(i64::MAX));
-        self.register_once(&metrics.quota_registered, &metrics.quota);
+        self.metrics
+            .rate_limit
+            .quota
+            .with_label_values(&[self.account.as_str()])
+            .set(i64::try_from(quota).unwrap_or(i64::MAX));
     }
 
     fn rate_limit_paused(&self, until: SystemTime) {
-        self.rate_limit.pauses.inc();
+        let rate_limit = &self.metrics.rate_limit;
+        let account = [self.account.as_str()];
+        rate_limit.pauses.with_label_values(&account).inc();
         let seconds = until
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
-        self.rate_limit
+        rate_limit
             .paused_until
+            .with_label_values(&account)
             .set(i64::try_from(seconds).unwrap_or(i64::MAX));
     }
 }
@@ -499,15 +525,6 @@ impl Metrics {
             .exclude_families
             .iter()
             .any(|excluded| excluded == family)
-    }
-
-    /// Registers a gauge that has no value until its first reading (unknown is no series).
-    fn register_once(&self, once: &Once, gauge: &IntGauge) {
-        once.call_once(|| {
-            if let Err(error) = self.registry.register(Box::new(gauge.clone())) {
-                tracing::warn!(error = %error, "registering a rate-limit gauge failed");
-            }
-        });
     }
 }
 

@@ -177,15 +177,22 @@ impl HostnameSource {
 pub struct Snapshot {
     /// Keyed by zone id. Shared, so publishing one refreshed object copies one zone, not all.
     pub zones: BTreeMap<String, Arc<ZoneSnapshot>>,
-    /// From `/user/tokens/verify`; `None` until checked (or when checking is off).
-    pub token_valid: Option<bool>,
+    /// Per credential, keyed by the `account` label (`default` for the implicit account).
+    pub accounts: BTreeMap<String, AccountHealth>,
     /// Refresh ticks completed since start.
     pub completed_cycles: u64,
-    /// The estimated time for every object to be refreshed once at this request budget
-    /// (at least one tick); `None` until the first tick has planned.
-    pub sweep_seconds: Option<f64>,
     /// Changes whenever the snapshot does (for render caches).
     pub generation: u64,
+}
+
+/// What is known about one credential.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AccountHealth {
+    /// From the token verification; `None` until checked (or when checking is off).
+    pub token_valid: Option<bool>,
+    /// The estimated time for every object of the credential to be refreshed once at its
+    /// request budget (at least one tick); `None` until its first tick has planned.
+    pub sweep_seconds: Option<f64>,
 }
 
 /// The current snapshot, shared between the poller (the only writer) and readers.

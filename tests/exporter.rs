@@ -388,7 +388,10 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
             "1"
         );
     }
-    assert_eq!(value(&all, "cloudflare_aop_token_valid"), "1");
+    assert_eq!(
+        value(&all, r#"cloudflare_aop_token_valid{account="default"}"#),
+        "1"
+    );
     assert_eq!(
         value(&all, "cloudflare_aop_polls_total{outcome=\"success\"}"),
         "1"
@@ -396,7 +399,7 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
     assert_eq!(
         value(
             &all,
-            "cloudflare_aop_api_requests_total{code=\"404\",endpoint=\"hostname_get\"}"
+            "cloudflare_aop_api_requests_total{account=\"default\",code=\"404\",endpoint=\"hostname_get\"}"
         ),
         "1",
         "the absent hostname's 404"
@@ -404,7 +407,7 @@ async fn one_cycle_exports_the_exact_metrics_contract() {
     assert_eq!(
         value(
             &all,
-            "cloudflare_aop_api_errors_total{endpoint=\"hostname_get\",reason=\"server_error\"}"
+            "cloudflare_aop_api_errors_total{account=\"default\",endpoint=\"hostname_get\",reason=\"server_error\"}"
         ),
         "0"
     );
@@ -654,7 +657,7 @@ async fn a_cycle_requested_while_one_runs_is_skipped_and_counted() {
         async move { exporter.cycle().await }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(exporter.poller.is_running());
+    assert!(exporter.is_running());
     exporter.cycle().await;
     running.await.unwrap();
     let addr = serve(&exporter).await;
@@ -725,7 +728,8 @@ async fn an_account_token_without_account_id_exports_no_token_valid_and_polls_fi
     let (_sim, exporter, _settings) = real_account(None).await;
     let all = series(&scrape(serve(&exporter).await).await);
     assert!(
-        !all.contains_key("cloudflare_aop_token_valid"),
+        !all.keys()
+            .any(|key| key.starts_with("cloudflare_aop_token_valid")),
         "unverifiable: no series, never 0"
     );
     assert_eq!(
@@ -743,7 +747,10 @@ async fn an_account_token_without_account_id_exports_no_token_valid_and_polls_fi
 async fn an_account_token_with_account_id_verifies_as_valid() {
     let (sim, exporter, _settings) = real_account(Some(BLOG_ACCOUNT)).await;
     let all = series(&scrape(serve(&exporter).await).await);
-    assert_eq!(value(&all, "cloudflare_aop_token_valid"), "1");
+    assert_eq!(
+        value(&all, r#"cloudflare_aop_token_valid{account="default"}"#),
+        "1"
+    );
     assert_eq!(sim.requests(Endpoint::TokenVerify), 2, "user, then account");
 }
 

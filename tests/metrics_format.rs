@@ -35,7 +35,9 @@ fn family_of<'a>(name: &'a str, types: &HashMap<String, String>) -> &'a str {
 #[test]
 fn whole_output_is_well_formed() {
     let metrics = stable_metrics();
-    metrics.rate_limit_remaining(10);
+    let account = metrics.for_account("default");
+    account.rate_limit_remaining(10);
+    account.rate_limit_paused(std::time::SystemTime::now());
     metrics.poll_finished(PollOutcome::Success, Duration::from_secs(1));
     metrics.sink_registered("webhook");
     let text = metrics.render(&synthetic_snapshot(20, 10, 3));

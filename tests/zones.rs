@@ -80,7 +80,7 @@ async fn a_zone_given_by_name_is_resolved_at_start_up_and_polled_under_its_id() 
     settings.zones[0].name = "zone-0.example".to_owned();
     settings.cloudflare.account_id = Some("01a7362d577a6c3019a474fd6f485823".to_owned());
     let exporter = Exporter::new(&settings, false).unwrap();
-    exporter.poller.resolve_zones().await.unwrap();
+    exporter.resolve_zones().await.unwrap();
     assert_eq!(
         zones_list_paths(&sim),
         [
@@ -109,7 +109,7 @@ async fn a_zone_given_by_name_is_resolved_at_start_up_and_polled_under_its_id() 
         "{text}"
     );
     assert!(
-        text.contains("cloudflare_aop_api_requests_total{code=\"200\",endpoint=\"zones_list\"} 1"),
+        text.contains("cloudflare_aop_api_requests_total{account=\"default\",code=\"200\",endpoint=\"zones_list\"} 1"),
         "the lookup is counted like every request"
     );
 }
@@ -125,7 +125,7 @@ async fn a_name_no_zone_answers_to_is_an_error_naming_the_zone() {
         ],
     );
     let exporter = Exporter::new(&settings, false).unwrap();
-    let error = exporter.poller.resolve_zones().await.unwrap_err();
+    let error = exporter.resolve_zones().await.unwrap_err();
     assert_eq!(
         error.to_string(),
         "zones[1] (name missing.example): no zone of that name is visible to the token (needs Zone Read)"
@@ -140,7 +140,7 @@ async fn a_name_no_zone_answers_to_is_an_error_naming_the_zone() {
     );
     unreachable.cloudflare.max_retries = 0;
     let exporter = Exporter::new(&unreachable, false).unwrap();
-    let error = exporter.poller.resolve_zones().await.unwrap_err();
+    let error = exporter.resolve_zones().await.unwrap_err();
     assert!(!error.is_config_error());
     assert!(
         error.to_string().starts_with(
@@ -158,7 +158,7 @@ async fn discovery_watches_every_zone_the_token_reads_but_the_excluded_paged_by_
     let mut settings = settings(&sim, Vec::new());
     settings.zone_discovery = discovery(&["zone-7.example"]);
     let exporter = Exporter::new(&settings, false).unwrap();
-    exporter.poller.resolve_zones().await.unwrap();
+    exporter.resolve_zones().await.unwrap();
     assert_eq!(
         zones_list_paths(&sim),
         [
@@ -166,7 +166,7 @@ async fn discovery_watches_every_zone_the_token_reads_but_the_excluded_paged_by_
             "/client/v4/zones?page=2&per_page=50"
         ]
     );
-    let watched = exporter.poller.zones();
+    let watched = exporter.pollers[0].zones();
     assert_eq!(watched.len(), 52);
     assert!(watched.iter().all(|zone| zone.name != "zone-7.example"));
     assert!(
@@ -211,7 +211,7 @@ async fn a_configured_entry_overrides_the_discovered_zone_of_the_same_id_or_name
     );
     settings.zone_discovery = discovery(&[]);
     let exporter = Exporter::new(&settings, false).unwrap();
-    exporter.poller.resolve_zones().await.unwrap();
+    exporter.resolve_zones().await.unwrap();
     assert_eq!(
         sim.requests(Endpoint::ZonesList),
         1,
@@ -256,7 +256,7 @@ async fn a_zone_that_disappears_stops_being_exported_and_its_history_goes() {
     settings.zone_discovery = discovery(&[]);
     settings.zone_discovery.interval = Duration::ZERO;
     let exporter = Exporter::new(&settings, false).unwrap();
-    exporter.poller.resolve_zones().await.unwrap();
+    exporter.resolve_zones().await.unwrap();
     exporter.cycle().await;
     assert!(metrics(&exporter).contains(&format!("zone_id=\"{gone_id}\"")));
 
@@ -279,9 +279,9 @@ async fn a_zone_given_by_name_that_answers_no_such_zone_is_looked_up_again() {
     let new_id = "0123456789abcdef0123456789abcdef".to_owned();
     let settings = settings(&sim, vec![by_name("zone-0.example", &[])]);
     let exporter = Exporter::new(&settings, false).unwrap();
-    exporter.poller.resolve_zones().await.unwrap();
+    exporter.resolve_zones().await.unwrap();
     exporter.cycle().await;
-    assert_eq!(exporter.poller.zones()[0].id, old_id);
+    assert_eq!(exporter.pollers[0].zones()[0].id, old_id);
 
     // The zone is deleted and added again: same name, a new id.
     sim.with_state(|state| state.zones[0].id.clone_from(&new_id));
@@ -296,7 +296,7 @@ async fn a_zone_given_by_name_that_answers_no_such_zone_is_looked_up_again() {
 
     exporter.cycle().await;
     assert_eq!(sim.requests(Endpoint::ZonesList), 1, "looked up once");
-    assert_eq!(exporter.poller.zones()[0].id, new_id);
+    assert_eq!(exporter.pollers[0].zones()[0].id, new_id);
     assert_eq!(
         poll_success(&exporter),
         [(new_id, "zone-0.example".to_owned(), "1".to_owned())]

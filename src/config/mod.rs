@@ -175,6 +175,10 @@ pub struct Settings {
     pub zones: Vec<ZoneSettings>,
     /// Watching every zone the token can read.
     pub zone_discovery: ZoneDiscoverySettings,
+    /// `[[accounts]]`: several credentials, each with its own budget and zones. Empty: the
+    /// credentials of `[cloudflare]` and the top-level zones are the one implicit account
+    /// (see [`Settings::all_accounts`]).
+    pub accounts: Vec<AccountSettings>,
     /// The HTTP server (`/metrics` and friends).
     pub server: ServerSettings,
     /// What `/metrics` carries.
@@ -187,6 +191,24 @@ pub struct Settings {
     pub log: LogSettings,
     /// Leader election on a Kubernetes `Lease` (an HA pair: one replica polls and alerts).
     pub leader_election: LeaderElectionSettings,
+}
+
+/// The `account` label of the implicit account: the credentials of `[cloudflare]` with the
+/// top-level zones, when no `[[accounts]]` table is given.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
+/// One credential the exporter polls with: the client's options (the shared `[cloudflare]`
+/// keys with this credential's token, account id and budget) and its zones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSettings {
+    /// The `account` label of its metrics.
+    pub name: String,
+    /// The API client's options for this credential.
+    pub cloudflare: CloudflareSettings,
+    /// Its configured zones.
+    pub zones: Vec<ZoneSettings>,
+    /// Watching every zone this credential can read.
+    pub zone_discovery: ZoneDiscoverySettings,
 }
 
 /// The validated `[cloudflare]` section: also the API client's options ([`ClientOptions`]).
@@ -766,6 +788,7 @@ impl Settings {
             schedule: ScheduleSettings::default(),
             zones,
             zone_discovery: ZoneDiscoverySettings::default(),
+            accounts: Vec::new(),
             server: ServerSettings::default(),
             alerts: AlertSettings::default(),
             state: StateSettings {
@@ -780,6 +803,21 @@ impl Settings {
     /// The Cloudflare client's options: the `[cloudflare]` section.
     pub fn client_options(&self) -> ClientOptions {
         self.cloudflare.clone()
+    }
+
+    /// Every credential the exporter polls with, in file order: the `[[accounts]]`, or
+    /// without them the implicit one ([`DEFAULT_ACCOUNT`]: `[cloudflare]` and the top-level
+    /// zones).
+    pub fn all_accounts(&self) -> Vec<AccountSettings> {
+        if !self.accounts.is_empty() {
+            return self.accounts.clone();
+        }
+        vec![AccountSettings {
+            name: DEFAULT_ACCOUNT.to_owned(),
+            cloudflare: self.cloudflare.clone(),
+            zones: self.zones.clone(),
+            zone_discovery: self.zone_discovery.clone(),
+        }]
     }
 
     /// The effective config in the file format: every key with its value after defaults

@@ -33,6 +33,10 @@ pub struct RawSettings {
     pub zones: Vec<RawZone>,
     /// `[zone_discovery]`: watch every zone the token can read.
     pub zone_discovery: ZoneDiscoverySettings,
+    /// `[[accounts]]`: several credentials, each with its own budget and zones (instead of
+    /// the credentials in `[cloudflare]` and the top-level `[[zones]]`/`[zone_discovery]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<RawAccount>,
     /// `[server]`: the HTTP server.
     pub server: ServerSettings,
     /// `[metrics]`: what `/metrics` carries.
@@ -159,6 +163,42 @@ impl Default for RawCloudflare {
             account_id: None,
         }
     }
+}
+
+/// One `[[accounts]]` table: a credential (an API token) with its own request budget and
+/// zones. The other `[cloudflare]` keys (timeouts, retries, concurrency) apply to every
+/// account.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAccount {
+    /// The `account` label of this credential's metrics: 1 to 64 of `a-z 0-9 _ -`, unique.
+    pub name: String,
+    /// API token, inline (prefer `api_token_file`).
+    #[serde(
+        deserialize_with = "optional_secret::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub api_token: Option<Secret>,
+    /// File holding the API token (trailing newline removed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_token_file: Option<PathBuf>,
+    /// Environment variable holding the API token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_token_env: Option<String>,
+    /// The account owning an account-owned token (as `cloudflare.account_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// This credential's budget per 5 minutes (default: `cloudflare.requests_per_5m`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_5m: Option<u32>,
+    /// Percent of this credential's quota left to its other users (default:
+    /// `cloudflare.rate_limit_reserve_percent`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_reserve_percent: Option<u8>,
+    /// `[[accounts.zones]]`: this credential's zones, as `[[zones]]`.
+    pub zones: Vec<RawZone>,
+    /// `[accounts.zone_discovery]`: every zone this credential can read, as `[zone_discovery]`.
+    pub zone_discovery: ZoneDiscoverySettings,
 }
 
 /// One `[[zones]]` table.
@@ -489,40 +529,32 @@ pub(super) fn effective(settings: &Settings) -> RawSettings {
         account_id: cloudflare.account_id.clone(),
         ..RawCloudflare::default()
     };
-    match &cloudflare.credentials {
-        Credentials::Token(token) => {
-            (
-                raw_cloudflare.api_token,
-                raw_cloudflare.api_token_file,
-                raw_cloudflare.api_token_env,
-            ) = redacted_source(&token.source);
-        }
-        Credentials::Legacy { email, key } => {
-            // The e-mail is not a secret: inline it shows as itself.
-            (
-                _,
-                raw_cloudflare.api_email_file,
-                raw_cloudflare.api_email_env,
-            ) = redacted_source(&email.source);
-            if email.source == ValueSource::Inline {
-                raw_cloudflare.api_email = Some(email.value.clone());
-            }
-            (
-                raw_cloudflare.api_key,
-                raw_cloudflare.api_key_file,
-                raw_cloudflare.api_key_env,
-            ) = redacted_source(&key.source);
-        }
+    // With [[accounts]] the credentials are the accounts'.
+    if settings.accounts.is_empty() {
+        set_credentials(&mut raw_cloudflare, &cloudflare.credentials);
+    } else {
+        raw_cloudflare.account_id = None;
     }
-    let zones = settings
-        .zones
+    let accounts = settings
+        .accounts
         .iter()
-        .map(|zone| RawZone {
-            id: (!zone.by_name()).then(|| zone.id.clone()),
-            name: Some(zone.name.clone()),
-            hostnames: zone.hostnames.clone(),
-            zone_level: zone.zone_level,
-            discover_hostnames: zone.discover_hostnames,
+        .map(|account| {
+            let (api_token, api_token_file, api_token_env) = match &account.cloudflare.credentials {
+                Credentials::Token(token) => redacted_source(&token.source),
+                // Validation gives accounts tokens only.
+                Credentials::Legacy { .. } => (None, None, None),
+            };
+            RawAccount {
+                name: account.name.clone(),
+                api_token,
+                api_token_file,
+                api_token_env,
+                account_id: account.cloudflare.account_id.clone(),
+                requests_per_5m: Some(account.cloudflare.requests_per_5m),
+                rate_limit_reserve_percent: Some(account.cloudflare.rate_limit_reserve_percent),
+                zones: raw_zones(&account.zones),
+                zone_discovery: account.zone_discovery.clone(),
+            }
         })
         .collect();
     let alerts = &settings.alerts;
@@ -553,8 +585,9 @@ pub(super) fn effective(settings: &Settings) -> RawSettings {
     RawSettings {
         cloudflare: raw_cloudflare,
         schedule: settings.schedule.clone(),
-        zones,
+        zones: raw_zones(&settings.zones),
         zone_discovery: settings.zone_discovery.clone(),
+        accounts,
         server: settings.server.clone(),
         metrics: settings.metrics.clone(),
         alerts: RawAlerts {
@@ -568,6 +601,37 @@ pub(super) fn effective(settings: &Settings) -> RawSettings {
         log: settings.log.clone(),
         leader_election: settings.leader_election.clone(),
     }
+}
+
+/// The credential keys of `[cloudflare]` naming where `credentials` came from.
+fn set_credentials(raw: &mut RawCloudflare, credentials: &Credentials) {
+    match credentials {
+        Credentials::Token(token) => {
+            (raw.api_token, raw.api_token_file, raw.api_token_env) = redacted_source(&token.source);
+        }
+        Credentials::Legacy { email, key } => {
+            // The e-mail is not a secret: inline it shows as itself.
+            (_, raw.api_email_file, raw.api_email_env) = redacted_source(&email.source);
+            if email.source == ValueSource::Inline {
+                raw.api_email = Some(email.value.clone());
+            }
+            (raw.api_key, raw.api_key_file, raw.api_key_env) = redacted_source(&key.source);
+        }
+    }
+}
+
+/// Validated zones in the file's form.
+fn raw_zones(zones: &[super::ZoneSettings]) -> Vec<RawZone> {
+    zones
+        .iter()
+        .map(|zone| RawZone {
+            id: (!zone.by_name()).then(|| zone.id.clone()),
+            name: Some(zone.name.clone()),
+            hostnames: zone.hostnames.clone(),
+            zone_level: zone.zone_level,
+            discover_hostnames: zone.discover_hostnames,
+        })
+        .collect()
 }
 
 /// The (inline, `_file`, `_env`) keys that describe a secret's source without its value.

@@ -92,7 +92,11 @@ fn example_path() -> PathBuf {
 }
 
 fn token_of(settings: &Settings) -> &Sourced<Secret> {
-    match &settings.cloudflare.credentials {
+    client_token(&settings.cloudflare)
+}
+
+fn client_token(cloudflare: &CloudflareSettings) -> &Sourced<Secret> {
+    match &cloudflare.credentials {
         Credentials::Token(token) => token,
         Credentials::Legacy { .. } => panic!("expected a token"),
     }
@@ -1325,4 +1329,153 @@ fn leader_election_parses_validates_and_round_trips() {
     ] {
         fixture.rejects(&section(body), key, fragment);
     }
+}
+
+/// Two credentials: one from the environment with a budget of its own and a zone by id, one
+/// from a file with discovery and the shared budget.
+const TWO_ACCOUNTS: &str = r#"
+[cloudflare]
+requests_per_5m = 300
+max_concurrency = 4
+
+[[accounts]]
+name = "prod"
+api_token_env = "PROD_TOKEN"
+account_id = "023E105F4ECEF8AD9CA31A8372D0C353"
+requests_per_5m = 900
+rate_limit_reserve_percent = 10
+
+[[accounts.zones]]
+id = "aaa"
+hostnames = ["App.example.com"]
+
+[[accounts]]
+name = "staging"
+api_token_env = "STAGING_TOKEN"
+
+[accounts.zone_discovery]
+enabled = true
+exclude = ["Old.example"]
+"#;
+
+const ACCOUNT_ENV: [(&str, &str); 2] = [("PROD_TOKEN", "tok-prod"), ("STAGING_TOKEN", "tok-stg")];
+
+#[test]
+fn accounts_each_get_their_credential_budget_and_zones() {
+    let fixture = Fixture::new();
+    let settings = fixture.load_env(TWO_ACCOUNTS, &ACCOUNT_ENV).unwrap();
+    let accounts = settings.all_accounts();
+    assert_eq!(accounts, settings.accounts);
+    let [prod, staging] = &accounts[..] else {
+        panic!("two accounts expected: {accounts:?}");
+    };
+    assert_eq!(prod.name, "prod");
+    assert_eq!(client_token(&prod.cloudflare).value.expose(), "tok-prod");
+    assert_eq!(
+        prod.cloudflare.account_id.as_deref(),
+        Some("023e105f4ecef8ad9ca31a8372d0c353")
+    );
+    assert_eq!(prod.cloudflare.requests_per_5m, 900);
+    assert_eq!(prod.cloudflare.rate_limit_reserve_percent, 10);
+    assert_eq!(prod.cloudflare.max_concurrency, 4, "shared keys apply");
+    assert_eq!(prod.zones[0].hostnames, ["app.example.com"]);
+    assert!(!prod.zone_discovery.enabled);
+
+    assert_eq!(client_token(&staging.cloudflare).value.expose(), "tok-stg");
+    assert_eq!(staging.cloudflare.requests_per_5m, 300, "the shared budget");
+    assert_eq!(staging.cloudflare.rate_limit_reserve_percent, 20);
+    assert_eq!(staging.cloudflare.account_id, None);
+    assert!(staging.zones.is_empty());
+    assert!(staging.zone_discovery.enabled);
+    assert_eq!(staging.zone_discovery.exclude, ["old.example"]);
+    assert!(settings.zones.is_empty());
+}
+
+#[test]
+fn one_implicit_account_without_accounts_tables() {
+    let settings = Fixture::new().load(MINIMAL).unwrap();
+    assert!(settings.accounts.is_empty());
+    let accounts = settings.all_accounts();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0].name, DEFAULT_ACCOUNT);
+    assert_eq!(accounts[0].cloudflare, settings.cloudflare);
+    assert_eq!(accounts[0].zones, settings.zones);
+}
+
+#[test]
+fn accounts_are_checked_and_errors_name_the_account_key() {
+    let fixture = Fixture::new();
+    let with = |extra: &str| format!("{TWO_ACCOUNTS}{extra}");
+    let cases: [(String, &str, &str); 10] = [
+        (
+            TWO_ACCOUNTS.replace("name = \"staging\"", "name = \"prod\""),
+            "accounts[1].name",
+            "duplicate account name \"prod\" (also accounts[0].name)",
+        ),
+        (
+            TWO_ACCOUNTS.replace("name = \"staging\"", "name = \"Staging Env\""),
+            "accounts[1].name",
+            "a-z, 0-9, _ and -",
+        ),
+        (
+            TWO_ACCOUNTS.replace("api_token_env = \"STAGING_TOKEN\"", ""),
+            "accounts[1].api_token",
+            "missing",
+        ),
+        (
+            TWO_ACCOUNTS.replace("requests_per_5m = 900", "requests_per_5m = 0"),
+            "accounts[0].requests_per_5m",
+            "at least 1",
+        ),
+        (
+            TWO_ACCOUNTS.replace("account_id = \"023E", "account_id = \"X23E"),
+            "accounts[0].account_id",
+            "32 hex digits",
+        ),
+        (
+            TWO_ACCOUNTS.replace("enabled = true", "enabled = false"),
+            "accounts[1].zones",
+            "[[accounts.zones]]",
+        ),
+        (
+            with("\n[[accounts.zones]]\nid = \"AAA\"\n"),
+            "accounts[1].zones[0].id",
+            "also in accounts[0]",
+        ),
+        (
+            with("\n[[zones]]\nid = \"bbb\"\n"),
+            "zones",
+            "[[accounts.zones]]",
+        ),
+        (
+            TWO_ACCOUNTS.replace("[cloudflare]", "[cloudflare]\napi_token = \"tok-top\""),
+            "cloudflare.api_token",
+            "each account has its own credentials",
+        ),
+        (
+            with("\n[zone_discovery]\nenabled = true\n"),
+            "zone_discovery.enabled",
+            "[accounts.zone_discovery]",
+        ),
+    ];
+    for (config, key, fragment) in cases {
+        let message = fixture.rejects_env(&config, &ACCOUNT_ENV, key, fragment);
+        for (_, token) in ACCOUNT_ENV {
+            assert!(!message.contains(token), "{message}");
+        }
+    }
+}
+
+#[test]
+fn effective_config_with_accounts_loads_back_to_the_same_settings() {
+    let fixture = Fixture::new();
+    let settings = fixture.load_env(TWO_ACCOUNTS, &ACCOUNT_ENV).unwrap();
+    let effective = settings.effective_toml().unwrap();
+    assert!(!effective.contains("tok-"), "{effective}");
+    assert!(
+        effective.contains("api_token_env = \"PROD_TOKEN\""),
+        "{effective}"
+    );
+    let reloaded = fixture.load_env(&effective, &ACCOUNT_ENV).unwrap();
+    assert_eq!(reloaded, settings);
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::raw::{RawAlerts, RawCloudflare, RawSettings, RawSink, RawZone};
+use super::raw::{RawAccount, RawAlerts, RawCloudflare, RawSettings, RawSink, RawZone};
 use super::{
-    AlertSettings, CLOUDFLARE_API_TOKEN_ENV, CloudflareSettings, Credentials,
+    AccountSettings, AlertSettings, CLOUDFLARE_API_TOKEN_ENV, CloudflareSettings, Credentials,
     LeaderElectionSettings, LogSettings, MetricsSettings, ScheduleSettings, SecretUrl,
     ServerSettings, Settings, SinkKind, SinkSettings, Sourced, StateSettings, ValueSource,
     ZoneDiscoverySettings, ZoneSettings,
@@ -51,6 +51,7 @@ pub(super) fn validate(
         schedule,
         zones,
         zone_discovery,
+        accounts,
         server,
         metrics,
         alerts,
@@ -58,12 +59,28 @@ pub(super) fn validate(
         log,
         leader_election,
     } = raw;
-    let zone_discovery = validate_zone_discovery(zone_discovery)?;
+    let (cloudflare, zones, zone_discovery, accounts) = if accounts.is_empty() {
+        let zone_discovery = validate_zone_discovery("zone_discovery", zone_discovery)?;
+        let zones = validate_zones("zones", zones, zone_discovery.enabled)?;
+        let credentials = resolve_credentials(&cloudflare, env)?;
+        let account_id =
+            validate_account_id("cloudflare.account_id", cloudflare.account_id.as_deref())?;
+        let cloudflare = validate_cloudflare(&cloudflare, credentials, account_id)?;
+        (cloudflare, zones, zone_discovery, Vec::new())
+    } else {
+        reject_top_level_account_keys(&cloudflare, &zones, &zone_discovery)?;
+        let accounts = validate_accounts(&cloudflare, accounts, env)?;
+        // The shared keys, and (never used to build a client) the first account's credentials.
+        let first = accounts[0].cloudflare.credentials.clone();
+        let cloudflare = validate_cloudflare(&cloudflare, first, None)?;
+        (cloudflare, Vec::new(), zone_discovery, accounts)
+    };
     Ok(Settings {
-        cloudflare: validate_cloudflare(&cloudflare, env)?,
+        cloudflare,
         schedule: validate_schedule(schedule)?,
-        zones: validate_zones(zones, zone_discovery.enabled)?,
+        zones,
         zone_discovery,
+        accounts,
         server: validate_server(server)?,
         metrics: validate_metrics(metrics)?,
         alerts: validate_alerts(alerts, env)?,
@@ -73,9 +90,11 @@ pub(super) fn validate(
     })
 }
 
+/// The `[cloudflare]` keys, with the credentials and account id already validated.
 fn validate_cloudflare(
     raw: &RawCloudflare,
-    env: &HashMap<String, String>,
+    credentials: Credentials,
+    account_id: Option<String>,
 ) -> Result<CloudflareSettings, KeyError> {
     let api_base_url = parse_http_url(raw.api_base_url.trim()).map_err(|problem| {
         key_error(
@@ -83,7 +102,6 @@ fn validate_cloudflare(
             format!("invalid URL {:?}: {problem}", raw.api_base_url),
         )
     })?;
-    let credentials = resolve_credentials(raw, env)?;
     require_non_zero("cloudflare.request_timeout", raw.request_timeout)?;
     if !(1..=MAX_CONCURRENCY).contains(&raw.max_concurrency) {
         return Err(key_error(
@@ -94,21 +112,11 @@ fn validate_cloudflare(
             ),
         ));
     }
-    if raw.requests_per_5m == 0 {
-        return Err(key_error(
-            "cloudflare.requests_per_5m",
-            "must be at least 1 (Cloudflare allows 1200 per user)",
-        ));
-    }
-    if raw.rate_limit_reserve_percent > MAX_RESERVE_PERCENT {
-        return Err(key_error(
-            "cloudflare.rate_limit_reserve_percent",
-            format!(
-                "must be between 0 and {MAX_RESERVE_PERCENT}, got {}",
-                raw.rate_limit_reserve_percent
-            ),
-        ));
-    }
+    validate_budget(
+        "cloudflare",
+        raw.requests_per_5m,
+        raw.rate_limit_reserve_percent,
+    )?;
     require_non_zero("cloudflare.rate_limit_block", raw.rate_limit_block)?;
     require_non_zero(
         "cloudflare.token_verify_interval",
@@ -133,27 +141,183 @@ fn validate_cloudflare(
             "must be at least 1",
         ));
     }
-    let account_id = match raw.account_id.as_deref().map(str::trim) {
-        None => None,
-        Some(id) => {
-            if id.len() != 32 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(key_error(
-                    "cloudflare.account_id",
-                    format!(
-                        "invalid account id {id:?}: 32 hex digits expected (the dashboard's URL and \
-                         Account Home show it, e.g. 023e105f4ecef8ad9ca31a8372d0c353)"
-                    ),
-                ));
-            }
-            Some(id.to_ascii_lowercase())
-        }
-    };
     Ok(CloudflareSettings::from_raw(
         raw,
         api_base_url,
         credentials,
         account_id,
     ))
+}
+
+/// `<section>.requests_per_5m` and `<section>.rate_limit_reserve_percent`.
+fn validate_budget(
+    section: &str,
+    requests_per_5m: u32,
+    reserve_percent: u8,
+) -> Result<(), KeyError> {
+    if requests_per_5m == 0 {
+        return Err(key_error(
+            format!("{section}.requests_per_5m"),
+            "must be at least 1 (Cloudflare allows 1200 per user)",
+        ));
+    }
+    if reserve_percent > MAX_RESERVE_PERCENT {
+        return Err(key_error(
+            format!("{section}.rate_limit_reserve_percent"),
+            format!("must be between 0 and {MAX_RESERVE_PERCENT}, got {reserve_percent}"),
+        ));
+    }
+    Ok(())
+}
+
+/// An account id: 32 hex digits, lowercased.
+fn validate_account_id(key: &str, id: Option<&str>) -> Result<Option<String>, KeyError> {
+    let Some(id) = id.map(str::trim) else {
+        return Ok(None);
+    };
+    if id.len() != 32 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(key_error(
+            key,
+            format!(
+                "invalid account id {id:?}: 32 hex digits expected (the dashboard's URL and \
+                 Account Home show it, e.g. 023e105f4ecef8ad9ca31a8372d0c353)"
+            ),
+        ));
+    }
+    Ok(Some(id.to_ascii_lowercase()))
+}
+
+/// With `[[accounts]]`, credentials and zones belong to the accounts: the same keys at the
+/// top level would be a second, unnamed account, so they are refused rather than guessed at.
+fn reject_top_level_account_keys(
+    raw: &RawCloudflare,
+    zones: &[RawZone],
+    discovery: &ZoneDiscoverySettings,
+) -> Result<(), KeyError> {
+    let credential_keys = [
+        ("api_token", raw.api_token.is_some()),
+        ("api_token_file", raw.api_token_file.is_some()),
+        ("api_token_env", raw.api_token_env.is_some()),
+        ("api_email", raw.api_email.is_some()),
+        ("api_email_file", raw.api_email_file.is_some()),
+        ("api_email_env", raw.api_email_env.is_some()),
+        ("api_key", raw.api_key.is_some()),
+        ("api_key_file", raw.api_key_file.is_some()),
+        ("api_key_env", raw.api_key_env.is_some()),
+        ("account_id", raw.account_id.is_some()),
+    ];
+    if let Some((key, _)) = credential_keys.iter().find(|(_, set)| *set) {
+        return Err(key_error(
+            format!("cloudflare.{key}"),
+            "with [[accounts]], each account has its own credentials: move it into an \
+             [[accounts]] table",
+        ));
+    }
+    if !zones.is_empty() {
+        return Err(key_error(
+            "zones",
+            "with [[accounts]], each account lists its zones: move them to [[accounts.zones]]",
+        ));
+    }
+    if discovery.enabled {
+        return Err(key_error(
+            "zone_discovery.enabled",
+            "with [[accounts]], discovery is per account: use [accounts.zone_discovery]",
+        ));
+    }
+    Ok(())
+}
+
+/// The longest account name: it becomes a metric label value.
+const MAX_ACCOUNT_NAME_LEN: usize = 64;
+
+/// Each `[[accounts]]` table: a unique name, a token, its budget, its zones; a zone id in two
+/// accounts is refused (zone ids are unique at Cloudflare, and a zone's series have no
+/// `account` label).
+fn validate_accounts(
+    shared: &RawCloudflare,
+    raw_accounts: Vec<RawAccount>,
+    env: &HashMap<String, String>,
+) -> Result<Vec<AccountSettings>, KeyError> {
+    let mut accounts: Vec<AccountSettings> = Vec::with_capacity(raw_accounts.len());
+    let mut account_by_zone_id: HashMap<String, usize> = HashMap::new();
+    for (index, raw) in raw_accounts.into_iter().enumerate() {
+        let section = format!("accounts[{index}]");
+        let name = raw.name.trim().to_owned();
+        if name.is_empty()
+            || name.len() > MAX_ACCOUNT_NAME_LEN
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        {
+            return Err(key_error(
+                format!("{section}.name"),
+                format!(
+                    "{name:?}: 1 to {MAX_ACCOUNT_NAME_LEN} of a-z, 0-9, _ and - expected (it \
+                     becomes the account label)"
+                ),
+            ));
+        }
+        if let Some(first) = accounts.iter().position(|account| account.name == name) {
+            return Err(key_error(
+                format!("{section}.name"),
+                format!("duplicate account name {name:?} (also accounts[{first}].name)"),
+            ));
+        }
+        let token_key = format!("{section}.api_token");
+        let token = resolve_secret(
+            &token_key,
+            raw.api_token,
+            raw.api_token_file,
+            raw.api_token_env,
+            env,
+        )?
+        .ok_or_else(|| {
+            key_error(
+                &token_key,
+                "missing: set api_token, api_token_file or api_token_env",
+            )
+        })?;
+        reject_control_characters(&source_key(&token_key, &token.source), &token)?;
+        let account_id =
+            validate_account_id(&format!("{section}.account_id"), raw.account_id.as_deref())?;
+        let requests_per_5m = raw.requests_per_5m.unwrap_or(shared.requests_per_5m);
+        let reserve = raw
+            .rate_limit_reserve_percent
+            .unwrap_or(shared.rate_limit_reserve_percent);
+        validate_budget(&section, requests_per_5m, reserve)?;
+        let zone_discovery =
+            validate_zone_discovery(&format!("{section}.zone_discovery"), raw.zone_discovery)?;
+        let zones = validate_zones(
+            &format!("{section}.zones"),
+            raw.zones,
+            zone_discovery.enabled,
+        )?;
+        for (zone_index, zone) in zones.iter().enumerate() {
+            if zone.by_name() {
+                continue;
+            }
+            if let Some(first) = account_by_zone_id.insert(zone.id.to_ascii_lowercase(), index) {
+                return Err(key_error(
+                    format!("{section}.zones[{zone_index}].id"),
+                    format!(
+                        "zone id {:?} is also in accounts[{first}]: a zone belongs to one account",
+                        zone.id
+                    ),
+                ));
+            }
+        }
+        let mut cloudflare = validate_cloudflare(shared, Credentials::Token(token), account_id)?;
+        cloudflare.requests_per_5m = requests_per_5m;
+        cloudflare.rate_limit_reserve_percent = reserve;
+        accounts.push(AccountSettings {
+            name,
+            cloudflare,
+            zones,
+            zone_discovery,
+        });
+    }
+    Ok(accounts)
 }
 
 /// A token, or legacy e-mail + key (both or neither, never with a token); with nothing
@@ -416,19 +580,21 @@ fn validate_schedule(schedule: ScheduleSettings) -> Result<ScheduleSettings, Key
     Ok(schedule)
 }
 
+/// `section` is where the table is: `zone_discovery` or `accounts[N].zone_discovery`.
 fn validate_zone_discovery(
+    section: &str,
     mut discovery: ZoneDiscoverySettings,
 ) -> Result<ZoneDiscoverySettings, KeyError> {
     if discovery.interval < Duration::from_secs(1) {
         return Err(key_error(
-            "zone_discovery.interval",
+            format!("{section}.interval"),
             "must be at least 1s (e.g. \"1h\")",
         ));
     }
     let mut exclude = Vec::with_capacity(discovery.exclude.len());
     for (index, raw) in discovery.exclude.iter().enumerate() {
         let name = normalize_hostname(raw)
-            .map_err(|problem| key_error(format!("zone_discovery.exclude[{index}]"), problem))?;
+            .map_err(|problem| key_error(format!("{section}.exclude[{index}]"), problem))?;
         if !exclude.contains(&name) {
             exclude.push(name);
         }
@@ -437,12 +603,27 @@ fn validate_zone_discovery(
     Ok(discovery)
 }
 
-fn validate_zones(raw_zones: Vec<RawZone>, discovery: bool) -> Result<Vec<ZoneSettings>, KeyError> {
+/// `section` is where the tables are: `zones` or `accounts[N].zones`.
+fn validate_zones(
+    section: &str,
+    raw_zones: Vec<RawZone>,
+    discovery: bool,
+) -> Result<Vec<ZoneSettings>, KeyError> {
     if raw_zones.is_empty() && !discovery {
+        let (table, discovery_table) = if section == "zones" {
+            ("[[zones]]".to_owned(), "[zone_discovery]".to_owned())
+        } else {
+            (
+                "[[accounts.zones]]".to_owned(),
+                "[accounts.zone_discovery]".to_owned(),
+            )
+        };
         return Err(key_error(
-            "zones",
-            "no zones configured: add at least one [[zones]] table with an id or a name, or \
-             enable [zone_discovery]",
+            section,
+            format!(
+                "no zones configured: add at least one {table} table with an id or a name, or \
+                 enable {discovery_table}"
+            ),
         ));
     }
     // Lowercased id → index, so "ABC…" and "abc…" count as the same zone.
@@ -451,7 +632,7 @@ fn validate_zones(raw_zones: Vec<RawZone>, discovery: bool) -> Result<Vec<ZoneSe
     let mut index_by_name: HashMap<String, usize> = HashMap::new();
     let mut zones = Vec::with_capacity(raw_zones.len());
     for (index, raw) in raw_zones.into_iter().enumerate() {
-        let key = format!("zones[{index}]");
+        let key = format!("{section}[{index}]");
         let id = raw.id.as_deref().map(str::trim);
         let name = match raw.name {
             Some(name) if name.trim().is_empty() => {
@@ -479,7 +660,7 @@ fn validate_zones(raw_zones: Vec<RawZone>, discovery: bool) -> Result<Vec<ZoneSe
             if let Some(first) = index_by_name.insert(name.clone(), index) {
                 return Err(key_error(
                     format!("{key}.name"),
-                    format!("duplicate zone name {name:?} (also zones[{first}].name)"),
+                    format!("duplicate zone name {name:?} (also {section}[{first}].name)"),
                 ));
             }
         } else {
@@ -487,7 +668,7 @@ fn validate_zones(raw_zones: Vec<RawZone>, discovery: bool) -> Result<Vec<ZoneSe
             if let Some(first) = index_by_id.insert(id.to_ascii_lowercase(), index) {
                 return Err(key_error(
                     format!("{key}.id"),
-                    format!("duplicate zone id {id:?} (also zones[{first}].id)"),
+                    format!("duplicate zone id {id:?} (also {section}[{first}].id)"),
                 ));
             }
         }

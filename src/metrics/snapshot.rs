@@ -165,23 +165,7 @@ fn render(
     renderer.certificate_families();
     renderer.hostname_families();
     renderer.zone_families();
-    if let (Some(sweep), false) = (snapshot.sweep_seconds, renderer.excluded(&REFRESH_SWEEP)) {
-        renderer.begin_family(&REFRESH_SWEEP);
-        renderer.out.push_str(REFRESH_SWEEP.name);
-        renderer.out.push(' ');
-        // Whole seconds, rounded up: an estimate, never shorter than it is.
-        #[allow(clippy::cast_possible_truncation)] // a sweep is far below i64::MAX seconds
-        let seconds = sweep.ceil() as i64;
-        renderer.out.push_str(itoa::Buffer::new().format(seconds));
-        renderer.out.push('\n');
-        renderer.end_family();
-    }
-    if let (Some(valid), false) = (snapshot.token_valid, renderer.excluded(&TOKEN_VALID)) {
-        renderer.begin_family(&TOKEN_VALID);
-        renderer.out.push_str(TOKEN_VALID.name);
-        renderer.out.push_str(if valid { " 1\n" } else { " 0\n" });
-        renderer.end_family();
-    }
+    renderer.account_families();
 }
 
 /// Where full chunks go when rendering in chunks.
@@ -454,6 +438,46 @@ impl Renderer<'_, '_> {
         self.out.push_str(family.name);
         self.out.push_str(" gauge\n");
         self.series_start = self.out.len();
+    }
+
+    /// The per-credential families: `refresh_sweep_seconds` and `token_valid`, by `account`.
+    fn account_families(&mut self) {
+        let accounts = &self.snapshot.accounts;
+        if !self.excluded(&REFRESH_SWEEP) {
+            self.begin_family(&REFRESH_SWEEP);
+            for (account, health) in accounts {
+                if let Some(sweep) = health.sweep_seconds {
+                    // Whole seconds, rounded up: an estimate, never shorter than it is.
+                    #[allow(clippy::cast_possible_truncation)] // far below i64::MAX seconds
+                    let seconds = sweep.ceil() as i64;
+                    self.account_series(
+                        &REFRESH_SWEEP,
+                        account,
+                        itoa::Buffer::new().format(seconds),
+                    );
+                }
+            }
+            self.end_family();
+        }
+        if !self.excluded(&TOKEN_VALID) {
+            self.begin_family(&TOKEN_VALID);
+            for (account, health) in accounts {
+                if let Some(valid) = health.token_valid {
+                    self.account_series(&TOKEN_VALID, account, if valid { "1" } else { "0" });
+                }
+            }
+            self.end_family();
+        }
+    }
+
+    /// `name{account="…"} value`.
+    fn account_series(&mut self, family: &Family, account: &str, value: &str) {
+        self.out.push_str(family.name);
+        self.out.push_str("{account=\"");
+        push_escaped(self.out, account);
+        self.out.push_str("\"} ");
+        self.out.push_str(value);
+        self.out.push('\n');
     }
 
     /// Drops the header again if the family had no series, so empty families do not appear.

@@ -23,11 +23,17 @@ pub fn synthetic_snapshot(
     certificates_per_zone: usize,
 ) -> Snapshot {
     let mut snapshot = Snapshot {
-        token_valid: Some(true),
         completed_cycles: 1,
         generation: 1,
         ..Snapshot::default()
     };
+    snapshot.accounts.insert(
+        crate::config::DEFAULT_ACCOUNT.to_owned(),
+        crate::state::AccountHealth {
+            token_valid: Some(true),
+            sweep_seconds: None,
+        },
+    );
     for zone_index in 0..zones {
         let zone = synthetic_zone(zone_index, hostnames_per_zone, certificates_per_zone);
         snapshot

@@ -10,9 +10,10 @@ use strum::IntoEnumIterator as _;
 use super::testing::synthetic_snapshot;
 use super::*;
 use crate::alerts::{AlertObserver as _, NotificationOutcome};
+use crate::cloudflare::RequestObserver as _;
 use crate::poller::{PollObserver as _, PollOutcome};
 use crate::state::{
-    AssociationState, CertificateState, HostnameState, Scope, Status, ZoneSnapshot,
+    AccountHealth, AssociationState, CertificateState, HostnameState, Scope, Status, ZoneSnapshot,
 };
 use crate::x509::{CertificateFacts, Check, KeyAlgorithm, PublicKeyInfo};
 
@@ -119,10 +120,14 @@ fn small_snapshot() -> Snapshot {
     z2.last_error = Some("zone_certificates_list: HTTP 500".to_owned());
     let z3 = ZoneSnapshot::new("z3", "never.example.com");
 
-    let mut snapshot = Snapshot {
-        token_valid: Some(false),
-        ..Snapshot::default()
-    };
+    let mut snapshot = Snapshot::default();
+    snapshot.accounts.insert(
+        "default".to_owned(),
+        AccountHealth {
+            token_valid: Some(false),
+            sweep_seconds: None,
+        },
+    );
     for zone in [z1, z2, z3] {
         snapshot
             .zones
@@ -242,7 +247,7 @@ fn small_snapshot_renders_exactly_these_series() {
         // z2 was attempted and failed; z3 was never attempted, so it has no series at all.
         r#"cloudflare_aop_zone_poll_success{zone_id="z2",zone="other.example.com"} 0"#.to_owned(),
         format!("cloudflare_aop_zone_last_success_timestamp_seconds{{{Z1}}} 1767200000"),
-        "cloudflare_aop_token_valid 0".to_owned(),
+        r#"cloudflare_aop_token_valid{account="default"} 0"#.to_owned(),
     ]);
 
     let text = rendered_snapshot(&small_snapshot());
@@ -262,7 +267,9 @@ fn every_family_has_one_help_and_one_type_line_before_its_series() {
          cloudflare_aop_certificate_status{"
     ));
     assert!(
-        text.ends_with("# TYPE cloudflare_aop_token_valid gauge\ncloudflare_aop_token_valid 0\n")
+        text.ends_with(
+            "# TYPE cloudflare_aop_token_valid gauge\ncloudflare_aop_token_valid{account=\"default\"} 0\n"
+        )
     );
     for line in text.lines().filter(|line| line.starts_with("# HELP")) {
         assert!(
@@ -314,7 +321,7 @@ fn vanished_objects_have_no_series() {
 #[test]
 fn chunks_concatenate_to_the_whole_text_and_end_on_series() {
     let metrics = metrics();
-    metrics.rate_limit_remaining(7);
+    metrics.for_account("default").rate_limit_remaining(7);
     let mut snapshot = synthetic_snapshot(20, 10, 3);
     snapshot.zones.extend(small_snapshot().zones);
     let whole = metrics.render(&snapshot);
@@ -360,13 +367,42 @@ fn snapshot_chunks_skip_empty_families_like_the_whole_text() {
 #[test]
 fn token_valid_is_absent_until_checked() {
     let mut snapshot = small_snapshot();
-    snapshot.token_valid = None;
+    let health = snapshot.accounts.get_mut("default").unwrap();
+    health.token_valid = None;
     assert!(!rendered_snapshot(&snapshot).contains("token_valid"));
-    snapshot.token_valid = Some(true);
+    snapshot.accounts.get_mut("default").unwrap().token_valid = Some(true);
     assert!(
         rendered_snapshot(&snapshot)
             .lines()
-            .any(|line| line == "cloudflare_aop_token_valid 1")
+            .any(|line| line == r#"cloudflare_aop_token_valid{account="default"} 1"#)
+    );
+}
+
+#[test]
+fn each_credential_has_its_own_token_valid_and_sweep() {
+    let mut snapshot = Snapshot::default();
+    for (account, valid, sweep) in [("prod", Some(true), 299.2), ("staging", Some(false), 60.0)] {
+        snapshot.accounts.insert(
+            account.to_owned(),
+            AccountHealth {
+                token_valid: valid,
+                sweep_seconds: Some(sweep),
+            },
+        );
+    }
+    snapshot
+        .accounts
+        .insert("new".to_owned(), AccountHealth::default());
+    let text = rendered_snapshot(&snapshot);
+    assert_eq!(
+        sample_lines(&text),
+        [
+            r#"cloudflare_aop_refresh_sweep_seconds{account="prod"} 300"#,
+            r#"cloudflare_aop_refresh_sweep_seconds{account="staging"} 60"#,
+            r#"cloudflare_aop_token_valid{account="prod"} 1"#,
+            r#"cloudflare_aop_token_valid{account="staging"} 0"#,
+        ],
+        "{text}"
     );
 }
 
@@ -408,15 +444,17 @@ fn integers_format_like_display() {
 }
 
 /// Metrics without the `process_*` families, whose values change from one render to the next.
-fn metrics() -> Metrics {
-    Metrics::with_options(MetricsOptions {
-        exclude_families: PROCESS_FAMILIES
-            .iter()
-            .map(|&name| name.to_owned())
-            .collect(),
-        ..MetricsOptions::default()
-    })
-    .unwrap()
+fn metrics() -> std::sync::Arc<Metrics> {
+    std::sync::Arc::new(
+        Metrics::with_options(MetricsOptions {
+            exclude_families: PROCESS_FAMILIES
+                .iter()
+                .map(|&name| name.to_owned())
+                .collect(),
+            ..MetricsOptions::default()
+        })
+        .unwrap(),
+    )
 }
 
 #[cfg(target_os = "linux")]
@@ -518,8 +556,8 @@ fn excluded_families_are_left_out_of_both_parts() {
 
 #[test]
 fn every_rendered_family_is_a_known_family() {
-    let metrics = Metrics::new().unwrap();
-    metrics.rate_limit_remaining(3);
+    let metrics = std::sync::Arc::new(Metrics::new().unwrap());
+    metrics.for_account("default").rate_limit_remaining(3);
     let text = metrics.render(&synthetic_snapshot(5, 4, 3));
     let known: BTreeSet<&str> = family_names().collect();
     let rendered: BTreeSet<&str> = text
@@ -541,7 +579,9 @@ fn has_line(text: &str, expected: &str) -> bool {
 
 #[test]
 fn fresh_metrics_pre_initialise_the_series_rate_needs() {
-    let text = metrics().render(&Snapshot::default());
+    let metrics = metrics();
+    metrics.for_account("prod");
+    let text = metrics.render(&Snapshot::default());
     for outcome in ["success", "partial", "failure", "skipped"] {
         assert!(
             has_line(
@@ -560,7 +600,11 @@ fn fresh_metrics_pre_initialise_the_series_rate_needs() {
     assert_eq!(errors, Endpoint::ALL.len() * ErrorReason::ALL.len());
     assert!(has_line(
         &text,
-        r#"cloudflare_aop_api_errors_total{endpoint="dns_records_list",reason="api_error"} 0"#
+        r#"cloudflare_aop_api_errors_total{account="prod",endpoint="dns_records_list",reason="api_error"} 0"#
+    ));
+    assert!(has_line(
+        &text,
+        r#"cloudflare_aop_rate_limit_pauses_total{account="prod"} 0"#
     ));
     for reason in "deployment_timed_out deletion_timed_out stuck_pending expiring".split(' ') {
         assert!(has_line(
@@ -600,7 +644,8 @@ fn the_leader_gauge_follows_the_role() {
 
 #[test]
 fn api_attempts_are_counted_by_code_and_reason() {
-    let metrics = metrics();
+    let registry = metrics();
+    let metrics = registry.for_account("prod");
     let ok = Attempt {
         endpoint: Endpoint::HostnameGet,
         status: Some(200),
@@ -622,18 +667,21 @@ fn api_attempts_are_counted_by_code_and_reason() {
         error: Some(ErrorReason::RateLimited),
     });
 
-    let text = metrics.render(&Snapshot::default());
+    // Another credential's requests count apart.
+    registry.for_account("staging").attempt_finished(&ok);
+    let text = registry.render(&Snapshot::default());
     for expected in [
-        r#"cloudflare_aop_api_requests_total{code="200",endpoint="hostname_get"} 2"#,
-        r#"cloudflare_aop_api_requests_total{code="error",endpoint="hostname_get"} 1"#,
-        r#"cloudflare_aop_api_requests_total{code="429",endpoint="zone_settings_get"} 1"#,
-        r#"cloudflare_aop_api_errors_total{endpoint="hostname_get",reason="timeout"} 1"#,
-        r#"cloudflare_aop_api_errors_total{endpoint="hostname_get",reason="network"} 0"#,
-        r#"cloudflare_aop_api_errors_total{endpoint="zone_settings_get",reason="rate_limited"} 1"#,
-        r#"cloudflare_aop_api_request_duration_seconds_count{endpoint="hostname_get"} 3"#,
-        r#"cloudflare_aop_api_request_duration_seconds_bucket{endpoint="hostname_get",le="0.05"} 2"#,
-        r#"cloudflare_aop_api_request_duration_seconds_bucket{endpoint="hostname_get",le="5"} 2"#,
-        r#"cloudflare_aop_api_request_duration_seconds_bucket{endpoint="hostname_get",le="10"} 3"#,
+        r#"cloudflare_aop_api_requests_total{account="staging",code="200",endpoint="hostname_get"} 1"#,
+        r#"cloudflare_aop_api_requests_total{account="prod",code="200",endpoint="hostname_get"} 2"#,
+        r#"cloudflare_aop_api_requests_total{account="prod",code="error",endpoint="hostname_get"} 1"#,
+        r#"cloudflare_aop_api_requests_total{account="prod",code="429",endpoint="zone_settings_get"} 1"#,
+        r#"cloudflare_aop_api_errors_total{account="prod",endpoint="hostname_get",reason="timeout"} 1"#,
+        r#"cloudflare_aop_api_errors_total{account="prod",endpoint="hostname_get",reason="network"} 0"#,
+        r#"cloudflare_aop_api_errors_total{account="prod",endpoint="zone_settings_get",reason="rate_limited"} 1"#,
+        r#"cloudflare_aop_api_request_duration_seconds_count{account="prod",endpoint="hostname_get"} 3"#,
+        r#"cloudflare_aop_api_request_duration_seconds_bucket{account="prod",endpoint="hostname_get",le="0.05"} 2"#,
+        r#"cloudflare_aop_api_request_duration_seconds_bucket{account="prod",endpoint="hostname_get",le="5"} 2"#,
+        r#"cloudflare_aop_api_request_duration_seconds_bucket{account="prod",endpoint="hostname_get",le="10"} 3"#,
     ] {
         assert!(has_line(&text, expected), "missing {expected}\n{text}");
     }
@@ -642,19 +690,23 @@ fn api_attempts_are_counted_by_code_and_reason() {
 #[test]
 fn rate_limit_remaining_appears_with_the_first_reading() {
     let metrics = metrics();
+    let account = metrics.for_account("default");
     assert!(
         !metrics
             .render(&Snapshot::default())
             .contains("rate_limit_remaining")
     );
-    metrics.rate_limit_remaining(1200);
+    account.rate_limit_remaining(1200);
     assert!(has_line(
         &metrics.render(&Snapshot::default()),
-        "cloudflare_aop_rate_limit_remaining 1200"
+        r#"cloudflare_aop_rate_limit_remaining{account="default"} 1200"#
     ));
-    metrics.rate_limit_remaining(1100);
+    account.rate_limit_remaining(1100);
     let text = metrics.render(&Snapshot::default());
-    assert!(has_line(&text, "cloudflare_aop_rate_limit_remaining 1100"));
+    assert!(has_line(
+        &text,
+        r#"cloudflare_aop_rate_limit_remaining{account="default"} 1100"#
+    ));
     assert_eq!(
         text.matches("# TYPE cloudflare_aop_rate_limit_remaining gauge")
             .count(),
@@ -758,7 +810,7 @@ fn render_time() {
 #[ignore = "prints the output for promtool"]
 fn print_sample() {
     let metrics = metrics();
-    metrics.rate_limit_remaining(10);
+    metrics.for_account("default").rate_limit_remaining(10);
     metrics.sink_registered("webhook");
     let mut snapshot = synthetic_snapshot(3, 4, 3);
     snapshot.zones.extend(small_snapshot().zones);

@@ -27,7 +27,7 @@ use crate::cloudflare::types::{
 };
 use crate::cloudflare::{ApiError, Client, ErrorReason, with_deadline};
 use crate::config::{Credentials, ScheduleSettings, ZoneDiscoverySettings, ZoneSettings};
-use crate::state::{HostnameSource, Scope, SharedSnapshot, Snapshot, StatusHistory, ZoneSnapshot};
+use crate::state::{HostnameSource, Scope, SharedSnapshot, StatusHistory, ZoneSnapshot};
 use plan::{Budget, Candidate, Plan, Target, ZoneInventory};
 use zones::ZoneDirectory;
 pub use zones::ZoneError;
@@ -83,6 +83,43 @@ pub struct CycleReport {
     pub sweep: Duration,
 }
 
+impl CycleReport {
+    /// The ticks of several credentials run at once as one cycle: counts summed, the
+    /// longest duration and sweep, and the outcome of all their zones together. `None` when
+    /// there is no report (every tick was skipped).
+    pub fn combine(reports: impl IntoIterator<Item = CycleReport>) -> Option<CycleReport> {
+        let mut reports = reports.into_iter();
+        let mut combined = reports.next()?;
+        for report in reports {
+            combined.duration = combined.duration.max(report.duration);
+            combined.zones_succeeded += report.zones_succeeded;
+            combined.zone_errors.extend(report.zone_errors);
+            combined.error_reasons.extend(report.error_reasons);
+            combined.planned_requests = combined
+                .planned_requests
+                .saturating_add(report.planned_requests);
+            combined.not_sent += report.not_sent;
+            combined.sweep = combined.sweep.max(report.sweep);
+        }
+        combined.outcome = PollOutcome::of(combined.zones_succeeded, combined.zone_errors.len());
+        Some(combined)
+    }
+}
+
+impl PollOutcome {
+    /// A cycle's outcome from its zones: success when none failed, failure when none
+    /// succeeded, partial otherwise.
+    fn of(zones_succeeded: usize, zones_failed: usize) -> PollOutcome {
+        if zones_failed == 0 {
+            PollOutcome::Success
+        } else if zones_succeeded == 0 {
+            PollOutcome::Failure
+        } else {
+            PollOutcome::Partial
+        }
+    }
+}
+
 /// How much a tick may spend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TickScope {
@@ -95,6 +132,8 @@ pub enum TickScope {
 /// Everything the refresher needs besides the client.
 #[derive(Debug, Clone)]
 pub struct PollerOptions {
+    /// The credential's name: the `account` label of its health.
+    pub account: String,
     /// The configured zones; entries given by name only are resolved by
     /// [`Poller::resolve_zones`] (or at the first tick).
     pub zones: Vec<ZoneSettings>,
@@ -237,7 +276,8 @@ pub struct Poller {
     client: Arc<Client>,
     options: PollerOptions,
     snapshot: Arc<SharedSnapshot>,
-    history: Mutex<StatusHistory>,
+    /// Shared by the refreshers of every credential: one file in the state dir.
+    history: Arc<Mutex<StatusHistory>>,
     /// The watched zones, replaced only between ticks (so indices hold within one).
     zones: Mutex<Arc<Vec<ZoneSettings>>>,
     /// Per watched zone, in the same order.
@@ -253,38 +293,59 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Poller {
-    /// A refresher publishing into `snapshot`; loads the status history from the state dir
-    /// (a corrupt file is moved aside with a warning).
-    pub fn new(client: Arc<Client>, options: PollerOptions, snapshot: Arc<SharedSnapshot>) -> Self {
-        let history = match &options.state_dir {
-            Some(dir) => StatusHistory::load_or_recover(dir).unwrap_or_else(|error| {
-                tracing::warn!(error = %error, "cannot read the status history; starting empty");
-                StatusHistory::default()
-            }),
-            None => StatusHistory::default(),
-        };
+    /// A refresher of one credential's zones, publishing into `snapshot` (which the
+    /// refreshers of other credentials share) and keeping `history` (shared too; see
+    /// [`Poller::load_history`]).
+    pub fn new(
+        client: Arc<Client>,
+        options: PollerOptions,
+        snapshot: Arc<SharedSnapshot>,
+        history: Arc<Mutex<StatusHistory>>,
+    ) -> Self {
         let directory = ZoneDirectory::new(options.zones.clone(), options.zone_discovery.clone());
         let watched = directory.watched();
-        let mut initial = Snapshot::default();
-        for zone in &watched {
-            initial.zones.insert(
-                zone.id.clone(),
-                Arc::new(ZoneSnapshot::new(&zone.id, &zone.name)),
-            );
-        }
-        snapshot.store(initial);
+        snapshot.update(|snapshot| {
+            for zone in &watched {
+                snapshot.zones.insert(
+                    zone.id.clone(),
+                    Arc::new(ZoneSnapshot::new(&zone.id, &zone.name)),
+                );
+            }
+            snapshot
+                .accounts
+                .entry(options.account.clone())
+                .or_default();
+        });
         let records = watched.iter().map(ZoneRecords::for_zone).collect();
         Poller {
             client,
             options,
             snapshot,
-            history: Mutex::new(history),
+            history,
             zones: Mutex::new(Arc::new(watched)),
             records: Mutex::new(records),
             directory: Mutex::new(directory),
             last_token_check: Mutex::new(None),
             running: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// The status history in `state_dir` (a corrupt file is moved aside with a warning), or
+    /// an empty one, to share between the refreshers of every credential.
+    pub fn load_history(state_dir: Option<&std::path::Path>) -> Arc<Mutex<StatusHistory>> {
+        let history = match state_dir {
+            Some(dir) => StatusHistory::load_or_recover(dir).unwrap_or_else(|error| {
+                tracing::warn!(error = %error, "cannot read the status history; starting empty");
+                StatusHistory::default()
+            }),
+            None => StatusHistory::default(),
+        };
+        Arc::new(Mutex::new(history))
+    }
+
+    /// The credential's name (the `account` label).
+    pub fn account(&self) -> &str {
+        &self.options.account
     }
 
     /// The zones watched now.
@@ -583,9 +644,12 @@ impl Poller {
         }
         let sweep = plan.sweep;
         self.snapshot.update(|snapshot| {
-            snapshot.completed_cycles += 1;
-            snapshot.token_valid = token_valid.or(snapshot.token_valid);
-            snapshot.sweep_seconds = Some(sweep.as_secs_f64());
+            let health = snapshot
+                .accounts
+                .entry(self.options.account.clone())
+                .or_default();
+            health.token_valid = token_valid.or(health.token_valid);
+            health.sweep_seconds = Some(sweep.as_secs_f64());
         });
 
         let mut zones_succeeded = 0;
@@ -611,13 +675,7 @@ impl Poller {
                 zones_succeeded += 1;
             }
         }
-        let outcome = if zone_errors.is_empty() {
-            PollOutcome::Success
-        } else if zones_succeeded == 0 {
-            PollOutcome::Failure
-        } else {
-            PollOutcome::Partial
-        };
+        let outcome = PollOutcome::of(zones_succeeded, zone_errors.len());
         let duration = started.elapsed();
         tracing::info!(
             outcome = outcome.as_str(),
@@ -971,8 +1029,10 @@ impl Drop for RunningGuard<'_> {
 
 /// What a full refresh of the configured zones costs at the configured budget: shown by
 /// `validate-config` and `check`, and logged at start-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RefreshEstimate {
+    /// The credential (its `account` label).
+    pub account: String,
     /// Requests for every list and configured hostname once (discovered hostnames add to it;
     /// zone-level objects come on their own interval).
     pub requests: u64,
@@ -996,29 +1056,43 @@ fn whole_seconds(duration: Duration) -> u64 {
 }
 
 impl RefreshEstimate {
-    /// The estimate for `settings` at `now` (cron intervals need not be regular).
-    pub fn of(settings: &crate::config::Settings, now: DateTime<Utc>) -> RefreshEstimate {
-        let requests = settings
+    /// The estimate of every credential of `settings` at `now`, in file order.
+    pub fn of(settings: &crate::config::Settings, now: DateTime<Utc>) -> Vec<RefreshEstimate> {
+        settings
+            .all_accounts()
+            .iter()
+            .map(|account| RefreshEstimate::of_account(account, &settings.schedule, now))
+            .collect()
+    }
+
+    /// The estimate for one credential at `now` (cron intervals need not be regular).
+    pub fn of_account(
+        account: &crate::config::AccountSettings,
+        schedule: &ScheduleSettings,
+        now: DateTime<Utc>,
+    ) -> RefreshEstimate {
+        let requests = account
             .zones
             .iter()
             .map(|zone| 1 + zone.hostnames.len() as u64)
             .sum();
-        let cloudflare = &settings.cloudflare;
+        let cloudflare = &account.cloudflare;
         // What the client settles at with Cloudflare's documented quota, before it reports one.
         let quota = crate::cloudflare::client::CLOUDFLARE_QUOTA;
         let reserve = quota * u64::from(cloudflare.rate_limit_reserve_percent) / 100;
         let budget_per_5m = cloudflare
             .requests_per_5m
             .min(u32::try_from(quota - reserve).unwrap_or(u32::MAX));
-        let tick = settings.schedule.tick_period(now);
+        let tick = schedule.tick_period(now);
         let per_tick = f64::from(budget_per_5m) * tick.as_secs_f64() / 300.0;
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let budget = Budget {
             requests: per_tick.clamp(1.0, f64::from(u32::MAX)) as u32,
             tick,
-            zone_level_interval: settings.schedule.zone_level_interval,
+            zone_level_interval: schedule.zone_level_interval,
         };
         RefreshEstimate {
+            account: account.name.clone(),
             requests,
             budget_per_5m,
             tick,
@@ -1034,6 +1108,10 @@ impl RefreshEstimate {
 
 impl std::fmt::Display for RefreshEstimate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The implicit account needs no name: it is the only one.
+        if self.account != crate::config::DEFAULT_ACCOUNT {
+            write!(f, "account {}: ", self.account)?;
+        }
         write!(
             f,
             "a full refresh is {} requests (lists and configured hostnames): at {} requests per \
@@ -1069,22 +1147,59 @@ mod tests {
         settings
     }
 
+    /// The estimate of the one (implicit) account of `settings`.
+    fn estimate(settings: &Settings, now: DateTime<Utc>) -> RefreshEstimate {
+        let mut estimates = RefreshEstimate::of(settings, now);
+        assert_eq!(estimates.len(), 1);
+        estimates.remove(0)
+    }
+
     #[test]
     fn the_estimate_is_n_over_b_and_never_below_a_tick() {
         let now = Utc::now();
-        let ample = RefreshEstimate::of(&settings(600), now);
+        let ample = estimate(&settings(600), now);
         assert_eq!(ample.requests, 22, "2 lists + 20 hostnames");
         assert_eq!(ample.tick, Duration::from_secs(300));
         assert_eq!(ample.sweep, ample.tick);
         assert!(!ample.exceeds_tick());
 
         // 10 requests per 5 minutes: 22 requests take 660 s, over two ticks.
-        let scarce = RefreshEstimate::of(&settings(10), now);
+        let scarce = estimate(&settings(10), now);
         assert_eq!(scarce.sweep, Duration::from_secs(660));
         assert!(scarce.exceeds_tick());
         assert!(scarce.to_string().contains("within 11m"), "{scarce}");
 
         // The budget settles below Cloudflare's quota minus the reserve (1200 - 20 %).
-        assert_eq!(RefreshEstimate::of(&settings(5000), now).budget_per_5m, 960);
+        assert_eq!(estimate(&settings(5000), now).budget_per_5m, 960);
+    }
+
+    #[test]
+    fn each_account_has_its_own_estimate_named_in_its_text() {
+        let now = Utc::now();
+        let mut two = settings(600);
+        let mut slow = two.all_accounts().remove(0);
+        "slow".clone_into(&mut slow.name);
+        slow.cloudflare.requests_per_5m = 10;
+        let mut fast = slow.clone();
+        "fast".clone_into(&mut fast.name);
+        fast.cloudflare.requests_per_5m = 600;
+        fast.zones.truncate(1);
+        two.accounts = vec![slow, fast];
+        let estimates = RefreshEstimate::of(&two, now);
+        let names: Vec<&str> = estimates.iter().map(|e| e.account.as_str()).collect();
+        assert_eq!(names, ["slow", "fast"]);
+        assert_eq!(estimates[0].sweep, Duration::from_secs(660));
+        assert_eq!(estimates[1].requests, 11);
+        assert_eq!(estimates[1].sweep, Duration::from_secs(300));
+        assert!(
+            estimates[0]
+                .to_string()
+                .starts_with("account slow: a full refresh is 22")
+        );
+        assert!(
+            !estimate(&settings(600), now)
+                .to_string()
+                .starts_with("account")
+        );
     }
 }

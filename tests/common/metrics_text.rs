@@ -144,15 +144,17 @@ pub fn series(text: &str) -> BTreeMap<String, String> {
 
 /// Metrics without the `process_*` families (the test process's own, whose values change
 /// between two scrapes).
-pub fn stable_metrics() -> Metrics {
-    Metrics::with_options(MetricsOptions {
-        exclude_families: family_names()
-            .filter(|name| name.starts_with("process_"))
-            .map(str::to_owned)
-            .collect(),
-        ..MetricsOptions::default()
-    })
-    .unwrap()
+pub fn stable_metrics() -> std::sync::Arc<Metrics> {
+    std::sync::Arc::new(
+        Metrics::with_options(MetricsOptions {
+            exclude_families: family_names()
+                .filter(|name| name.starts_with("process_"))
+                .map(str::to_owned)
+                .collect(),
+            ..MetricsOptions::default()
+        })
+        .unwrap(),
+    )
 }
 
 /// The exporter's `/metrics` text as a scrape would render it now (no HTTP).
