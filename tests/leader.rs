@@ -231,6 +231,14 @@ async fn exactly_one_of_two_polls_and_the_standby_takes_over_after_a_sigkill() {
     survivor.terminate_and_collect();
     let log = std::fs::read_to_string(dir.path().join(format!("{survivor_name}.log"))).unwrap();
     assert!(log.contains("Lease released"), "{log}");
+    // Neither credential is ever logged.
+    for name in ["a", "b"] {
+        let log = std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap();
+        assert!(
+            !log.contains(KUBE_TOKEN) && !log.contains(TOKEN),
+            "a token in {name}'s log"
+        );
+    }
     assert_eq!(
         api.lease(NAMESPACE, LEASE).unwrap()["spec"]["holderIdentity"],
         ""
@@ -303,4 +311,77 @@ async fn a_leader_cut_off_from_the_api_stops_polling_and_the_other_takes_over() 
     assert_eq!(lease["spec"]["holderIdentity"], names[other]);
     drop(children);
     api.shutdown().await;
+}
+
+/// `simulate-lease-api` serves the fake alone, for scripts: the bearer token checked, a Lease
+/// created, and a stale write refused by `resourceVersion`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_lease_api_serves_the_fake_for_scripts() {
+    let listen = free_addr();
+    let child = std::process::Command::new(binary())
+        .args([
+            "simulate-lease-api",
+            "--listen",
+            &listen.to_string(),
+            "--token",
+            KUBE_TOKEN,
+        ])
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = ChildGuard::new(child);
+    let http = reqwest::Client::new();
+    let leases =
+        format!("http://{listen}/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases");
+    let lease_url = format!("{leases}/{LEASE}");
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let unauthenticated = loop {
+        if let Ok(response) = http.get(&lease_url).send().await {
+            break response;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "simulate-lease-api did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(unauthenticated.status(), 401);
+    let authed = |request: reqwest::RequestBuilder| request.bearer_auth(KUBE_TOKEN).send();
+    assert_eq!(authed(http.get(&lease_url)).await.unwrap().status(), 404);
+    let lease = serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": LEASE},
+        "spec": {"holderIdentity": "script"},
+    });
+    let created = authed(http.post(&leases).json(&lease)).await.unwrap();
+    assert_eq!(created.status(), 201);
+    let created: serde_json::Value = created.json().await.unwrap();
+    let mut renewed = created.clone();
+    renewed["spec"]["holderIdentity"] = serde_json::json!("script-2");
+    assert_eq!(
+        authed(http.put(&lease_url).json(&renewed))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // The same (now stale) resourceVersion again: a conflict, as the API server answers.
+    assert_eq!(
+        authed(http.put(&lease_url).json(&created))
+            .await
+            .unwrap()
+            .status(),
+        409
+    );
+    let stored: serde_json::Value = authed(http.get(&lease_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["spec"]["holderIdentity"], "script-2");
 }
