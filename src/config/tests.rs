@@ -1307,6 +1307,11 @@ fn leader_election_parses_validates_and_round_trips() {
             "invalid namespace",
         ),
         (
+            "lease_duration = \"2h\"",
+            "leader_election.lease_duration",
+            "at most 3600s",
+        ),
+        (
             "lease_duration = \"4s\"",
             "leader_election.lease_duration",
             "at least 5s",
