@@ -589,3 +589,22 @@ async fn a_malformed_or_absurd_lease_is_an_error_not_a_panic() {
     assert!(a.expires_in(now).unwrap() > Duration::from_secs(3600));
     api.shutdown().await;
 }
+
+#[test]
+fn an_alias_bomb_kubeconfig_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    // Nine levels of ten aliases each: 10^9 nodes once expanded.
+    let mut lines = vec!["a: &a [x, x, x, x, x, x, x, x, x, x]".to_owned()];
+    for level in 1..9u8 {
+        let previous = char::from(b'a' + level - 1);
+        let name = char::from(b'a' + level);
+        let aliases = vec![format!("*{previous}"); 10].join(", ");
+        lines.push(format!("{name}: &{name} [{aliases}]"));
+    }
+    let text = lines.join("\n");
+    std::fs::write(&path, text).unwrap();
+    let env = env_of(&[("KUBECONFIG", path.to_str().unwrap())]);
+    let error = kube::discover(&env).unwrap_err().to_string();
+    assert!(error.contains("YAML nodes"), "{error}");
+}
