@@ -474,11 +474,18 @@ pub fn render_table(report: &CheckReport) -> String {
     out
 }
 
+/// One aligned table: `header`, then `row` of each item.
+fn table<T>(out: &mut String, header: &[&str], items: &[T], row: impl Fn(&T) -> Vec<String>) {
+    let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+    aligned(out, header, &rows);
+}
+
 fn render_zones(out: &mut String, report: &CheckReport) {
-    let zones: Vec<Vec<String>> = report
-        .zones
-        .iter()
-        .map(|zone| {
+    table(
+        out,
+        &["ZONE", "ZONE ID", "POLL", "CERTS", "HOSTNAMES", "ERROR"],
+        &report.zones,
+        |zone| {
             vec![
                 zone.zone.clone(),
                 zone.zone_id.clone(),
@@ -487,127 +494,100 @@ fn render_zones(out: &mut String, report: &CheckReport) {
                 zone.hostnames.to_string(),
                 or_dash(zone.error.as_deref()),
             ]
-        })
-        .collect();
-    aligned(
-        out,
-        &["ZONE", "ZONE ID", "POLL", "CERTS", "HOSTNAMES", "ERROR"],
-        &zones,
+        },
     );
 }
 
-fn render_certificates(out: &mut String, report: &CheckReport) {
-    if !report.certificates.is_empty() {
+/// A blank line and a [`table`]; nothing at all when there are no items.
+fn section<T>(out: &mut String, header: &[&str], items: &[T], row: impl Fn(&T) -> Vec<String>) {
+    if !items.is_empty() {
         out.push('\n');
-        let rows: Vec<Vec<String>> = report
-            .certificates
-            .iter()
-            .map(|certificate| {
-                let failing: Vec<&str> = certificate
-                    .checks
-                    .iter()
-                    .filter(|(_, passed)| !**passed)
-                    .map(|(check, _)| check.as_str())
-                    .collect();
-                vec![
-                    certificate.zone.clone(),
-                    certificate.scope.clone(),
-                    certificate.id.clone(),
-                    or_dash(certificate.status.as_deref()),
-                    fmt_time(certificate.since),
-                    fmt_time(certificate.expires_at),
-                    days_text(certificate.days_left),
-                    if failing.is_empty() {
-                        "ok".to_owned()
-                    } else {
-                        failing.join(",")
-                    },
-                    certificate.hostnames.join(","),
-                ]
-            })
-            .collect();
-        aligned(
-            out,
-            &[
-                "ZONE",
-                "SCOPE",
-                "CERTIFICATE",
-                "STATUS",
-                "SINCE",
-                "EXPIRES",
-                "DAYS",
-                "CHECKS",
-                "HOSTNAMES",
-            ],
-            &rows,
-        );
+        table(out, header, items, row);
     }
 }
 
-fn render_hostnames(out: &mut String, report: &CheckReport) {
-    if !report.hostnames.is_empty() {
-        out.push('\n');
-        let rows: Vec<Vec<String>> = report
-            .hostnames
+fn render_certificates(out: &mut String, report: &CheckReport) {
+    let header = [
+        "ZONE",
+        "SCOPE",
+        "CERTIFICATE",
+        "STATUS",
+        "SINCE",
+        "EXPIRES",
+        "DAYS",
+        "CHECKS",
+        "HOSTNAMES",
+    ];
+    section(out, &header, &report.certificates, |certificate| {
+        let failing: Vec<&str> = certificate
+            .checks
             .iter()
-            .map(|hostname| {
-                vec![
-                    hostname.zone.clone(),
-                    hostname.hostname.clone(),
-                    hostname.source.clone(),
-                    hostname.association.clone(),
-                    or_dash(hostname.status.as_deref()),
-                    or_dash(hostname.cert_id.as_deref()),
-                    or_dash(hostname.cert_status.as_deref()),
-                    days_text(hostname.days_left),
-                ]
-            })
+            .filter(|(_, passed)| !**passed)
+            .map(|(check, _)| check.as_str())
             .collect();
-        aligned(
-            out,
-            &[
-                "ZONE",
-                "HOSTNAME",
-                "SOURCE",
-                "ASSOCIATION",
-                "STATUS",
-                "CERTIFICATE",
-                "CERT STATUS",
-                "DAYS",
-            ],
-            &rows,
-        );
-    }
+        vec![
+            certificate.zone.clone(),
+            certificate.scope.clone(),
+            certificate.id.clone(),
+            or_dash(certificate.status.as_deref()),
+            fmt_time(certificate.since),
+            fmt_time(certificate.expires_at),
+            days_text(certificate.days_left),
+            if failing.is_empty() {
+                "ok".to_owned()
+            } else {
+                failing.join(",")
+            },
+            certificate.hostnames.join(","),
+        ]
+    });
+}
+
+fn render_hostnames(out: &mut String, report: &CheckReport) {
+    let header = [
+        "ZONE",
+        "HOSTNAME",
+        "SOURCE",
+        "ASSOCIATION",
+        "STATUS",
+        "CERTIFICATE",
+        "CERT STATUS",
+        "DAYS",
+    ];
+    section(out, &header, &report.hostnames, |hostname| {
+        vec![
+            hostname.zone.clone(),
+            hostname.hostname.clone(),
+            hostname.source.clone(),
+            hostname.association.clone(),
+            or_dash(hostname.status.as_deref()),
+            or_dash(hostname.cert_id.as_deref()),
+            or_dash(hostname.cert_status.as_deref()),
+            days_text(hostname.days_left),
+        ]
+    });
 }
 
 fn render_findings(out: &mut String, report: &CheckReport) {
     out.push('\n');
     if report.findings.is_empty() {
         out.push_str("No findings.\n");
-    } else {
-        let rows: Vec<Vec<String>> = report
-            .findings
-            .iter()
-            .map(|finding| {
-                let severity = match finding.severity {
-                    Severity::Critical => "critical",
-                    Severity::Warning => "warning",
-                };
-                vec![
-                    severity.to_owned(),
-                    finding.zone.clone(),
-                    finding.object.clone(),
-                    finding.kind.clone(),
-                    finding.detail.clone(),
-                ]
-            })
-            .collect();
-        aligned(
-            out,
-            &["SEVERITY", "ZONE", "OBJECT", "KIND", "DETAIL"],
-            &rows,
-        );
+        return;
     }
+    let header = ["SEVERITY", "ZONE", "OBJECT", "KIND", "DETAIL"];
+    table(out, &header, &report.findings, |finding| {
+        let severity = match finding.severity {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+        };
+        vec![
+            severity.to_owned(),
+            finding.zone.clone(),
+            finding.object.clone(),
+            finding.kind.clone(),
+            finding.detail.clone(),
+        ]
+    });
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use crate::poller::{
 use crate::replication;
 use crate::secret::Secret;
 use crate::server::{self, AppState, ServeOptions};
-use crate::simulator::{Scenario, Simulator, SimulatorError};
+use crate::simulator::{Scenario, Simulator, SimulatorError, ZoneSpec};
 use crate::state::{SharedSnapshot, StatusHistory};
 use crate::web_config::WebConfigError;
 use axum::Router;
@@ -521,7 +521,7 @@ pub async fn run_on(
         (None, None) => None,
     };
     // Let a cycle in flight persist its history; bounded so a hung API cannot stall shutdown.
-    let _ = tokio::time::timeout(Duration::from_secs(30), exporter.wait_idle()).await;
+    let _ = tokio::time::timeout(SHUTDOWN_CYCLE_GRACE, exporter.wait_idle()).await;
     if let Some(alerter) = &exporter.alerter {
         alerter.shutdown().await;
     }
@@ -549,10 +549,15 @@ pub async fn run_on(
     }
 }
 
-/// A scenario's zones and hostnames as configured zones (named as the scenario names them).
+/// A scenario's zones and hostnames (its first account's) as configured zones (named as the
+/// scenario names them).
 pub fn scenario_zones(scenario: &Scenario) -> Vec<ZoneSettings> {
-    scenario
-        .zones()
+    zone_settings(scenario.zones())
+}
+
+/// Simulated zones as configured zones, with their hostnames, named as the scenario names them.
+pub fn zone_settings(zones: &[ZoneSpec]) -> Vec<ZoneSettings> {
+    zones
         .iter()
         .map(|zone| {
             let hostnames = zone.hostname_names().into_iter().map(str::to_owned);

@@ -324,6 +324,11 @@ struct ScaleArgs {
     /// an exporter holds back after 960). Benchmarks of an ample budget raise it.
     #[arg(long = "scale-requests-per-5m", value_name = "N")]
     requests_per_5m: Option<u32>,
+    /// With --scale-zones: N accounts of --scale-zones zones each, each token with its own
+    /// --scale-requests-per-5m window (`default` with `sim-token`, then `account-K` with
+    /// `sim-token-K` and zones `zone-N.account-K.example`).
+    #[arg(long = "scale-accounts", value_name = "N", default_value_t = 1)]
+    accounts: usize,
 }
 
 /// The `simulate` command: the scale account when asked for, else the scenario (or the demo).
@@ -340,6 +345,7 @@ async fn simulate(
                 scale.certificates_per_zone,
                 scale.hostnames_per_zone,
                 scale.requests_per_5m,
+                scale.accounts,
             )
             .await
         }

@@ -16,7 +16,7 @@ use cloudflare_aop_exporter::state::Status;
 use common::metrics_text::{metric, render};
 use common::process::{ChildGuard, binary, free_addr};
 use common::receiver::{Receiver, Recorded, Reply};
-use common::setup::{PAY_CERT as CERT, PAY_ZONE as ZONE, pay_scenario, sink};
+use common::setup::{PAY_CERT as CERT, PAY_ZONE as ZONE, pay_scenario, sink, sink_toml};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use url::Url;
@@ -602,24 +602,18 @@ listen = "127.0.0.1:0"
 [alerts]
 repeat_interval = "1s"
 
-[[alerts.sinks]]
-type = "slack"
-url = "{slack}"
-
-[[alerts.sinks]]
-type = "webhook"
-url = "{hook_url}"
-hmac_secret = "{HMAC_KEY}"
-
-[[alerts.sinks]]
-type = "webhook"
-name = "down"
-url = "{down}"
-timeout = "1s"
-
+{slack}
+{hook}
+{down}
 [state]
 dir = "{state}"
 "#,
+            slack = sink_toml("slack", &[("url", slack.as_str())]),
+            hook = sink_toml("webhook", &[("url", hook_url), ("hmac_secret", HMAC_KEY)]),
+            down = sink_toml(
+                "webhook",
+                &[("name", "down"), ("url", down.as_str()), ("timeout", "1s")]
+            ),
             state = dir.join("state").display(),
         ),
     )

@@ -5,7 +5,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cloudflare_aop_exporter::cloudflare::types::Status;
+use cloudflare_aop_exporter::cloudflare::types::{HostnameAssociation, Status};
 use cloudflare_aop_exporter::cloudflare::{
     ApiError, Attempt, Auth, Client, ClientOptions, Endpoint, ErrorReason, NoopObserver,
     RequestObserver, TokenCheck,
@@ -24,6 +24,13 @@ async fn simulator() -> Simulator {
     common::setup::simulator(SCENARIO).await
 }
 
+/// The simulator with `fault` in place.
+async fn simulator_with(fault: FaultRule) -> Simulator {
+    let sim = simulator().await;
+    sim.add_fault(fault);
+    sim
+}
+
 fn fast_options(sim: &Simulator) -> ClientOptions {
     let mut options = ClientOptions::new(sim.base_url(), Auth::Token(Secret::new(sim.token())));
     options.request_timeout = Duration::from_secs(2);
@@ -36,7 +43,14 @@ fn fast_options(sim: &Simulator) -> ClientOptions {
 }
 
 fn client(sim: &Simulator) -> Client {
-    Client::new(fast_options(sim)).expect("client builds")
+    client_where(sim, |_| {})
+}
+
+/// A client with the fast options, changed by `change`.
+fn client_where(sim: &Simulator, change: impl FnOnce(&mut ClientOptions)) -> Client {
+    let mut options = fast_options(sim);
+    change(&mut options);
+    Client::new(options).expect("client builds")
 }
 
 /// Records every attempt, as the metrics would.
@@ -66,8 +80,7 @@ impl Recorder {
     }
 }
 
-fn observed(sim: &Simulator, options: ClientOptions) -> (Client, Arc<Recorder>) {
-    let _ = sim;
+fn observed(options: ClientOptions) -> (Client, Arc<Recorder>) {
     let recorder = Arc::new(Recorder::default());
     let client = Client::with_observer(options, recorder.clone()).expect("client builds");
     (client, recorder)
@@ -171,32 +184,29 @@ async fn gets_an_unlisted_certificate_by_id_and_404_is_none() {
     assert!(missing.is_none());
 }
 
+/// The association of `hostname` in the test zone; it must exist.
+async fn association(client: &Client, hostname: &str) -> HostnameAssociation {
+    client
+        .get_hostname_association(ZONE, hostname)
+        .await
+        .unwrap()
+        .expect("the association exists")
+}
+
 #[tokio::test]
 async fn hostname_associations_enabled_voided_disabled_and_absent() {
     let sim = simulator().await;
     let client = client(&sim);
-    let app = client
-        .get_hostname_association(ZONE, "app.example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let app = association(&client, "app.example.com").await;
     assert_eq!(app.enabled, Some(true));
     assert_eq!(app.cert_id.as_deref(), Some(CERT_ACTIVE));
     assert_eq!(app.status, Some(Status::Active));
     assert_eq!(app.cert_status, Some(Status::Active));
 
-    let voided = client
-        .get_hostname_association(ZONE, "old.example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let voided = association(&client, "old.example.com").await;
     assert_eq!(voided.enabled, None);
 
-    let disabled = client
-        .get_hostname_association(ZONE, "off.example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let disabled = association(&client, "off.example.com").await;
     assert_eq!(disabled.enabled, Some(false));
     assert_eq!(disabled.status, Some(Status::PendingDeployment));
 
@@ -245,13 +255,13 @@ async fn zone_level_certificates_settings_token_and_dns() {
 #[tokio::test]
 async fn legacy_email_and_key_authenticate() {
     let sim = simulator().await;
-    let mut options = fast_options(&sim);
-    options.credentials = Auth::Legacy {
-        email: "ops@example.com".to_owned(),
-        key: Secret::new("legacy-key-9a7e"),
-    }
-    .into();
-    let client = Client::new(options).unwrap();
+    let client = client_where(&sim, |options| {
+        options.credentials = Auth::Legacy {
+            email: "ops@example.com".to_owned(),
+            key: Secret::new("legacy-key-9a7e"),
+        }
+        .into();
+    });
     assert!(client.get_zone_settings(ZONE).await.is_ok());
 }
 
@@ -260,7 +270,7 @@ async fn auth_failures_are_typed_and_not_retried() {
     let sim = simulator().await;
     let mut options = fast_options(&sim);
     options.credentials = Auth::Token(Secret::new("wrong-token")).into();
-    let (client, recorder) = observed(&sim, options);
+    let (client, recorder) = observed(options);
     let error = client.list_hostname_certificates(ZONE).await.unwrap_err();
     assert_eq!(error.reason(), ErrorReason::Forbidden, "{error}");
     assert_eq!(error.cloudflare_codes(), vec![10000]);
@@ -272,18 +282,15 @@ async fn auth_failures_are_typed_and_not_retried() {
     assert_eq!(recorder.errors(), vec![ErrorReason::Forbidden]);
     assert!(!error.to_string().contains("wrong-token"));
 
-    let mut options = fast_options(&sim);
-    options.credentials = Auth::Legacy {
-        email: String::new(),
-        key: Secret::new(""),
-    }
-    .into();
+    let empty_legacy = client_where(&sim, |options| {
+        options.credentials = Auth::Legacy {
+            email: String::new(),
+            key: Secret::new(""),
+        }
+        .into();
+    });
     // Empty legacy headers are sent but not accepted: Cloudflare-style 400/403.
-    let error = Client::new(options)
-        .unwrap()
-        .get_zone_settings(ZONE)
-        .await
-        .unwrap_err();
+    let error = empty_legacy.get_zone_settings(ZONE).await.unwrap_err();
     assert!(
         matches!(
             error.reason(),
@@ -295,8 +302,7 @@ async fn auth_failures_are_typed_and_not_retried() {
 
 #[tokio::test]
 async fn auth_failure_fault_is_forbidden() {
-    let sim = simulator().await;
-    sim.add_fault(FaultRule::always(Fault::AuthFailure));
+    let sim = simulator_with(FaultRule::always(Fault::AuthFailure)).await;
     let error = client(&sim).get_zone_settings(ZONE).await.unwrap_err();
     assert!(
         matches!(error, ApiError::Forbidden { status: 403, .. }),
@@ -306,9 +312,8 @@ async fn auth_failure_fault_is_forbidden() {
 
 #[tokio::test]
 async fn server_errors_are_retried_then_succeed() {
-    let sim = simulator().await;
-    sim.add_fault(FaultRule::always(Fault::ServerError { status: 502 }).times(2));
-    let (client, recorder) = observed(&sim, fast_options(&sim));
+    let sim = simulator_with(FaultRule::always(Fault::ServerError { status: 502 }).times(2)).await;
+    let (client, recorder) = observed(fast_options(&sim));
     let settings = client.get_zone_settings(ZONE).await.unwrap();
     assert_eq!(settings.enabled, Some(true));
     assert_eq!(sim.requests(Endpoint::ZoneSettingsGet), 3);
@@ -328,8 +333,7 @@ async fn server_errors_are_retried_then_succeed() {
 
 #[tokio::test]
 async fn retries_stop_after_max_retries() {
-    let sim = simulator().await;
-    sim.add_fault(FaultRule::always(Fault::ServerError { status: 500 }));
+    let sim = simulator_with(FaultRule::always(Fault::ServerError { status: 500 })).await;
     let error = client(&sim).get_zone_settings(ZONE).await.unwrap_err();
     assert!(
         matches!(error, ApiError::ServerError { status: 500, .. }),
@@ -344,14 +348,14 @@ async fn retries_stop_after_max_retries() {
 
 #[tokio::test]
 async fn retry_after_is_honoured() {
-    let sim = simulator().await;
-    sim.add_fault(
+    let sim = simulator_with(
         FaultRule::always(Fault::RateLimited {
             retry_after_secs: 1,
         })
         .on(Endpoint::ZoneSettingsGet)
         .times(1),
-    );
+    )
+    .await;
     let started = Instant::now();
     let settings = client(&sim).get_zone_settings(ZONE).await.unwrap();
     assert_eq!(settings.enabled, Some(true));
@@ -364,13 +368,13 @@ async fn retry_after_is_honoured() {
 
 #[tokio::test]
 async fn a_retry_after_beyond_the_cap_fails_fast_and_blocks_other_requests() {
-    let sim = simulator().await;
-    sim.add_fault(
+    let sim = simulator_with(
         FaultRule::always(Fault::RateLimited {
             retry_after_secs: 300,
         })
         .times(1),
-    );
+    )
+    .await;
     let client = client(&sim);
     let error = client.get_zone_settings(ZONE).await.unwrap_err();
     assert!(
@@ -391,11 +395,11 @@ async fn a_retry_after_beyond_the_cap_fails_fast_and_blocks_other_requests() {
 
 #[tokio::test]
 async fn success_false_surfaces_the_cloudflare_code() {
-    let sim = simulator().await;
-    sim.add_fault(FaultRule::always(Fault::SuccessFalse {
+    let sim = simulator_with(FaultRule::always(Fault::SuccessFalse {
         code: 1234,
         message: "something odd".to_owned(),
-    }));
+    }))
+    .await;
     let error = client(&sim)
         .list_hostname_certificates(ZONE)
         .await
@@ -418,8 +422,7 @@ async fn unknown_zone_is_an_api_error_with_code_7003() {
 
 #[tokio::test]
 async fn malformed_json_and_wrong_types_are_decode_errors() {
-    let sim = simulator().await;
-    sim.add_fault(FaultRule::always(Fault::MalformedJson).times(1));
+    let sim = simulator_with(FaultRule::always(Fault::MalformedJson).times(1)).await;
     let error = client(&sim)
         .list_hostname_certificates(ZONE)
         .await
@@ -436,9 +439,8 @@ async fn malformed_json_and_wrong_types_are_decode_errors() {
 
 #[tokio::test]
 async fn truncated_bodies_are_retried_as_network_errors() {
-    let sim = simulator().await;
-    sim.add_fault(FaultRule::always(Fault::Truncated).times(1));
-    let (client, recorder) = observed(&sim, fast_options(&sim));
+    let sim = simulator_with(FaultRule::always(Fault::Truncated).times(1)).await;
+    let (client, recorder) = observed(fast_options(&sim));
     let certificates = client.list_hostname_certificates(ZONE).await.unwrap();
     assert_eq!(certificates.len(), 2);
     let errors = recorder.errors();
@@ -451,12 +453,11 @@ async fn truncated_bodies_are_retried_as_network_errors() {
 
 #[tokio::test]
 async fn hangs_time_out_per_request() {
-    let sim = simulator().await;
-    sim.add_fault(FaultRule::always(Fault::Hang));
+    let sim = simulator_with(FaultRule::always(Fault::Hang)).await;
     let mut options = fast_options(&sim);
     options.request_timeout = Duration::from_millis(200);
     options.max_retries = 1;
-    let (client, recorder) = observed(&sim, options);
+    let (client, recorder) = observed(options);
     let error = client.get_zone_settings(ZONE).await.unwrap_err();
     assert!(matches!(error, ApiError::Timeout { .. }), "{error}");
     assert_eq!(
@@ -467,12 +468,8 @@ async fn hangs_time_out_per_request() {
 
 #[tokio::test]
 async fn oversized_bodies_are_refused() {
-    let sim = simulator().await;
-    sim.add_fault(FaultRule::always(Fault::HugeBody { bytes: 2_000_000 }));
-    let mut options = fast_options(&sim);
-    options.max_response_bytes = 1_000_000;
-    let error = Client::new(options)
-        .unwrap()
+    let sim = simulator_with(FaultRule::always(Fault::HugeBody { bytes: 2_000_000 })).await;
+    let error = client_where(&sim, |options| options.max_response_bytes = 1_000_000)
         .list_hostname_certificates(ZONE)
         .await
         .unwrap_err();
@@ -491,8 +488,7 @@ async fn oversized_bodies_are_refused() {
 
 #[tokio::test]
 async fn latency_fault_delays_but_succeeds() {
-    let sim = simulator().await;
-    sim.add_fault(FaultRule::always(Fault::Latency { ms: 150 }).times(1));
+    let sim = simulator_with(FaultRule::always(Fault::Latency { ms: 150 }).times(1)).await;
     let started = Instant::now();
     assert!(client(&sim).get_zone_settings(ZONE).await.is_ok());
     assert!(started.elapsed() >= Duration::from_millis(150));
@@ -501,22 +497,16 @@ async fn latency_fault_delays_but_succeeds() {
 #[tokio::test]
 async fn connection_refused_is_a_network_error() {
     let sim = simulator().await;
-    let options = fast_options(&sim);
+    let client = client_where(&sim, |options| options.max_retries = 1);
     sim.shutdown().await;
-    let mut options = options;
-    options.max_retries = 1;
-    let error = Client::new(options)
-        .unwrap()
-        .get_zone_settings(ZONE)
-        .await
-        .unwrap_err();
+    let error = client.get_zone_settings(ZONE).await.unwrap_err();
     assert_eq!(error.reason(), ErrorReason::Network, "{error}");
 }
 
 #[tokio::test]
 async fn rate_limit_headers_are_exposed() {
     let sim = simulator().await;
-    let (client, recorder) = observed(&sim, fast_options(&sim));
+    let (client, recorder) = observed(fast_options(&sim));
     client.get_zone_settings(ZONE).await.unwrap();
     client.get_zone_settings(ZONE).await.unwrap();
     let remaining = recorder.remaining.lock().unwrap().clone();
@@ -543,9 +533,8 @@ async fn zone_settings_at_once(client: Client, count: usize) {
 async fn concurrency_is_bounded() {
     let sim = simulator().await;
     sim.set_latency(Duration::from_millis(50));
-    let mut options = fast_options(&sim);
-    options.max_concurrency = 3;
-    zone_settings_at_once(Client::new(options).unwrap(), 12).await;
+    let client = client_where(&sim, |options| options.max_concurrency = 3);
+    zone_settings_at_once(client, 12).await;
     assert_eq!(sim.stats().peak_concurrency, 3);
 }
 
@@ -558,11 +547,12 @@ async fn the_request_budget_is_never_exceeded() {
         window: Duration::from_secs(2),
         retry_after: Duration::from_secs(2),
     }));
-    let mut options = fast_options(&sim);
-    options.requests_per_5m = 10;
-    options.budget_window = Duration::from_secs(2);
-    options.max_concurrency = 8;
-    zone_settings_at_once(Client::new(options).unwrap(), 25).await;
+    let client = client_where(&sim, |options| {
+        options.requests_per_5m = 10;
+        options.budget_window = Duration::from_secs(2);
+        options.max_concurrency = 8;
+    });
+    zone_settings_at_once(client, 25).await;
     let stats = sim.stats();
     assert_eq!(stats.total, 25);
     assert_eq!(stats.rate_limited, 0, "the simulator never had to refuse");
@@ -577,9 +567,9 @@ async fn token_setup(account_owned: bool, account_id: Option<&str>) -> (Simulato
     scenario.auth.account_owned = account_owned;
     ACCOUNT.clone_into(&mut scenario.auth.account_id);
     let sim = Simulator::start(scenario).await.expect("simulator starts");
-    let mut options = fast_options(&sim);
-    options.account_id = account_id.map(str::to_owned);
-    let client = Client::new(options).expect("client builds");
+    let client = client_where(&sim, |options| {
+        options.account_id = account_id.map(str::to_owned);
+    });
     (sim, client)
 }
 
@@ -644,9 +634,9 @@ async fn a_disabled_account_token_is_invalid() {
     ACCOUNT.clone_into(&mut scenario.auth.account_id);
     "disabled".clone_into(&mut scenario.auth.token_status);
     let sim = Simulator::start(scenario).await.expect("simulator starts");
-    let mut options = fast_options(&sim);
-    options.account_id = Some(ACCOUNT.to_owned());
-    let client = Client::new(options).expect("client builds");
+    let client = client_where(&sim, |options| {
+        options.account_id = Some(ACCOUNT.to_owned());
+    });
     let check = client.verify_token().await.unwrap();
     assert_eq!(
         check,

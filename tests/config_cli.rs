@@ -6,11 +6,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use cloudflare_aop_exporter::config::{self, Credentials, SinkKind};
-use tempfile::TempDir;
+use common::files::TempFiles;
 
 const TOKEN: &str = "tok-SECRET-123";
 const SINK_URL: &str = "https://hooks.example.com/services/T000/B000/url-SECRET-path";
@@ -34,12 +34,6 @@ url = "{SINK_URL}"
 hmac_secret = "{HMAC}"
 "#
     )
-}
-
-fn write(dir: &TempDir, name: &str, contents: &str) -> PathBuf {
-    let path = dir.path().join(name);
-    std::fs::write(&path, contents).unwrap();
-    path
 }
 
 /// The binary with an empty environment.
@@ -90,9 +84,8 @@ fn assert_config_error(output: &Output, file: &Path, key: &str) -> String {
 
 #[test]
 fn validate_config_rejects_a_bad_file_with_one_line_naming_file_and_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let bad = write(
-        &dir,
+    let files = TempFiles::new();
+    let bad = files.write(
         "bad.toml",
         &good_config().replace("[cloudflare]\n", "[cloud]\n"),
     );
@@ -101,7 +94,7 @@ fn validate_config_rejects_a_bad_file_with_one_line_naming_file_and_key() {
     assert!(stderr.contains("cloud: unknown key"), "{stderr}");
     assert!(output.stdout.is_empty());
 
-    let bad = write(&dir, "bad2.toml", "[cloudflare]\nrequest_timeot = \"5s\"\n");
+    let bad = files.write("bad2.toml", "[cloudflare]\nrequest_timeot = \"5s\"\n");
     let output = validate_config(&bad);
     let stderr = assert_config_error(&output, &bad, "cloudflare.request_timeot");
     assert!(stderr.contains("unknown key"), "{stderr}");
@@ -109,8 +102,8 @@ fn validate_config_rejects_a_bad_file_with_one_line_naming_file_and_key() {
 
 #[test]
 fn validate_config_prints_the_effective_config_without_secrets() {
-    let dir = tempfile::tempdir().unwrap();
-    let good = write(&dir, "good.toml", &good_config());
+    let files = TempFiles::new();
+    let good = files.write("good.toml", &good_config());
     let output = exporter()
         .arg("validate-config")
         .arg(&good)
@@ -150,8 +143,8 @@ fn validate_config_prints_the_effective_config_without_secrets() {
 
 #[test]
 fn validate_config_accepts_the_shipped_example() {
-    let dir = tempfile::tempdir().unwrap();
-    let token = write(&dir, "token", "tok-LEAK-from-file\n");
+    let files = TempFiles::new();
+    let token = files.write("token", "tok-LEAK-from-file\n");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
     let output = exporter()
         .arg("validate-config")
@@ -183,35 +176,17 @@ async fn the_readme_first_run_commands_work_on_a_fresh_clone() {
         toml::from_str(&std::fs::read_to_string(root.join("config/minimal.toml")).unwrap())
             .unwrap();
     let zone = &minimal["zones"].as_array().unwrap()[0];
-    let scenario = format!(
-        r#"
-[auth]
-token = "readme-token"
-
-[[zones]]
-id = "{id}"
-name = "{name}"
-
-[[zones.certificates]]
-id = "40000000-0000-4000-8000-000000000001"
-common_name = "origin.{name}"
-not_before = "-1d"
-not_after = "200d"
-status = "active"
-
-[[zones.hostnames]]
-name = "{hostname}"
-cert_id = "40000000-0000-4000-8000-000000000001"
-association = "enabled"
-status = "active"
-"#,
-        // A zone given by name: the simulator serves it under an id `check` looks up.
-        id = zone
-            .get("id")
-            .and_then(toml::Value::as_str)
-            .unwrap_or("023e105f4ecef8ad9ca31a8372d0c353"),
-        name = zone["name"].as_str().unwrap(),
-        hostname = zone["hostnames"].as_array().unwrap()[0].as_str().unwrap(),
+    // A zone given by name: the simulator serves it under an id `check` looks up.
+    let zone_id = zone
+        .get("id")
+        .and_then(toml::Value::as_str)
+        .unwrap_or("023e105f4ecef8ad9ca31a8372d0c353");
+    let scenario = common::setup::one_certificate_scenario(
+        "token = \"readme-token\"",
+        (zone_id, zone["name"].as_str().unwrap()),
+        "40000000-0000-4000-8000-000000000001",
+        "200d",
+        zone["hostnames"].as_array().unwrap()[0].as_str().unwrap(),
     );
     let sim = common::setup::simulator(&scenario).await;
 
@@ -264,9 +239,8 @@ status = "active"
 
 #[test]
 fn config_errors_exit_2_for_run_check_and_the_default_command() {
-    let dir = tempfile::tempdir().unwrap();
-    let bad = write(
-        &dir,
+    let files = TempFiles::new();
+    let bad = files.write(
         "bad.toml",
         &format!("{}\n[schedule]\ncron = \"* *\"\n", good_config()),
     );
@@ -303,8 +277,8 @@ fn config_errors_exit_2_for_run_check_and_the_default_command() {
 
 #[test]
 fn missing_credentials_are_reported_even_with_a_token_in_the_test_environment() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write(&dir, "no-token.toml", "[[zones]]\nid = \"abc\"\n");
+    let files = TempFiles::new();
+    let config = files.write("no-token.toml", "[[zones]]\nid = \"abc\"\n");
     let output = validate_config(&config);
     let stderr = assert_config_error(&output, &config, "cloudflare.api_token");
     assert!(
@@ -329,10 +303,9 @@ fn missing_credentials_are_reported_even_with_a_token_in_the_test_environment() 
 
 #[test]
 fn error_messages_never_show_secret_values() {
-    let dir = tempfile::tempdir().unwrap();
+    let files = TempFiles::new();
     // A bad sink URL (no scheme) with a secret in it, and a wrongly typed token.
-    let bad_url = write(
-        &dir,
+    let bad_url = files.write(
         "bad-url.toml",
         &good_config().replace(SINK_URL, "hooks.example.com/url-SECRET-path"),
     );
@@ -340,8 +313,7 @@ fn error_messages_never_show_secret_values() {
     let stderr = assert_config_error(&output, &bad_url, "alerts.sinks[0].url");
     assert!(!stderr.contains("SECRET"), "{stderr}");
 
-    let unterminated = write(
-        &dir,
+    let unterminated = files.write(
         "syntax.toml",
         "[cloudflare]\napi_token = \"tok-SECRET-123\n",
     );
@@ -364,8 +336,8 @@ fn usage_errors_exit_2() {
     let unknown = exporter().arg("frobnicate").output().unwrap();
     assert_eq!(unknown.status.code(), Some(2));
 
-    let dir = tempfile::tempdir().unwrap();
-    let good = write(&dir, "good.toml", &good_config());
+    let files = TempFiles::new();
+    let good = files.write("good.toml", &good_config());
     let bad_level = exporter()
         .args([
             "--log-level",
@@ -392,9 +364,8 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn library_loads_with_an_injected_environment_and_hides_secrets() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write(
-        &dir,
+    let files = TempFiles::new();
+    let path = files.write(
         "config.toml",
         &good_config().replace(
             &format!("api_token = \"{TOKEN}\""),
@@ -429,8 +400,8 @@ fn library_loads_with_an_injected_environment_and_hides_secrets() {
 
 #[test]
 fn validate_config_refuses_what_cannot_work_with_exit_2_naming_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let blocker = write(&dir, "blocker", "a file, not a directory");
+    let files = TempFiles::new();
+    let blocker = files.write("blocker", "a file, not a directory");
     let cases = [
         (
             format!(
@@ -450,14 +421,13 @@ fn validate_config_refuses_what_cannot_work_with_exit_2_naming_the_key() {
         ),
     ];
     for (index, (contents, key)) in cases.iter().enumerate() {
-        let file = write(&dir, &format!("case{index}.toml"), contents);
+        let file = files.write(&format!("case{index}.toml"), contents);
         let output = validate_config(&file);
         let stderr = assert_config_error(&output, &file, key);
         assert!(!stderr.contains("SECRET"), "{stderr}");
     }
     // The token from the environment: refused by `check` too (exit 2, not "findings").
-    let file = write(
-        &dir,
+    let file = files.write(
         "env-token.toml",
         "[[zones]]\nid = \"023e105f4ecef8ad9ca31a8372d0c353\"\n",
     );
@@ -479,9 +449,8 @@ async fn zones_by_name_are_resolved_at_start_up_not_by_validate_config() {
     use cloudflare_aop_exporter::simulator::{Scenario, Simulator};
 
     let sim = Simulator::start(Scenario::scale(1, 1, 0)).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = write(
-        &dir,
+    let files = TempFiles::new();
+    let file = files.write(
         "by-name.toml",
         &format!(
             "[cloudflare]\napi_base_url = \"{}\"\napi_token = \"{}\"\nverify_token = false\n\
@@ -536,37 +505,47 @@ async fn zones_by_name_are_resolved_at_start_up_not_by_validate_config() {
     );
 }
 
+/// An `[[accounts]]` table: its token from `token_env`, its budget, and one zone with
+/// `hostnames`.
+fn account_toml(
+    name: &str,
+    token_env: &str,
+    requests_per_5m: u32,
+    zone_id: &str,
+    hostnames: &[String],
+) -> String {
+    let hostnames: Vec<String> = hostnames.iter().map(|name| format!("\"{name}\"")).collect();
+    format!(
+        "[[accounts]]\nname = \"{name}\"\napi_token_env = \"{token_env}\"\n\
+         requests_per_5m = {requests_per_5m}\n\n\
+         [[accounts.zones]]\nid = \"{zone_id}\"\nhostnames = [{}]\n",
+        hostnames.join(", ")
+    )
+}
+
 #[test]
 fn validate_config_shows_the_sweep_of_each_credential() {
-    let dir = tempfile::tempdir().unwrap();
-    let hostnames: Vec<String> = (0..40).map(|n| format!("\"h{n}.example.com\"")).collect();
+    let files = TempFiles::new();
+    let hostnames: Vec<String> = (0..40).map(|n| format!("h{n}.example.com")).collect();
     let config = format!(
-        r#"
-[state]
-dir = "{state}"
-
-[[accounts]]
-name = "prod"
-api_token_env = "PROD_TOKEN"
-requests_per_5m = 900
-
-[[accounts.zones]]
-id = "023e105f4ecef8ad9ca31a8372d0c353"
-hostnames = ["app.example.com"]
-
-[[accounts]]
-name = "client-b"
-api_token_env = "CLIENT_B_TOKEN"
-requests_per_5m = 10
-
-[[accounts.zones]]
-id = "123e105f4ecef8ad9ca31a8372d0c353"
-hostnames = [{hostnames}]
-"#,
-        state = dir.path().join("state").display(),
-        hostnames = hostnames.join(", ")
+        "[state]\ndir = \"{}\"\n\n{}\n{}",
+        files.path("state").display(),
+        account_toml(
+            "prod",
+            "PROD_TOKEN",
+            900,
+            "023e105f4ecef8ad9ca31a8372d0c353",
+            &["app.example.com".to_owned()]
+        ),
+        account_toml(
+            "client-b",
+            "CLIENT_B_TOKEN",
+            10,
+            "123e105f4ecef8ad9ca31a8372d0c353",
+            &hostnames
+        ),
     );
-    let file = write(&dir, "accounts.toml", &config);
+    let file = files.write("accounts.toml", &config);
     let output = exporter()
         .arg("validate-config")
         .arg(&file)

@@ -82,6 +82,15 @@ trait MatrixScrape {
     fn errors(&self, reason: &str) -> f64;
     fn all_errors(&self) -> f64;
     fn notifications(&self, outcome: &str) -> f64;
+
+    /// `certificate_status{status="active"}` of `cert_id` is `expected`; `context` on failure.
+    fn assert_active(&self, cert_id: &str, expected: f64, context: &str) {
+        assert_eq!(
+            self.cert_status(cert_id, "active"),
+            Some(expected),
+            "{context}"
+        );
+    }
 }
 
 impl MatrixScrape for Scrape {
@@ -247,11 +256,7 @@ async fn run_row(row: Row) {
             |m| m.zone_ok() == Some(1.0) && m.cert_status(CERT_CHANGED, "active") == Some(1.0),
         )
         .await;
-    assert_eq!(
-        healthy.cert_status(CERT_KEPT, "active"),
-        Some(1.0),
-        "{kind}"
-    );
+    healthy.assert_active(CERT_KEPT, 1.0, kind);
     let errors_before = healthy.all_errors();
 
     // The fault; the status changes behind it (after it is in place, so no poll sees it).
@@ -280,16 +285,9 @@ async fn run_row(row: Row) {
             },
         )
         .await;
-    assert_eq!(
-        recovered.cert_status(CERT_CHANGED, "active"),
-        Some(0.0),
-        "{kind}: StateSet one-hot after recovery"
-    );
-    assert_eq!(
-        recovered.cert_status(CERT_KEPT, "active"),
-        Some(1.0),
-        "{kind}"
-    );
+    let one_hot = format!("{kind}: StateSet one-hot after recovery");
+    recovered.assert_active(CERT_CHANGED, 0.0, &one_hot);
+    recovered.assert_active(CERT_KEPT, 1.0, kind);
     if matches!(expect, Expect::Healthy) {
         assert!(
             (recovered.all_errors() - errors_before).abs() < f64::EPSILON,
@@ -306,16 +304,10 @@ async fn during_fault(daemon: &Daemon, expect: &Expect, healthy: &Scrape) {
     let errors_before = healthy.all_errors();
     let last_good = |m: &Scrape| {
         // The last good data stays: both certificates, with what the last good poll saw.
-        assert_eq!(
-            m.cert_status(CERT_KEPT, "active"),
-            Some(1.0),
-            "{kind}: the known certificate's series went away during the fault"
-        );
-        assert_eq!(
-            m.cert_status(CERT_CHANGED, "active"),
-            Some(1.0),
-            "{kind}: a failing poll changed the certificate's status"
-        );
+        let kept = format!("{kind}: the known certificate's series went away during the fault");
+        m.assert_active(CERT_KEPT, 1.0, &kept);
+        let changed = format!("{kind}: a failing poll changed the certificate's status");
+        m.assert_active(CERT_CHANGED, 1.0, &changed);
     };
     match *expect {
         Expect::Failing(reason) => {

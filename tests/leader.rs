@@ -231,9 +231,157 @@ async fn exactly_one_of_two_polls_and_the_standby_takes_over_after_a_sigkill() {
     survivor.terminate_and_collect();
     let log = std::fs::read_to_string(dir.path().join(format!("{survivor_name}.log"))).unwrap();
     assert!(log.contains("Lease released"), "{log}");
+    // Neither credential is ever logged.
+    for name in ["a", "b"] {
+        let log = std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap();
+        assert!(
+            !log.contains(KUBE_TOKEN) && !log.contains(TOKEN),
+            "a token in {name}'s log"
+        );
+    }
     assert_eq!(
         api.lease(NAMESPACE, LEASE).unwrap()["spec"]["holderIdentity"],
         ""
     );
     api.shutdown().await;
+}
+
+/// The leader cut off from the Kubernetes API (its requests fail, the other's do not) stops
+/// polling on its own before the other takes the Lease over; from then on only the new leader's
+/// request counter moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_the_api_stops_polling_and_the_other_takes_over() {
+    let sim = common::setup::simulator(&pay_scenario(TOKEN)).await;
+    // Any token is accepted; each process has its own, so one can be cut off alone.
+    let api = LeaseApi::start(None).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let addrs = [free_addr(), free_addr()];
+    let mut children = Vec::new();
+    for (index, name) in ["a", "b"].into_iter().enumerate() {
+        let own = dir.path().join(name);
+        std::fs::create_dir(&own).unwrap();
+        let kubeconfig =
+            write_kubeconfig(&own, &api.base_url(), &format!("token-{name}"), NAMESPACE);
+        let config = write_config(dir.path(), name, &sim, addrs[index]);
+        children.push(spawn(dir.path(), name, &config, &kubeconfig));
+    }
+    let (seen_a, _) = wait_for("one leader that has polled", addrs, dir.path(), |a, b| {
+        let (Some(a), Some(b)) = (a, b) else {
+            return false;
+        };
+        a.leader != b.leader && a.successful_polls.max(b.successful_polls) >= 2
+    })
+    .await;
+    let (leader, other) = if seen_a.unwrap().leader {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let names = ["a", "b"];
+    api.block_token(&format!("token-{}", names[leader]), true);
+
+    let (seen_a, seen_b) = wait_for("the roles to swap", addrs, dir.path(), |a, b| {
+        let (Some(a), Some(b)) = (a, b) else {
+            return false;
+        };
+        let (old, new) = if leader == 0 { (a, b) } else { (b, a) };
+        !old.leader && new.leader && new.successful_polls >= 1
+    })
+    .await;
+    let old = if leader == 0 { seen_a } else { seen_b }.unwrap();
+    let new = if leader == 0 { seen_b } else { seen_a }.unwrap();
+    // Several more of the new leader's ticks: the old one's counter has not moved.
+    wait_for(
+        "three more ticks of the new leader",
+        addrs,
+        dir.path(),
+        |a, b| {
+            let now = if other == 0 { a } else { b };
+            now.is_some_and(|now| now.successful_polls >= new.successful_polls + 3)
+        },
+    )
+    .await;
+    let old_now = seen(addrs[leader]).await.unwrap();
+    assert!(!old_now.leader);
+    assert_eq!(
+        old_now.api_requests, old.api_requests,
+        "the stepped-down leader sends no Cloudflare request"
+    );
+    let lease = api.lease(NAMESPACE, LEASE).unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], names[other]);
+    drop(children);
+    api.shutdown().await;
+}
+
+/// `simulate-lease-api` serves the fake alone, for scripts: the bearer token checked, a Lease
+/// created, and a stale write refused by `resourceVersion`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_lease_api_serves_the_fake_for_scripts() {
+    let listen = free_addr();
+    let child = std::process::Command::new(binary())
+        .args([
+            "simulate-lease-api",
+            "--listen",
+            &listen.to_string(),
+            "--token",
+            KUBE_TOKEN,
+        ])
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = ChildGuard::new(child);
+    let http = reqwest::Client::new();
+    let leases =
+        format!("http://{listen}/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases");
+    let lease_url = format!("{leases}/{LEASE}");
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let unauthenticated = loop {
+        if let Ok(response) = http.get(&lease_url).send().await {
+            break response;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "simulate-lease-api did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(unauthenticated.status(), 401);
+    let authed = |request: reqwest::RequestBuilder| request.bearer_auth(KUBE_TOKEN).send();
+    assert_eq!(authed(http.get(&lease_url)).await.unwrap().status(), 404);
+    let lease = serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": LEASE},
+        "spec": {"holderIdentity": "script"},
+    });
+    let created = authed(http.post(&leases).json(&lease)).await.unwrap();
+    assert_eq!(created.status(), 201);
+    let created: serde_json::Value = created.json().await.unwrap();
+    let mut renewed = created.clone();
+    renewed["spec"]["holderIdentity"] = serde_json::json!("script-2");
+    assert_eq!(
+        authed(http.put(&lease_url).json(&renewed))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // The same (now stale) resourceVersion again: a conflict, as the API server answers.
+    assert_eq!(
+        authed(http.put(&lease_url).json(&created))
+            .await
+            .unwrap()
+            .status(),
+        409
+    );
+    let stored: serde_json::Value = authed(http.get(&lease_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["spec"]["holderIdentity"], "script-2");
 }

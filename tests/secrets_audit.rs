@@ -57,28 +57,12 @@ const ZONE: &str = "5ec2e700000000000000000000000001";
 const CERT: &str = "50000000-0000-4000-8000-000000000001";
 
 fn scenario_toml() -> String {
-    format!(
-        r#"
-[auth]
-token = "{TOKEN}"
-email = "{EMAIL}"
-key = "{KEY}"
-
-[[zones]]
-id = "{ZONE}"
-name = "audit.example"
-
-[[zones.certificates]]
-id = "{CERT}"
-common_name = "origin.audit.example"
-not_before = "-1d"
-not_after = "100d"
-status = "active"
-
-[[zones.hostnames]]
-name = "www.audit.example"
-cert_id = "{CERT}"
-"#
+    common::setup::one_certificate_scenario(
+        &format!("token = \"{TOKEN}\"\nemail = \"{EMAIL}\"\nkey = \"{KEY}\""),
+        (ZONE, "audit.example"),
+        CERT,
+        "100d",
+        "www.audit.example",
     )
 }
 
@@ -410,19 +394,17 @@ dir = "{}"
 api_base_url = "{api}"
 api_token = "{TOKEN}"
 
-[[alerts.sinks]]
-type = "webhook"
-url = "{webhook_url}"
-hmac_secret = "{HMAC_SECRET}"
-
-[[alerts.sinks]]
-type = "slack"
-url = "{slack_url}"
-
+{}
+{}
 [state]
 dir = "{}"
 
 {zone}"#,
+            common::setup::sink_toml(
+                "webhook",
+                &[("url", webhook_url), ("hmac_secret", HMAC_SECRET)]
+            ),
+            common::setup::sink_toml("slack", &[("url", slack_url)]),
             dir.join("state-inline").display()
         ),
     );

@@ -16,12 +16,12 @@ use cloudflare_aop_exporter::secret::Secret;
 use cloudflare_aop_exporter::server::{self, AppState, ServeOptions};
 use cloudflare_aop_exporter::state::SharedSnapshot;
 use cloudflare_aop_exporter::web_config::{WebConfig, WebConfigError};
+use common::files::TempFiles;
 use common::process::command_without_env;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SerialNumber,
 };
-use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -79,25 +79,14 @@ impl Ca {
     }
 }
 
-/// A directory with a web config and the files it names.
-struct Files {
-    dir: TempDir,
+/// What these tests write into their directory: a web config and the files it names.
+trait WebFiles {
+    /// `server.crt` / `server.key` for `pair`.
+    fn server_pair(&self, pair: &Pair);
+    fn web_config(&self, yaml: &str) -> PathBuf;
 }
 
-impl Files {
-    fn new() -> Files {
-        Files {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn write(&self, name: &str, contents: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, contents).unwrap();
-        path
-    }
-
-    /// `server.crt` / `server.key` for `pair`.
+impl WebFiles for TempFiles {
     fn server_pair(&self, pair: &Pair) {
         self.write("server.key", &pair.key);
         self.write("server.crt", &pair.cert);
@@ -109,9 +98,9 @@ impl Files {
 }
 
 /// A test CA, and a directory holding its server pair 1 as `server.crt` / `server.key`.
-fn tls_files() -> (Ca, Files, Pair) {
+fn tls_files() -> (Ca, TempFiles, Pair) {
     let ca = Ca::new("test CA");
-    let files = Files::new();
+    let files = TempFiles::new();
     let pair = ca.server_pair(1);
     files.server_pair(&pair);
     (ca, files, pair)
@@ -159,7 +148,7 @@ impl Server {
 
     /// TLS with `files`' server pair and these `extra` lines of `tls_server_config`;
     /// `/healthz` without auth.
-    async fn with_tls(files: &Files, extra: &str) -> Server {
+    async fn with_tls(files: &TempFiles, extra: &str) -> Server {
         Server::with_web_config(&files.web_config(&tls_yaml(extra)), true).await
     }
 
@@ -534,14 +523,14 @@ fn bad_web_configs_fail_with_the_key_named() {
 }
 
 /// A config file with one zone, a token and `web_config_file`.
-fn config_toml(files: &Files, web_config: &Path) -> PathBuf {
+fn config_toml(files: &TempFiles, web_config: &Path) -> PathBuf {
     files.write(
         "config.toml",
         &format!(
             "[cloudflare]\napi_token = \"tok-123\"\n\n[[zones]]\nid = \"023e105f4ecef8ad9ca31a8372d0c353\"\n\n\
              [server]\nlisten = \"127.0.0.1:0\"\nweb_config_file = {:?}\n\n[state]\ndir = {:?}\n",
             web_config.display().to_string(),
-            files.dir.path().join("state").display().to_string(),
+            files.path("state").display().to_string(),
         ),
     )
 }
@@ -588,7 +577,7 @@ fn the_binary_exits_2_naming_the_key_of_a_bad_web_config() {
 
 #[tokio::test]
 async fn the_daemon_refuses_to_start_with_a_bad_web_config() {
-    let files = Files::new();
+    let files = TempFiles::new();
     let web = files.web_config("tls_server_config:\n  cert_file: gone.crt\n  key_file: gone.key\n");
     let mut settings = Settings::for_demo(
         "http://127.0.0.1:9/client/v4".parse().unwrap(),

@@ -115,6 +115,16 @@ async fn stalled_scraper(addr: SocketAddr) -> tokio::net::TcpStream {
     stream
 }
 
+/// What `stream` receives until the server closes it (or the read fails); fails with `what`
+/// after [`GUARD`].
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, what: &str) -> Vec<u8> {
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(GUARD, stream.read_to_end(&mut received))
+        .await
+        .expect(what);
+    received
+}
+
 #[tokio::test]
 async fn clients_that_never_read_are_cut_off_and_hold_up_no_scrape() {
     let limits = ConnectionLimits {
@@ -144,10 +154,8 @@ async fn clients_that_never_read_are_cut_off_and_hold_up_no_scrape() {
     // what was buffered before the cut, never the whole body.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for mut stream in stalled {
-        let mut received = Vec::new();
-        let _ = tokio::time::timeout(GUARD, stream.read_to_end(&mut received))
-            .await
-            .expect("a stalled connection was never closed");
+        let received =
+            read_until_closed(&mut stream, "a stalled connection was never closed").await;
         assert!(
             received.len() < expected.len(),
             "{} bytes received",
@@ -169,10 +177,7 @@ async fn slow_headers_and_idle_connections_are_closed() {
         .await
         .unwrap();
     for stream in [&mut idle, &mut slow] {
-        let mut received = Vec::new();
-        let _ = tokio::time::timeout(GUARD, stream.read_to_end(&mut received))
-            .await
-            .expect("the connection was held open");
+        let received = read_until_closed(stream, "the connection was held open").await;
         // Nothing or an error status, never a response to the unfinished request.
         assert!(
             received.is_empty() || received.starts_with(b"HTTP/1.1 408"),
@@ -185,10 +190,8 @@ async fn slow_headers_and_idle_connections_are_closed() {
     kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: exporter\r\n\r\n")
         .await
         .unwrap();
-    let mut received = Vec::new();
-    let _ = tokio::time::timeout(GUARD, kept.read_to_end(&mut received))
-        .await
-        .expect("the idle keep-alive connection was held open");
+    let received =
+        read_until_closed(&mut kept, "the idle keep-alive connection was held open").await;
     assert!(received.starts_with(b"HTTP/1.1 200 OK"));
 }
 
@@ -201,10 +204,7 @@ async fn h2c_is_not_served() {
         .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .await
         .unwrap();
-    let mut received = Vec::new();
-    let _ = tokio::time::timeout(GUARD, stream.read_to_end(&mut received))
-        .await
-        .expect("the connection was held open");
+    let received = read_until_closed(&mut stream, "the connection was held open").await;
     // An HTTP/2 server would answer with its SETTINGS frame (type 4 at byte 3).
     assert!(
         received.is_empty() || received.starts_with(b"HTTP/1.1 "),

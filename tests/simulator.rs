@@ -10,7 +10,8 @@ use cloudflare_aop_exporter::cloudflare::types::{
     Envelope, HostnameAssociation, HostnameCertificate, Status,
 };
 use cloudflare_aop_exporter::simulator::{
-    DEFAULT_ISSUER, Fault, FaultRule, ListShape, PRIVATE_KEY_MARKER, RateLimit, Scenario, Simulator,
+    AccountSpec, DEFAULT_ISSUER, Fault, FaultRule, ListShape, PRIVATE_KEY_MARKER, RateLimit,
+    Scenario, Simulator,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -962,7 +963,12 @@ async fn every_example_scenario_loads_and_starts() {
     loaded.sort();
     assert_eq!(
         loaded,
-        ["demo.toml", "hostile-api.toml", "stuck-deployment.toml"]
+        [
+            "demo.toml",
+            "hostile-api.toml",
+            "stuck-deployment.toml",
+            "two-accounts.toml"
+        ]
     );
 }
 
@@ -1081,4 +1087,519 @@ async fn simulate_scale_reports_the_limit_it_is_given() {
         let policy = response.headers()["ratelimit-policy"].to_str().unwrap();
         assert_eq!(policy, format!("\"default\";q={quota};w=300"));
     }
+}
+
+// ---- several accounts (issue 14) -----------------------------------------------------------
+
+/// Two accounts from `Scenario::scale_accounts`: `default` (token `sim-token`, zones
+/// `zone-N.example`) and `account-1` (token `sim-token-1`, zones `zone-N.account-1.example`).
+async fn start_two_accounts() -> Simulator {
+    Simulator::start(Scenario::scale_accounts(2, 2, 1, 1))
+        .await
+        .unwrap()
+}
+
+async fn get_as(sim: &Simulator, token: &str, path: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(url(sim, path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn json_as(sim: &Simulator, token: &str, path: &str) -> (StatusCode, Value) {
+    let response = get_as(sim, token, path).await;
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+fn zone_names(body: &Value) -> Vec<String> {
+    body["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|zone| zone["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn settings_path(zone_id: &str) -> String {
+    format!("/zones/{zone_id}/origin_tls_client_auth/settings")
+}
+
+/// The first zone of the account named `account`.
+fn first_zone_of(sim: &Simulator, account: &str) -> String {
+    sim.accounts()
+        .into_iter()
+        .find(|view| view.name == account)
+        .unwrap()
+        .zones[0]
+        .clone()
+}
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response.headers()[name].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn each_token_sees_only_its_own_accounts_zones() {
+    let sim = start_two_accounts().await;
+    let token_b = sim.token_of("account-1").unwrap();
+    assert_eq!(token_b, "sim-token-1");
+    let (zone_a, zone_b) = (
+        first_zone_of(&sim, "default"),
+        first_zone_of(&sim, "account-1"),
+    );
+
+    let (status, listed_a) = json_as(&sim, "sim-token", "/zones").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(zone_names(&listed_a), ["zone-0.example", "zone-1.example"]);
+    let (_, listed_b) = json_as(&sim, &token_b, "/zones").await;
+    assert_eq!(
+        zone_names(&listed_b),
+        ["zone-0.account-1.example", "zone-1.account-1.example"]
+    );
+    assert_eq!(listed_b["result_info"]["total_count"], json!(2));
+    let b_account_id = sim.accounts()[1].account_id.clone();
+    assert_eq!(listed_b["result"][0]["account"]["id"], json!(b_account_id));
+
+    // By name: only the owner finds it.
+    let by_name = "/zones?name=zone-0.account-1.example";
+    assert!(zone_names(&json_as(&sim, "sim-token", by_name).await.1).is_empty());
+    assert_eq!(
+        zone_names(&json_as(&sim, &token_b, by_name).await.1),
+        ["zone-0.account-1.example"]
+    );
+
+    // Another account's zone: 403, code 9109; an unknown zone still 400, code 7003.
+    let (status, refused) = json_as(&sim, "sim-token", &settings_path(&zone_b)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        first_error(&refused),
+        (9109, "Unauthorized to access requested resource".to_owned())
+    );
+    let list_b = format!("/zones/{zone_b}/origin_tls_client_auth/hostnames/certificates");
+    assert_eq!(
+        get_as(&sim, &token_b, &list_b).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_as(&sim, &token_b, &settings_path(&zone_a))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let (status, unknown) = json_as(&sim, &token_b, &settings_path("nope")).await;
+    assert_eq!(
+        (status, first_error(&unknown).0),
+        (StatusCode::BAD_REQUEST, 7003)
+    );
+
+    // Verification answers for the caller's token.
+    for view in sim.accounts() {
+        let (status, verified) = json_as(&sim, &view.token, "/user/tokens/verify").await;
+        assert_eq!(status, StatusCode::OK, "{}", view.name);
+        assert_eq!(verified["result"]["id"], json!(view.token_id));
+    }
+    assert_ne!(sim.accounts()[0].token_id, sim.accounts()[1].token_id);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_token_has_its_own_rate_window() {
+    let mut scenario = Scenario::scale_accounts(2, 1, 0, 0);
+    scenario.settings.rate_limit = Some(RateLimit {
+        max_requests: 3,
+        window: Duration::from_secs(60),
+        retry_after: Duration::from_secs(60),
+    });
+    scenario.accounts[0].rate_limit = Some(RateLimit::per_5m(5));
+    let sim = Simulator::start(scenario).await.unwrap();
+    let (zone_a, zone_b) = (
+        first_zone_of(&sim, "default"),
+        first_zone_of(&sim, "account-1"),
+    );
+    let token_b = sim.token_of("account-1").unwrap();
+
+    for remaining in ["2", "1", "0"] {
+        let response = get_as(&sim, "sim-token", &settings_path(&zone_a)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(header(&response, "x-ratelimit-remaining"), remaining);
+        assert_eq!(
+            header(&response, "ratelimit-policy"),
+            "\"default\";q=3;w=60"
+        );
+    }
+    let limited = get_as(&sim, "sim-token", &settings_path(&zone_a)).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&limited, "retry-after"), "60");
+
+    // A exhausted and blocked; B answers from its own, untouched window.
+    for remaining in ["4", "3"] {
+        let response = get_as(&sim, &token_b, &settings_path(&zone_b)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(header(&response, "x-ratelimit-remaining"), remaining);
+        assert_eq!(
+            header(&response, "ratelimit-policy"),
+            "\"default\";q=5;w=300"
+        );
+        assert!(
+            header(&response, "ratelimit").starts_with(&format!("\"default\";r={remaining};t=")),
+            "{}",
+            header(&response, "ratelimit")
+        );
+    }
+    assert_eq!(
+        get_as(&sim, "sim-token", &settings_path(&zone_a))
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "B's requests did not lift A's block"
+    );
+
+    let usage_a = sim.rate_usage("default").unwrap();
+    assert_eq!((usage_a.used, usage_a.remaining, usage_a.quota), (3, 0, 3));
+    assert!(usage_a.blocked_for_secs > 0);
+    let usage_b = sim.rate_usage("account-1").unwrap();
+    assert_eq!(
+        (usage_b.used, usage_b.quota, usage_b.blocked_for_secs),
+        (2, 5, 0)
+    );
+
+    let a = sim.account_stats("default");
+    assert_eq!((a.total, a.rate_limited), (5, 2));
+    assert_eq!(a.requests_to(Endpoint::ZoneSettingsGet), 5);
+    let b = sim.token_stats(&token_b).unwrap();
+    assert_eq!((b.total, b.rate_limited), (2, 0));
+    assert_eq!(sim.stats().total, 7);
+    assert_eq!(sim.stats().rate_limited, 2);
+    assert!(sim.token_stats("no-such-token").is_none());
+    assert_eq!(
+        sim.max_account_requests_in_window("account-1", Duration::from_secs(300)),
+        2
+    );
+
+    // Lifting A's limit starts A from zero and leaves B's window as it was.
+    assert!(sim.set_account_rate_limit("default", None));
+    assert_eq!(
+        get_as(&sim, "sim-token", &settings_path(&zone_a))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(sim.rate_usage("account-1").unwrap().used, 2);
+    assert!(!sim.set_account_rate_limit("nobody", None));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_forced_block_or_revoked_token_stops_only_that_account() {
+    let sim = start_two_accounts().await;
+    let (zone_a, zone_b) = (
+        first_zone_of(&sim, "default"),
+        first_zone_of(&sim, "account-1"),
+    );
+    let token_b = sim.token_of("account-1").unwrap();
+
+    assert!(sim.block_account("account-1", Duration::from_secs(120)));
+    let blocked = get_as(&sim, &token_b, &settings_path(&zone_b)).await;
+    assert_eq!(blocked.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = header(&blocked, "retry-after").parse().unwrap();
+    assert!((1..=120).contains(&retry_after), "{retry_after}");
+    assert_eq!(header(&blocked, "x-ratelimit-remaining"), "0");
+    assert_eq!(first_error(&blocked.json().await.unwrap()).0, 971);
+    let other = get_as(&sim, "sim-token", &settings_path(&zone_a)).await;
+    assert_eq!(other.status(), StatusCode::OK);
+    assert_eq!(header(&other, "x-ratelimit-remaining"), "1199");
+    assert!(sim.block_account("account-1", Duration::ZERO));
+    assert_eq!(
+        get_as(&sim, &token_b, &settings_path(&zone_b))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert!(!sim.block_account("nobody", Duration::from_secs(1)));
+
+    // A fault rule can name the account too.
+    sim.add_fault(
+        FaultRule::always(Fault::RateLimited {
+            retry_after_secs: 7,
+        })
+        .account("account-1")
+        .times(1),
+    );
+    assert_eq!(
+        get_as(&sim, "sim-token", &settings_path(&zone_a))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let faulted = get_as(&sim, &token_b, &settings_path(&zone_b)).await;
+    assert_eq!(header(&faulted, "retry-after"), "7");
+
+    // A revoked token: 403 for B, verify reports it; A unaffected.
+    assert!(sim.set_token_status("account-1", "disabled"));
+    let (status, refused) = json_as(&sim, &token_b, &settings_path(&zone_b)).await;
+    assert_eq!(
+        (status, first_error(&refused).0),
+        (StatusCode::FORBIDDEN, 10000)
+    );
+    let (_, verified) = json_as(&sim, &token_b, "/user/tokens/verify").await;
+    assert_eq!(verified["result"]["status"], json!("disabled"));
+    assert_eq!(
+        get_as(&sim, "sim-token", &settings_path(&zone_a))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(sim.account_stats("account-1").rate_limited, 2);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn control_api_names_the_account() {
+    use reqwest::Method;
+
+    let sim = start_two_accounts().await;
+    let control = Control::of(&sim);
+    let zone_b = first_zone_of(&sim, "account-1");
+    let token_b = sim.token_of("account-1").unwrap();
+
+    let accounts = control.json(Method::GET, "/accounts", None).await;
+    let names: Vec<&str> = accounts["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|account| account["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["default", "account-1"]);
+    assert_eq!(accounts["accounts"][1]["zones"][0], json!(zone_b));
+    assert_eq!(accounts["accounts"][1]["window"]["quota"], json!(1200));
+
+    let blocked = control
+        .json(
+            Method::POST,
+            "/accounts/account-1/block",
+            Some(json!({"for": "90s"})),
+        )
+        .await;
+    assert!(blocked["window"]["blocked_for_secs"].as_u64().unwrap() > 0);
+    assert_eq!(
+        get_as(&sim, &token_b, &settings_path(&zone_b))
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(get(&sim, "/zones").await.status(), StatusCode::OK);
+    let lifted = control
+        .json(Method::DELETE, "/accounts/account-1/block", None)
+        .await;
+    assert_eq!(lifted["window"]["blocked_for_secs"], json!(0));
+    // Without a body the block lasts the account's block duration (here Cloudflare's 5 min).
+    let default_block = control
+        .json(Method::POST, "/accounts/account-1/block", None)
+        .await;
+    let seconds = default_block["window"]["blocked_for_secs"]
+        .as_u64()
+        .unwrap();
+    assert!((1..=300).contains(&seconds), "{seconds}");
+    control
+        .send(Method::DELETE, "/accounts/account-1/block", None)
+        .await;
+
+    let patched = control
+        .json(
+            Method::POST,
+            "/accounts/account-1",
+            Some(json!({"rate_limit": {"max_requests": 2, "window": "1m"}, "token_status": "expired"})),
+        )
+        .await;
+    assert_eq!(patched["rate_limit"]["max_requests"], json!(2));
+    assert_eq!(patched["token_status"], json!("expired"));
+    assert_eq!(
+        sim.accounts()[0].rate_limit,
+        None,
+        "the other account keeps no limit"
+    );
+    let unknown = control
+        .send(Method::POST, "/accounts/nobody/block", None)
+        .await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    let stats = control.json(Method::GET, "/stats?log=1", None).await;
+    assert_eq!(stats["accounts"]["account-1"]["total"], json!(1));
+    assert_eq!(stats["accounts"]["account-1"]["rate_limited"], json!(1));
+    assert_eq!(
+        stats["accounts"]["default"]["requests"]["zones_list"],
+        json!(1)
+    );
+    let log = stats["request_log"].as_array().unwrap();
+    assert_eq!(log[0]["account"], json!("account-1"));
+    assert_eq!(log[1]["account"], json!("default"));
+    let zones = control.json(Method::GET, "/zones", None).await;
+    assert_eq!(zones["zones"][2]["account"], json!("account-1"));
+    sim.shutdown().await;
+}
+
+/// A scenario without `[[accounts]]` is one account, `default`, and answers as before: every
+/// request counts in its one window, an unknown token's too.
+#[tokio::test]
+async fn a_scenario_without_accounts_is_one_default_account() {
+    let sim = start().await;
+    let accounts = sim.accounts();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0].name, "default");
+    assert_eq!(accounts[0].zones.len(), 1);
+    sim.set_rate_limit(Some(RateLimit {
+        max_requests: 2,
+        window: Duration::from_secs(60),
+        retry_after: Duration::from_secs(60),
+    }));
+    let settings = settings_path(ZONE);
+    assert_eq!(
+        get_as(&sim, "wrong", &settings).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let (_, listed) = get_json(&sim, "/zones").await;
+    assert_eq!(zone_names(&listed), ["example.com"]);
+    assert_eq!(
+        listed["result"][0]["account"]["name"],
+        json!("Simulated account")
+    );
+    assert_eq!(
+        get(&sim, &settings).await.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the wrong token's request used the one window"
+    );
+    let stats = sim.stats();
+    assert_eq!(stats.total, 3);
+    assert_eq!(
+        stats.account("default").total,
+        2,
+        "only the requests with its token"
+    );
+    sim.shutdown().await;
+}
+
+/// A scenario built in code: the `[auth]` account plus one `AccountSpec`.
+#[tokio::test]
+async fn accounts_built_in_code_serve_their_zones() {
+    let mut zones = Scenario::scale(1, 1, 1).zones;
+    zones[0].id = "b0000000000000000000000000000001".to_owned();
+    zones[0].name = "b.example".to_owned();
+    let scenario = Scenario::scale(1, 1, 1).with_account(
+        AccountSpec::new("b", "token-b")
+            .with_zones(zones)
+            .with_rate_limit(RateLimit::per_5m(10)),
+    );
+    let sim = Simulator::start(scenario).await.unwrap();
+    let (status, listed) = json_as(&sim, "token-b", "/zones").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(zone_names(&listed), ["b.example"]);
+    let response = get_as(
+        &sim,
+        "token-b",
+        &settings_path("b0000000000000000000000000000001"),
+    )
+    .await;
+    assert_eq!(
+        header(&response, "ratelimit-policy"),
+        "\"default\";q=10;w=300"
+    );
+    sim.shutdown().await;
+}
+
+/// `scenarios/two-accounts.toml`: the account-owned agency token verifies under its account
+/// and reads only its shop.
+#[tokio::test]
+async fn the_two_accounts_example_keeps_its_tokens_apart() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/two-accounts.toml");
+    let sim = Simulator::start(Scenario::from_file(&path).unwrap())
+        .await
+        .unwrap();
+    let agency = sim.token_of("agency").unwrap();
+    let account_id = sim.accounts()[1].account_id.clone();
+    let (status, _) = json_as(&sim, &agency, "/user/tokens/verify").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, verified) = json_as(
+        &sim,
+        &agency,
+        &format!("/accounts/{account_id}/tokens/verify"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(verified["result"]["status"], json!("active"));
+    let (_, listed) = json_as(&sim, &agency, "/zones").await;
+    assert_eq!(zone_names(&listed), ["client-shop.example"]);
+    let (_, listed) = json_as(&sim, &sim.token(), "/zones").await;
+    assert_eq!(zone_names(&listed), ["example.com"]);
+    let response = get_as(&sim, &agency, "/zones").await;
+    assert_eq!(
+        header(&response, "ratelimit-policy"),
+        "\"default\";q=300;w=300"
+    );
+    sim.shutdown().await;
+}
+
+/// `simulate --scale-zones 2 --scale-accounts 2`: a second token with its own zones and the
+/// same per-token limit.
+#[tokio::test]
+async fn simulate_scale_serves_several_accounts() {
+    let http = reqwest::Client::new();
+    let addr = common::process::free_addr();
+    let mut command = common::process::command_without_env();
+    command.args([
+        "simulate",
+        "--listen",
+        &addr.to_string(),
+        "--scale-zones",
+        "2",
+        "--scale-accounts",
+        "2",
+        "--scale-requests-per-5m",
+        "50",
+    ]);
+    let _child = common::process::ChildGuard::new(
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let zones = format!("http://{addr}/client/v4/zones");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let response = loop {
+        match http.get(&zones).bearer_auth("sim-token-1").send().await {
+            Ok(response) => break response,
+            Err(error) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the simulator never answered: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["ratelimit-policy"].to_str().unwrap(),
+        "\"default\";q=50;w=300"
+    );
+    assert_eq!(response.headers()["x-ratelimit-remaining"], "49");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        zone_names(&body),
+        ["zone-0.account-1.example", "zone-1.account-1.example"]
+    );
+    let first = http
+        .get(&zones)
+        .bearer_auth("sim-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        first.headers()["x-ratelimit-remaining"],
+        "49",
+        "its own window"
+    );
 }

@@ -29,12 +29,11 @@ pub struct Envelope<T> {
 
 /// One entry of `errors` / `messages`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
 pub struct ApiMessage {
-    #[serde(default)]
     pub code: Option<i64>,
-    #[serde(default)]
     pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub documentation_url: Option<String>,
 }
 

@@ -1234,6 +1234,108 @@ fn oversized_and_alias_bomb_configs_are_refused() {
     );
 }
 
+#[test]
+fn leader_election_parses_validates_and_round_trips() {
+    let fixture = Fixture::new();
+    let config = format!(
+        "{MINIMAL}\n[leader_election]\nenabled = true\nlease_name = \"aop.pair-1\"\nnamespace = \"monitoring\"\nlease_duration = \"30s\"\n"
+    );
+    let settings = fixture.load(&config).unwrap();
+    assert_eq!(
+        settings.leader_election,
+        LeaderElectionSettings {
+            enabled: true,
+            lease_name: "aop.pair-1".to_owned(),
+            namespace: Some("monitoring".to_owned()),
+            lease_duration: Duration::from_secs(30),
+        }
+    );
+    let effective = settings.effective_toml().unwrap();
+    assert!(effective.contains("[leader_election]"), "{effective}");
+    assert!(
+        effective.contains("lease_duration = \"30s\""),
+        "{effective}"
+    );
+    // (Inline tokens print redacted, so compare the section.)
+    assert_eq!(
+        fixture.load(&effective).unwrap().leader_election,
+        settings.leader_election
+    );
+    // Without a namespace the effective config leaves it out (found at start-up).
+    let defaults = fixture.load(MINIMAL).unwrap().effective_toml().unwrap();
+    assert!(
+        defaults.contains("lease_name = \"cloudflare-aop-exporter\""),
+        "{defaults}"
+    );
+    assert!(!defaults.contains("namespace"), "{defaults}");
+    // Overridable from the environment like every key.
+    let settings = fixture
+        .load_env(MINIMAL, &[("CF_AOP__LEADER_ELECTION__ENABLED", "true")])
+        .unwrap();
+    assert!(settings.leader_election.enabled);
+
+    let section = |body: &str| format!("{MINIMAL}\n[leader_election]\n{body}\n");
+    for (body, key, fragment) in [
+        (
+            "lease_name = \"\"",
+            "leader_election.lease_name",
+            "invalid Lease name",
+        ),
+        (
+            "lease_name = \"Upper\"",
+            "leader_election.lease_name",
+            "lowercase",
+        ),
+        (
+            "lease_name = \"-dash\"",
+            "leader_election.lease_name",
+            "invalid Lease name",
+        ),
+        (
+            "lease_name = \"a..b\"",
+            "leader_election.lease_name",
+            "invalid Lease name",
+        ),
+        (
+            "namespace = \"two.labels\"",
+            "leader_election.namespace",
+            "invalid namespace",
+        ),
+        (
+            "namespace = \"\"",
+            "leader_election.namespace",
+            "invalid namespace",
+        ),
+        (
+            "lease_duration = \"2h\"",
+            "leader_election.lease_duration",
+            "at most 3600s",
+        ),
+        (
+            "lease_duration = \"4s\"",
+            "leader_election.lease_duration",
+            "at least 5s",
+        ),
+        (
+            "lease_duration = \"5500ms\"",
+            "leader_election.lease_duration",
+            "whole seconds",
+        ),
+        (
+            "lease_duration = \"soon\"",
+            "leader_election.lease_duration",
+            "invalid duration",
+        ),
+        (
+            "renew_deadline = \"10s\"",
+            "leader_election.renew_deadline",
+            "unknown",
+        ),
+    ] {
+        fixture.rejects(&section(body), key, fragment);
+    }
+}
+
 /// Two credentials: one from the environment with a budget of its own and a zone by id, one
 /// from a file with discovery and the shared budget.
 const TWO_ACCOUNTS: &str = r#"
@@ -1381,101 +1483,4 @@ fn effective_config_with_accounts_loads_back_to_the_same_settings() {
     );
     let reloaded = fixture.load_env(&effective, &ACCOUNT_ENV).unwrap();
     assert_eq!(reloaded, settings);
-}
-
-#[test]
-fn leader_election_parses_validates_and_round_trips() {
-    let fixture = Fixture::new();
-    let config = format!(
-        "{MINIMAL}\n[leader_election]\nenabled = true\nlease_name = \"aop.pair-1\"\nnamespace = \"monitoring\"\nlease_duration = \"30s\"\n"
-    );
-    let settings = fixture.load(&config).unwrap();
-    assert_eq!(
-        settings.leader_election,
-        LeaderElectionSettings {
-            enabled: true,
-            lease_name: "aop.pair-1".to_owned(),
-            namespace: Some("monitoring".to_owned()),
-            lease_duration: Duration::from_secs(30),
-        }
-    );
-    let effective = settings.effective_toml().unwrap();
-    assert!(effective.contains("[leader_election]"), "{effective}");
-    assert!(
-        effective.contains("lease_duration = \"30s\""),
-        "{effective}"
-    );
-    // (Inline tokens print redacted, so compare the section.)
-    assert_eq!(
-        fixture.load(&effective).unwrap().leader_election,
-        settings.leader_election
-    );
-    // Without a namespace the effective config leaves it out (found at start-up).
-    let defaults = fixture.load(MINIMAL).unwrap().effective_toml().unwrap();
-    assert!(
-        defaults.contains("lease_name = \"cloudflare-aop-exporter\""),
-        "{defaults}"
-    );
-    assert!(!defaults.contains("namespace"), "{defaults}");
-    // Overridable from the environment like every key.
-    let settings = fixture
-        .load_env(MINIMAL, &[("CF_AOP__LEADER_ELECTION__ENABLED", "true")])
-        .unwrap();
-    assert!(settings.leader_election.enabled);
-
-    let section = |body: &str| format!("{MINIMAL}\n[leader_election]\n{body}\n");
-    for (body, key, fragment) in [
-        (
-            "lease_name = \"\"",
-            "leader_election.lease_name",
-            "invalid Lease name",
-        ),
-        (
-            "lease_name = \"Upper\"",
-            "leader_election.lease_name",
-            "lowercase",
-        ),
-        (
-            "lease_name = \"-dash\"",
-            "leader_election.lease_name",
-            "invalid Lease name",
-        ),
-        (
-            "lease_name = \"a..b\"",
-            "leader_election.lease_name",
-            "invalid Lease name",
-        ),
-        (
-            "namespace = \"two.labels\"",
-            "leader_election.namespace",
-            "invalid namespace",
-        ),
-        (
-            "namespace = \"\"",
-            "leader_election.namespace",
-            "invalid namespace",
-        ),
-        (
-            "lease_duration = \"4s\"",
-            "leader_election.lease_duration",
-            "at least 5s",
-        ),
-        (
-            "lease_duration = \"5500ms\"",
-            "leader_election.lease_duration",
-            "whole seconds",
-        ),
-        (
-            "lease_duration = \"soon\"",
-            "leader_election.lease_duration",
-            "invalid duration",
-        ),
-        (
-            "renew_deadline = \"10s\"",
-            "leader_election.renew_deadline",
-            "unknown",
-        ),
-    ] {
-        fixture.rejects(&section(body), key, fragment);
-    }
 }

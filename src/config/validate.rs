@@ -973,6 +973,9 @@ fn validate_log(log: LogSettings) -> Result<LogSettings, KeyError> {
 /// Shortest `leader_election.lease_duration`: the leader renews every [`crate::leader`] retry
 /// period (2 s), so a shorter lease would expire between two attempts.
 const MIN_LEASE_DURATION: Duration = Duration::from_secs(5);
+/// Longest `leader_election.lease_duration`: a crashed leader is replaced after about this long,
+/// so more than an hour is a mistake (and the API's field is a 32-bit number of seconds).
+const MAX_LEASE_DURATION: Duration = Duration::from_secs(3600);
 /// Kubernetes object names are DNS subdomains (RFC 1123), at most 253 characters.
 const MAX_OBJECT_NAME_LEN: usize = 253;
 
@@ -1002,12 +1005,16 @@ fn validate_leader_election(
         }
     }
     let duration = settings.lease_duration;
-    if duration < MIN_LEASE_DURATION || duration.subsec_nanos() != 0 {
+    if duration < MIN_LEASE_DURATION
+        || duration > MAX_LEASE_DURATION
+        || duration.subsec_nanos() != 0
+    {
         return Err(key_error(
             "leader_election.lease_duration",
             format!(
-                "must be whole seconds, at least {}s, got {}",
+                "must be whole seconds, at least {}s and at most {}s, got {}",
                 MIN_LEASE_DURATION.as_secs(),
+                MAX_LEASE_DURATION.as_secs(),
                 humantime::format_duration(duration)
             ),
         ));

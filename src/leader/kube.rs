@@ -19,6 +19,7 @@ use url::Url;
 use yaml_rust2::{Yaml, YamlLoader};
 
 use super::LeaderError;
+use crate::config::limits;
 use crate::secret::Secret;
 
 /// Where Kubernetes mounts a pod's service account.
@@ -165,8 +166,12 @@ fn kubeconfig_path(env: Env<'_>) -> Option<PathBuf> {
 pub fn from_kubeconfig(path: &Path, env: Env<'_>) -> Result<ApiConfig, LeaderError> {
     let fail =
         |problem: String| LeaderError::Config(format!("kubeconfig {}: {problem}", path.display()));
-    let text =
-        std::fs::read_to_string(path).map_err(|error| fail(format!("cannot read: {error}")))?;
+    // Bounded like the config files: a kubeconfig is small, and a "billion laughs" one must not
+    // take the daemon's memory.
+    let text = limits::read_bounded(path, limits::MAX_CONFIG_BYTES)
+        .map_err(|error| fail(format!("cannot read: {error}")))?;
+    limits::check_yaml_expansion(&text, limits::MAX_YAML_NODES)
+        .map_err(|problem| fail(format!("cannot load: {problem}")))?;
     let documents =
         YamlLoader::load_from_str(&text).map_err(|error| fail(format!("invalid YAML: {error}")))?;
     let root = documents

@@ -73,7 +73,7 @@ impl Elector {
         now: Instant,
         wall: DateTime<Utc>,
     ) -> Result<Outcome, ApiError> {
-        let Some(mut lease) = self.client.get().await? else {
+        let Some(mut lease) = self.client.get().await?.map(well_formed).transpose()? else {
             let lease = self.new_lease(wall);
             let created = self.client.create(&lease).await?;
             self.observe(&created, now);
@@ -100,7 +100,7 @@ impl Elector {
         if !ours {
             // A new holder (after expiry or a release): one more transition, as client-go counts.
             let transitions = spec["leaseTransitions"].as_i64().unwrap_or(0);
-            spec["leaseTransitions"] = json!(transitions + 1);
+            spec["leaseTransitions"] = json!(transitions.saturating_add(1));
             spec["acquireTime"] = json!(micro_time(wall));
         }
         spec["holderIdentity"] = json!(self.identity);
@@ -115,7 +115,7 @@ impl Elector {
     /// Gives the Lease up if this process holds it: holder cleared (so a standby takes it at
     /// its next round, without waiting for expiry), as client-go's `ReleaseOnCancel` does.
     pub async fn release(&mut self, wall: DateTime<Utc>) -> Result<bool, ApiError> {
-        let Some(mut lease) = self.client.get().await? else {
+        let Some(mut lease) = self.client.get().await?.map(well_formed).transpose()? else {
             return Ok(false);
         };
         if holder(&lease).as_deref() != Some(self.identity.as_str()) {
@@ -164,7 +164,13 @@ impl Elector {
                 .as_u64()
                 .unwrap_or(self.lease_duration.as_secs()),
         );
-        Some((observed.at + duration).saturating_duration_since(now))
+        // A holder's absurd duration must not overflow the clock: then it is simply far off.
+        Some(
+            observed
+                .at
+                .checked_add(duration)
+                .map_or(Duration::MAX, |end| end.saturating_duration_since(now)),
+        )
     }
 
     /// Restarts the expiry clock when the record changed (any write: a renewal, a new holder).
@@ -180,6 +186,23 @@ impl Elector {
         {
             self.observed = Some(Observed { record, at: now });
         }
+    }
+}
+
+/// The Lease as read, if its shape allows the edits above (an object whose `metadata` and
+/// `spec` are objects or absent); anything else is refused rather than written back.
+fn well_formed(lease: Value) -> Result<Value, ApiError> {
+    let object_or_absent = |field: &str| {
+        lease
+            .get(field)
+            .is_none_or(|v| v.is_object() || v.is_null())
+    };
+    if lease.is_object() && object_or_absent("metadata") && object_or_absent("spec") {
+        Ok(lease)
+    } else {
+        Err(ApiError::Transport(
+            "the Lease read is malformed (metadata or spec not an object)".to_owned(),
+        ))
     }
 }
 

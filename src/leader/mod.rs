@@ -248,7 +248,7 @@ async fn campaign(
         if let Some(at) = renewed {
             pause = pause.min((at + deadline).saturating_duration_since(Instant::now()));
         } else if let Some(expires_in) = elector.expires_in(Instant::now()) {
-            pause = pause.min(expires_in + EXPIRY_MARGIN);
+            pause = pause.min(expires_in.saturating_add(EXPIRY_MARGIN));
         }
         tokio::select! {
             () = tokio::time::sleep(pause) => {}

@@ -560,3 +560,51 @@ fn a_server_behind_a_path_keeps_it() {
         "https://rancher.example/k8s/clusters/c-1/apis/coordination.k8s.io/v1/namespaces/monitoring/leases/cloudflare-aop-exporter"
     );
 }
+
+#[tokio::test]
+async fn a_malformed_or_absurd_lease_is_an_error_not_a_panic() {
+    let api = LeaseApi::start(Some(TOKEN.to_owned())).await.unwrap();
+    let mut a = elector(&api, "a", Duration::from_secs(15));
+    api.put_lease(
+        NS,
+        NAME,
+        json!({"metadata": {"name": NAME}, "spec": "garbage"}),
+    );
+    assert!(matches!(
+        a.try_acquire_or_renew(Instant::now(), Utc::now()).await,
+        Err(ApiError::Transport(_))
+    ));
+    assert!(a.release(Utc::now()).await.is_err());
+    // Another holder with a duration no clock can add: followed, and its expiry far off.
+    api.put_lease(
+        NS,
+        NAME,
+        json!({"metadata": {"name": NAME}, "spec": {"holderIdentity": "x", "leaseDurationSeconds": u64::MAX}}),
+    );
+    let now = Instant::now();
+    assert!(matches!(
+        a.try_acquire_or_renew(now, Utc::now()).await.unwrap(),
+        Outcome::Following(Some(_))
+    ));
+    assert!(a.expires_in(now).unwrap() > Duration::from_secs(3600));
+    api.shutdown().await;
+}
+
+#[test]
+fn an_alias_bomb_kubeconfig_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    // Nine levels of ten aliases each: 10^9 nodes once expanded.
+    let mut lines = vec!["a: &a [x, x, x, x, x, x, x, x, x, x]".to_owned()];
+    for level in 1..9u8 {
+        let previous = char::from(b'a' + level - 1);
+        let name = char::from(b'a' + level);
+        let aliases = vec![format!("*{previous}"); 10].join(", ");
+        lines.push(format!("{name}: &{name} [{aliases}]"));
+    }
+    let text = lines.join("\n");
+    std::fs::write(&path, text).unwrap();
+    let env = env_of(&[("KUBECONFIG", path.to_str().unwrap())]);
+    let error = kube::discover(&env).unwrap_err().to_string();
+    assert!(error.contains("YAML nodes"), "{error}");
+}

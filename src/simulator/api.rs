@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::scenario::{AssociationState, AuthSpec, ListShape};
+use super::scenario::{AssociationState, AuthSpec, DEFAULT_ACCOUNT, ListShape};
 use super::state::{SimCertificate, SimHostname, SimState, SimZone};
 use crate::cloudflare::Endpoint;
 use crate::cloudflare::types::{
@@ -120,6 +120,20 @@ impl ApiReply {
         }
     }
 
+    /// 403 code 9109: a valid token asking for a zone (or account) it was not granted.
+    ///
+    /// Cloudflare answers a token scoped to other zones with 403 and "Unauthorized to access
+    /// requested resource" (code 9109, the answer `/accounts/{other}/tokens/verify` gives
+    /// too), not with the 400/7003 of a zone id that does not exist: so a client can tell "this
+    /// credential lacks access" (fix the token or the account's zone list) from "no such zone".
+    pub(crate) fn unauthorized_resource() -> ApiReply {
+        ApiReply::error(
+            StatusCode::FORBIDDEN,
+            9109,
+            "Unauthorized to access requested resource",
+        )
+    }
+
     /// 403 code 10000, Cloudflare's answer to a wrong token or key.
     pub(crate) fn authentication_error() -> ApiReply {
         ApiReply::error(StatusCode::FORBIDDEN, 10000, "Authentication error")
@@ -142,6 +156,30 @@ fn api_message(code: i64, message: &str) -> ApiMessage {
 /// keeps the request path panic-free should that ever change.
 fn to_json<T: Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// Which account the request's credentials belong to: the one whose bearer token it carries,
+/// else the one whose email and key it carries; `None` when none matches (or none is given).
+pub(crate) fn identify(state: &SimState, headers: &HeaderMap) -> Option<usize> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let token = value.to_str().ok().and_then(bearer_token)?;
+        return state.account_of_token(token);
+    }
+    let email = headers.get("x-auth-email").and_then(|v| v.to_str().ok())?;
+    let key = headers.get("x-auth-key").and_then(|v| v.to_str().ok())?;
+    (0..state.account_count()).find(|index| {
+        state
+            .account_auth(*index)
+            .is_some_and(|auth| legacy_matches(auth, email, key))
+    })
+}
+
+fn legacy_matches(auth: &AuthSpec, email: &str, key: &str) -> bool {
+    matches!(
+        (&auth.email, &auth.key),
+        (Some(accepted_email), Some(accepted_key))
+            if accepted_email.eq_ignore_ascii_case(email.trim()) && accepted_key == key.trim()
+    )
 }
 
 /// Checks credentials like Cloudflare: a malformed `Authorization` is 400 6003 (with 6111 in
@@ -177,12 +215,7 @@ pub(crate) fn authenticate(
             "Missing X-Auth-Key, X-Auth-Email or Authorization headers",
         ));
     };
-    let accepted = matches!(
-        (&auth.email, &auth.key),
-        (Some(accepted_email), Some(accepted_key))
-            if accepted_email.eq_ignore_ascii_case(email.trim()) && accepted_key == key.trim()
-    );
-    if !accepted {
+    if !legacy_matches(auth, email, key) {
         return Err(ApiReply::authentication_error());
     }
     if verifying {
@@ -204,13 +237,7 @@ fn token_verification(auth: &AuthSpec, account_id: Option<&str>) -> ApiReply {
     match (auth.account_owned, account_id) {
         (false, None) => {}
         (true, Some(account_id)) if account_id == auth.account_id => {}
-        (true, Some(_)) => {
-            return ApiReply::error(
-                StatusCode::FORBIDDEN,
-                9109,
-                "Unauthorized to access requested resource",
-            );
-        }
+        (true, Some(_)) => return ApiReply::unauthorized_resource(),
         (false, Some(_)) | (true, None) => return invalid(),
     }
     let verification = TokenVerification {
@@ -231,10 +258,11 @@ fn bearer_token(value: &str) -> Option<&str> {
     .then_some(token)
 }
 
-/// The normal answer to an authenticated request. Takes `&mut` because a request for page 1
-/// of the hostname-certificate list is a poll, which moves the zone's timelines.
+/// The normal answer to a request authenticated as `account`. Takes `&mut` because a request
+/// for page 1 of the hostname-certificate list is a poll, which moves the zone's timelines.
 pub(crate) fn answer(
     state: &mut SimState,
+    account: usize,
     route: &Route,
     query: Option<&str>,
     path: &str,
@@ -245,9 +273,12 @@ pub(crate) fn answer(
     };
     match endpoint {
         Endpoint::TokenVerify => {
-            return token_verification(&state.auth, route.param("account_id"));
+            let Some(auth) = state.account_auth(account) else {
+                return ApiReply::authentication_error();
+            };
+            return token_verification(auth, route.param("account_id"));
         }
-        Endpoint::ZonesList => return zones_list(state, query),
+        Endpoint::ZonesList => return zones_list(state, account, query),
         _ => {}
     }
     let Some(zone_id) = route.zone_id() else {
@@ -263,6 +294,9 @@ pub(crate) fn answer(
             &format!("Could not route to {api_path}, perhaps your object identifier is invalid?"),
         );
     };
+    if zone.account != account {
+        return ApiReply::unauthorized_resource();
+    }
     let page = query_param(query, "page")
         .and_then(|page| page.parse::<usize>().ok())
         .filter(|page| *page >= 1)
@@ -470,10 +504,13 @@ fn hostname_item(zone: &SimZone, hostname: &SimHostname) -> Value {
     }
 }
 
-/// `GET /zones` as Cloudflare serves it: filtered by `name` (exact, case-insensitive) and
-/// `account.id` (every simulated zone belongs to the scenario's account), always paged
-/// (`per_page` default 20, at most 50; more is a 400 like Cloudflare's).
-fn zones_list(state: &SimState, query: Option<&str>) -> ApiReply {
+/// `GET /zones` as Cloudflare serves it to `account`'s token: only that account's zones,
+/// filtered by `name` (exact, case-insensitive) and `account.id`, always paged (`per_page`
+/// default 20, at most 50; more is a 400 like Cloudflare's).
+fn zones_list(state: &SimState, account: usize, query: Option<&str>) -> ApiReply {
+    let Some(auth) = state.account_auth(account) else {
+        return ApiReply::authentication_error();
+    };
     let per_page = query_param(query, "per_page")
         .map_or(Ok(ZONES_DEFAULT_PER_PAGE), |value| value.parse::<usize>())
         .unwrap_or(0);
@@ -489,12 +526,12 @@ fn zones_list(state: &SimState, query: Option<&str>) -> ApiReply {
         .filter(|page| *page >= 1)
         .unwrap_or(1);
     let name = query_param(query, "name");
-    let account_matches = query_param(query, "account.id")
-        .is_none_or(|account_id| account_id == state.auth.account_id);
+    let account_matches =
+        query_param(query, "account.id").is_none_or(|account_id| account_id == auth.account_id);
     let zones: Vec<Value> = state
         .zones
         .iter()
-        .filter(|_| account_matches)
+        .filter(|zone| account_matches && zone.account == account)
         .filter(|zone| {
             name.as_deref()
                 .is_none_or(|name| zone_name(zone).eq_ignore_ascii_case(name))
@@ -505,7 +542,13 @@ fn zones_list(state: &SimState, query: Option<&str>) -> ApiReply {
                 name: Some(zone_name(zone).to_owned()),
                 status: Some("active".to_owned()),
             });
-            value["account"] = json!({ "id": state.auth.account_id, "name": "Simulated account" });
+            // The `[auth]` account keeps the name it always had here.
+            let account_name = if auth.name == DEFAULT_ACCOUNT {
+                "Simulated account"
+            } else {
+                &auth.name
+            };
+            value["account"] = json!({ "id": auth.account_id, "name": account_name });
             value
         })
         .collect();
@@ -689,17 +732,145 @@ mod tests {
                 .map(|zone| zone["name"].as_str().unwrap().to_owned())
                 .collect()
         };
-        let by_name = zones_list(&state, Some("name=ZONE-3.example"));
+        let by_name = zones_list(&state, 0, Some("name=ZONE-3.example"));
         assert_eq!(names(&by_name), ["zone-3.example"]);
         let account = format!("account.id={}", state.auth.account_id);
-        assert_eq!(names(&zones_list(&state, Some(&account))).len(), 7);
-        assert!(names(&zones_list(&state, Some("account.id=other"))).is_empty());
-        let second = zones_list(&state, Some("per_page=5&page=2"));
+        assert_eq!(names(&zones_list(&state, 0, Some(&account))).len(), 7);
+        assert!(names(&zones_list(&state, 0, Some("account.id=other"))).is_empty());
+        let second = zones_list(&state, 0, Some("per_page=5&page=2"));
         assert_eq!(names(&second), ["zone-5.example", "zone-6.example"]);
         assert_eq!(second.body["result_info"]["total_pages"], json!(2));
-        let refused = zones_list(&state, Some("per_page=51"));
+        let refused = zones_list(&state, 0, Some("per_page=51"));
         assert_eq!(refused.status, StatusCode::BAD_REQUEST);
         assert_eq!(error_code(&refused), 1019);
+    }
+
+    fn two_accounts() -> SimState {
+        use crate::simulator::{AccountSpec, Scenario};
+        let mut scenario = Scenario::scale_accounts(2, 2, 0, 0);
+        let agency = &mut scenario.accounts[0];
+        agency.auth.email = Some("agency@example.com".to_owned());
+        agency.auth.key = Some("agency-key".to_owned());
+        let scenario = scenario.with_account(AccountSpec::new("owned", "owned-token"));
+        let mut state = SimState::build(&scenario, Utc::now()).unwrap();
+        state.accounts[1].auth.account_owned = true;
+        state
+    }
+
+    #[test]
+    fn the_credential_picks_the_account() {
+        let state = two_accounts();
+        let bearer = |token: &str| headers(&[("authorization", &format!("Bearer {token}"))]);
+        assert_eq!(identify(&state, &bearer("sim-token")), Some(0));
+        assert_eq!(identify(&state, &bearer("sim-token-1")), Some(1));
+        assert_eq!(identify(&state, &bearer("owned-token")), Some(2));
+        assert_eq!(identify(&state, &bearer("other")), None);
+        assert_eq!(identify(&state, &HeaderMap::new()), None);
+        let legacy = headers(&[
+            ("x-auth-email", "AGENCY@example.com"),
+            ("x-auth-key", "agency-key"),
+        ]);
+        assert_eq!(identify(&state, &legacy), Some(1));
+    }
+
+    #[test]
+    fn a_token_sees_only_its_own_zones() {
+        let mut state = two_accounts();
+        let zone_of = |state: &SimState, account: usize| {
+            state
+                .zones
+                .iter()
+                .find(|zone| zone.account == account)
+                .unwrap()
+                .id
+                .clone()
+        };
+        let (zone_a, zone_b) = (zone_of(&state, 0), zone_of(&state, 1));
+        let settings = |zone: &str| {
+            let mut params = HashMap::new();
+            params.insert("zone_id".to_owned(), zone.to_owned());
+            Route::new(Endpoint::ZoneSettingsGet, params)
+        };
+        assert!(answer(&mut state, 0, &settings(&zone_a), None, "").is_success());
+        let refused = answer(&mut state, 0, &settings(&zone_b), None, "");
+        assert_eq!(
+            (refused.status, error_code(&refused)),
+            (StatusCode::FORBIDDEN, 9109)
+        );
+        assert!(answer(&mut state, 1, &settings(&zone_b), None, "").is_success());
+        let unknown = answer(
+            &mut state,
+            1,
+            &settings("nope"),
+            None,
+            "/client/v4/zones/nope",
+        );
+        assert_eq!(
+            (unknown.status, error_code(&unknown)),
+            (StatusCode::BAD_REQUEST, 7003)
+        );
+
+        let names = |reply: &ApiReply| -> Vec<String> {
+            reply.body["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|zone| zone["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let listed = zones_list(&state, 1, None);
+        assert_eq!(
+            names(&listed),
+            ["zone-0.account-1.example", "zone-1.account-1.example"]
+        );
+        assert_eq!(
+            listed.body["result"][0]["account"]["id"],
+            json!(state.accounts[0].auth.account_id)
+        );
+        assert_eq!(
+            listed.body["result"][0]["account"]["name"],
+            json!("account-1")
+        );
+        assert!(
+            names(&zones_list(
+                &state,
+                0,
+                Some("name=zone-0.account-1.example")
+            ))
+            .is_empty()
+        );
+        assert!(names(&zones_list(&state, 2, None)).is_empty());
+    }
+
+    #[test]
+    fn verification_answers_for_the_callers_token() {
+        let mut state = two_accounts();
+        let verify = |account_id: Option<&str>| {
+            let mut params = HashMap::new();
+            if let Some(account_id) = account_id {
+                params.insert("account_id".to_owned(), account_id.to_owned());
+            }
+            Route::new(Endpoint::TokenVerify, params)
+        };
+        let user = answer(&mut state, 1, &verify(None), None, "");
+        assert_eq!(
+            user.body["result"]["id"],
+            json!(state.accounts[0].auth.token_id)
+        );
+        // The account-owned token verifies only under its own account.
+        let owned_id = state.accounts[1].auth.account_id.clone();
+        assert_eq!(
+            answer(&mut state, 2, &verify(None), None, "").status,
+            StatusCode::UNAUTHORIZED
+        );
+        let owned = answer(&mut state, 2, &verify(Some(&owned_id)), None, "");
+        assert_eq!(
+            owned.body["result"]["id"],
+            json!(state.accounts[1].auth.token_id)
+        );
+        let other = state.auth.account_id.clone();
+        let refused = answer(&mut state, 2, &verify(Some(&other)), None, "");
+        assert_eq!(error_code(&refused), 9109);
     }
 
     #[test]

@@ -65,8 +65,8 @@ impl Fault {
 
 /// A fault and which requests it applies to.
 ///
-/// JSON: `{"fault": {"kind": "hang"}, "endpoint": "hostname_get", "zone_id": "…", "times": 2}`
-/// (`endpoint`, `zone_id` and `times` optional).
+/// JSON: `{"fault": {"kind": "hang"}, "endpoint": "hostname_get", "zone_id": "…", "account":
+/// "…", "times": 2}` (`endpoint`, `zone_id`, `account` and `times` optional).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultRule {
@@ -82,6 +82,10 @@ pub struct FaultRule {
     /// Only requests for this zone (`None`: any, including `/user/tokens/verify`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone_id: Option<String>,
+    /// Only requests carrying this account's credential, by account name (`None`: any,
+    /// including requests with no known credential).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// Applies to the next N matching requests, then expires (`None`: until cleared).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub times: Option<u32>,
@@ -94,6 +98,7 @@ impl FaultRule {
             fault,
             endpoint: None,
             zone_id: None,
+            account: None,
             times: None,
         }
     }
@@ -112,6 +117,13 @@ impl FaultRule {
         self
     }
 
+    /// Only for requests with the credential of the account named `account`.
+    #[must_use]
+    pub fn account(mut self, account: impl Into<String>) -> FaultRule {
+        self.account = Some(account.into());
+        self
+    }
+
     /// Only the next `times` matching requests.
     #[must_use]
     pub fn times(mut self, times: u32) -> FaultRule {
@@ -119,12 +131,21 @@ impl FaultRule {
         self
     }
 
-    fn matches(&self, endpoint: Option<Endpoint>, zone_id: Option<&str>) -> bool {
+    fn matches(
+        &self,
+        endpoint: Option<Endpoint>,
+        zone_id: Option<&str>,
+        account: Option<&str>,
+    ) -> bool {
         self.endpoint.is_none_or(|wanted| Some(wanted) == endpoint)
             && self
                 .zone_id
                 .as_deref()
                 .is_none_or(|wanted| Some(wanted) == zone_id)
+            && self
+                .account
+                .as_deref()
+                .is_none_or(|wanted| Some(wanted) == account)
     }
 
     /// Counts one use; `false` once the rule is used up.
@@ -166,10 +187,11 @@ impl FaultBook {
         &mut self,
         endpoint: Option<Endpoint>,
         zone_id: Option<&str>,
+        account: Option<&str>,
     ) -> Duration {
         let mut delay = Duration::ZERO;
         self.rules.retain_mut(|rule| match rule.fault {
-            Fault::Latency { ms } if rule.matches(endpoint, zone_id) => {
+            Fault::Latency { ms } if rule.matches(endpoint, zone_id, account) => {
                 delay += Duration::from_millis(ms);
                 rule.consume()
             }
@@ -183,9 +205,10 @@ impl FaultBook {
         &mut self,
         endpoint: Option<Endpoint>,
         zone_id: Option<&str>,
+        account: Option<&str>,
     ) -> Option<Fault> {
         let index = self.rules.iter().position(|rule| {
-            !matches!(rule.fault, Fault::Latency { .. }) && rule.matches(endpoint, zone_id)
+            !matches!(rule.fault, Fault::Latency { .. }) && rule.matches(endpoint, zone_id, account)
         })?;
         let fault = self.rules[index].fault.clone();
         if !self.rules[index].consume() {
@@ -265,28 +288,52 @@ mod tests {
         assert_eq!(book.rules().len(), 3, "times = 0 is dropped");
 
         assert_eq!(
-            book.take_fault(Some(Endpoint::TokenVerify), None),
+            book.take_fault(Some(Endpoint::TokenVerify), None, None),
             Some(Fault::MalformedJson)
         );
         assert_eq!(
-            book.take_fault(Some(Endpoint::HostnameGet), Some("z1")),
+            book.take_fault(Some(Endpoint::HostnameGet), Some("z1"), None),
             Some(Fault::Truncated)
         );
         assert_eq!(
-            book.take_fault(Some(Endpoint::HostnameGet), Some("z2")),
+            book.take_fault(Some(Endpoint::HostnameGet), Some("z2"), None),
             Some(Fault::AuthFailure)
         );
         assert_eq!(
-            book.take_fault(Some(Endpoint::HostnameGet), Some("z1")),
+            book.take_fault(Some(Endpoint::HostnameGet), Some("z1"), None),
             Some(Fault::Truncated)
         );
         assert_eq!(
-            book.take_fault(Some(Endpoint::HostnameGet), Some("z1")),
+            book.take_fault(Some(Endpoint::HostnameGet), Some("z1"), None),
             Some(Fault::AuthFailure)
         );
         assert_eq!(book.rules().len(), 2);
         book.clear();
-        assert_eq!(book.take_fault(None, None), None);
+        assert_eq!(book.take_fault(None, None, None), None);
+    }
+
+    #[test]
+    fn account_rules_match_only_that_accounts_requests() {
+        let mut book = FaultBook::default();
+        book.add(
+            FaultRule::always(Fault::RateLimited {
+                retry_after_secs: 60,
+            })
+            .account("b"),
+        );
+        let json = serde_json::to_string(&book.rules()[0]).unwrap();
+        assert!(json.contains(r#""account":"b""#), "{json}");
+        assert_eq!(
+            book.take_fault(Some(Endpoint::ZonesList), None, Some("a")),
+            None
+        );
+        assert_eq!(book.take_fault(Some(Endpoint::ZonesList), None, None), None);
+        assert_eq!(
+            book.take_fault(Some(Endpoint::ZonesList), None, Some("b")),
+            Some(Fault::RateLimited {
+                retry_after_secs: 60
+            })
+        );
     }
 
     #[test]
@@ -300,17 +347,20 @@ mod tests {
         );
         book.add(FaultRule::always(Fault::ServerError { status: 502 }).on(Endpoint::HostnameGet));
         assert_eq!(
-            book.take_latency(Some(Endpoint::HostnameGet), None),
+            book.take_latency(Some(Endpoint::HostnameGet), None, None),
             Duration::from_millis(50)
         );
         assert_eq!(
-            book.take_fault(Some(Endpoint::HostnameGet), None),
+            book.take_fault(Some(Endpoint::HostnameGet), None, None),
             Some(Fault::ServerError { status: 502 })
         );
         assert_eq!(
-            book.take_latency(Some(Endpoint::HostnameGet), None),
+            book.take_latency(Some(Endpoint::HostnameGet), None, None),
             Duration::from_millis(30)
         );
-        assert_eq!(book.take_fault(Some(Endpoint::TokenVerify), None), None);
+        assert_eq!(
+            book.take_fault(Some(Endpoint::TokenVerify), None, None),
+            None
+        );
     }
 }

@@ -3,8 +3,9 @@
 //! It serves every endpoint the exporter reads (`/client/v4/...`) with Cloudflare's envelope
 //! and shapes, from a [`Scenario`]: zones, certificates with real PEMs, hostnames and their
 //! associations, and status timelines that advance per poll. It checks credentials like
-//! Cloudflare, enforces an optional rate limit, counts requests, and injects [`Fault`]s on
-//! demand. Tests drive it in-process ([`Simulator`]); `simulate` serves it ([`serve`]) with an
+//! Cloudflare, serves each account's zones only to its own token, enforces an optional rate
+//! limit per token, counts requests (per account too), and injects [`Fault`]s on demand.
+//! Tests drive it in-process ([`Simulator`]); `simulate` serves it ([`serve`]) with an
 //! unauthenticated control API under `/__sim/` (documented in `scenarios/README.md`).
 //!
 //! Layout: `scenario` (the TOML format), `certs` (PEM generation and facts), `state` (the
@@ -34,13 +35,14 @@ pub use api::PRIVATE_KEY_MARKER;
 pub use certs::{CertError, DEFAULT_ISSUER, KeyKind, PemFacts};
 pub use faults::{Fault, FaultRule};
 pub use scenario::{
-    AssociationState, AuthSpec, CertificateSpec, HostnameSpec, ListShape, RateLimit, Scenario,
-    SettingsSpec, TimeSpec, TimelineStepSpec, ZoneSpec,
+    AccountSpec, AssociationState, AuthSpec, CertificateSpec, DEFAULT_ACCOUNT, HostnameSpec,
+    ListShape, RateLimit, Scenario, SettingsSpec, TimeSpec, TimelineStepSpec, ZoneSpec,
 };
+pub use server::AccountView;
 pub use state::{
-    SimCertificate, SimHostname, SimSettings, SimState, SimZone, Timeline, TimelineStep,
+    SimAccount, SimCertificate, SimHostname, SimSettings, SimState, SimZone, Timeline, TimelineStep,
 };
-pub use stats::{REQUEST_LOG_CAPACITY, RequestRecord, Stats};
+pub use stats::{AccountStats, REQUEST_LOG_CAPACITY, RateUsage, RequestRecord, Stats};
 
 use crate::cloudflare::Endpoint;
 use crate::cloudflare::types::Status;
@@ -183,9 +185,82 @@ impl Simulator {
         url::Url::parse(&url).expect("an IP socket address always forms a valid http URL")
     }
 
-    /// The accepted bearer token.
+    /// The accepted bearer token (of the `[auth]` account).
     pub fn token(&self) -> String {
         lock(&self.shared.state).auth.token.clone()
+    }
+
+    /// The bearer token of the account named `account`.
+    pub fn token_of(&self, account: &str) -> Option<String> {
+        let state = lock(&self.shared.state);
+        let index = state.account_index(account)?;
+        state.account_auth(index).map(|auth| auth.token.clone())
+    }
+
+    /// Every account (`[auth]`'s first): credential, zones, limit and where its window stands.
+    pub fn accounts(&self) -> Vec<AccountView> {
+        self.shared.accounts_view()
+    }
+
+    /// Sets the request limit of the account named `account` (`None`: no 429s), counting from
+    /// zero; `false` for an unknown account. [`Simulator::set_rate_limit`] is the `[auth]`
+    /// account's.
+    pub fn set_account_rate_limit(&self, account: &str, limit: Option<RateLimit>) -> bool {
+        self.account_index(account)
+            .is_some_and(|index| self.shared.set_account_rate_limit(index, limit))
+    }
+
+    /// Refuses every request with `account`'s credential for `duration` (429 with
+    /// `Retry-After`, code 971), as if it had gone over its limit; other tokens are unaffected.
+    /// Zero lifts a block. `false` for an unknown account.
+    pub fn block_account(&self, account: &str, duration: Duration) -> bool {
+        self.account_index(account)
+            .is_some_and(|index| self.shared.block_account(index, duration))
+    }
+
+    /// Sets the token status of `account` (`active`, `disabled`, `expired`, …): anything but
+    /// `active` answers 403 (code 10000) everywhere but `tokens/verify`. `false` for an unknown
+    /// account.
+    pub fn set_token_status(&self, account: &str, status: &str) -> bool {
+        let mut state = lock(&self.shared.state);
+        let Some(auth) = state
+            .account_index(account)
+            .and_then(|index| state.account_auth_mut(index))
+        else {
+            return false;
+        };
+        status.clone_into(&mut auth.token_status);
+        true
+    }
+
+    /// Where `account`'s rate window stands now (what its next headers build on).
+    pub fn rate_usage(&self, account: &str) -> Option<RateUsage> {
+        self.account_index(account)
+            .and_then(|index| self.shared.rate_usage(index))
+    }
+
+    /// What `account`'s credential sent since the start or the last reset.
+    pub fn account_stats(&self, account: &str) -> AccountStats {
+        lock(&self.shared.stats).stats.account(account)
+    }
+
+    /// What the account with bearer `token` sent (`None`: no account has that token).
+    pub fn token_stats(&self, token: &str) -> Option<AccountStats> {
+        let name = {
+            let state = lock(&self.shared.state);
+            let index = state.account_of_token(token)?;
+            state.account_auth(index)?.name.clone()
+        };
+        Some(self.account_stats(&name))
+    }
+
+    /// The most requests with `account`'s credential that arrived within any `window`.
+    pub fn max_account_requests_in_window(&self, account: &str, window: Duration) -> usize {
+        lock(&self.shared.stats).max_requests_in_window(window, Some(account))
+    }
+
+    fn account_index(&self, account: &str) -> Option<usize> {
+        lock(&self.shared.state).account_index(account)
     }
 
     /// Adds a fault rule (after the existing ones: the first match wins).
@@ -203,7 +278,7 @@ impl Simulator {
         lock(&self.shared.state).settings.latency = latency;
     }
 
-    /// Enforces `limit` (`None`: no 429s), counting from zero.
+    /// Enforces `limit` (`None`: no 429s) on the `[auth]` account's token, counting from zero.
     pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
         self.shared.set_rate_limit(limit);
     }
@@ -252,7 +327,7 @@ impl Simulator {
 
     /// The most requests that arrived within any `window` (over the request log).
     pub fn max_requests_in_window(&self, window: Duration) -> usize {
-        lock(&self.shared.stats).max_requests_in_window(window)
+        lock(&self.shared.stats).max_requests_in_window(window, None)
     }
 
     /// Runs `f` on the simulated account (zones, certificates, hostnames, settings). Requests
@@ -327,22 +402,30 @@ pub async fn serve(listen: SocketAddr, scenario_path: Option<&Path>) -> Result<(
 }
 
 /// `simulate --scale-zones`: serves [`Scenario::scale`] (the synthetic account load tests and
-/// benchmarks use, token `sim-token`) like [`serve`].
+/// benchmarks use, token `sim-token`) like [`serve`]; with `accounts` > 1,
+/// [`Scenario::scale_accounts`], every token limited to `requests_per_5m`.
 pub async fn serve_scale(
     listen: SocketAddr,
     zones: usize,
     certificates_per_zone: usize,
     hostnames_per_zone: usize,
     requests_per_5m: Option<u32>,
+    accounts: usize,
 ) -> Result<(), SimulatorError> {
-    let mut scenario = Scenario::scale(zones, certificates_per_zone, hostnames_per_zone);
-    scenario.settings.rate_limit = requests_per_5m.map(|max_requests| RateLimit {
-        max_requests,
-        window: Duration::from_secs(300),
-        retry_after: Duration::from_secs(300),
-    });
+    let mut scenario =
+        Scenario::scale_accounts(accounts, zones, certificates_per_zone, hostnames_per_zone);
+    let limit = requests_per_5m.map(RateLimit::per_5m);
+    scenario.settings.rate_limit = limit;
+    for account in &mut scenario.accounts {
+        account.rate_limit = limit;
+    }
+    let per_account = if accounts > 1 {
+        format!(" in each of {accounts} accounts")
+    } else {
+        String::new()
+    };
     let origin = format!(
-        "scale: {zones} zones, {certificates_per_zone} certificates and {hostnames_per_zone} hostnames per zone"
+        "scale: {zones} zones{per_account}, {certificates_per_zone} certificates and {hostnames_per_zone} hostnames per zone"
     );
     serve_scenario(listen, scenario, &origin).await
 }
@@ -352,6 +435,7 @@ async fn serve_scenario(
     scenario: Scenario,
     origin: &str,
 ) -> Result<(), SimulatorError> {
+    // The first account's, as before; each further account gets a line of its own below.
     let zones = scenario.zones().len();
     let simulator = Simulator::start_on(listen, scenario).await?;
     let control = format!(
@@ -368,6 +452,15 @@ async fn serve_scenario(
         scenario = %origin,
         "Cloudflare API simulator listening"
     );
+    for account in simulator.accounts().iter().skip(1) {
+        info!(
+            account = %account.name,
+            // Fake tokens again, printed for the clients that need them.
+            token = %account.token,
+            zones = account.zones.len(),
+            "simulated account"
+        );
+    }
     crate::server::shutdown_signal().await;
     info!("shutting the simulator down");
     simulator.shutdown().await;

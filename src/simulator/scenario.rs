@@ -35,6 +35,9 @@ const EMBEDDED_FIXTURES: [(&str, &str); 2] = [
     ),
 ];
 
+/// The name of the `[auth]` account unless it sets one.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
 /// Cloudflare's limit on hostname length (the API's `maxLength`).
 const MAX_HOSTNAME_LEN: usize = 255;
 
@@ -53,12 +56,19 @@ pub struct Scenario {
     /// The zones of the account.
     #[serde(default)]
     pub zones: Vec<ZoneSpec>,
+    /// `[[accounts]]`: further credentials, each with its own rate window and its own zones.
+    /// `[auth]`, `settings.rate_limit` and `[[zones]]` are the first account (named by
+    /// `auth.name`), so a scenario without `[[accounts]]` has exactly one, as before.
+    #[serde(default)]
+    pub accounts: Vec<AccountSpec>,
 }
 
 /// `[auth]`: the credentials the simulator accepts.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSpec {
+    /// The account's name in the stats and the control API (`default` for `[auth]`).
+    pub name: String,
     /// The accepted `Authorization: Bearer` token.
     pub token: String,
     /// With `key`: the accepted legacy `X-Auth-Email` / `X-Auth-Key` pair (none when unset).
@@ -80,6 +90,7 @@ pub struct AuthSpec {
 impl Default for AuthSpec {
     fn default() -> Self {
         AuthSpec {
+            name: DEFAULT_ACCOUNT.to_owned(),
             token: "sim-token".to_owned(),
             email: None,
             key: None,
@@ -89,6 +100,112 @@ impl Default for AuthSpec {
             account_id: "01a7362d577a6c3019a474fd6f485823".to_owned(),
         }
     }
+}
+
+/// `[[accounts]]`: one more credential with its own rate limit and zones. Its token sees only
+/// its own zones (`/zones` lists only them; another account's zone answers 403, code 9109) and
+/// its requests count in its own rate window.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "AccountToml")]
+pub struct AccountSpec {
+    /// The credential, with the account's name (`auth.name`) and id (`auth.account_id`).
+    pub auth: AuthSpec,
+    /// This token's request limit with 429 answers; unset: never 429 (headers still report
+    /// 1200 per 5m).
+    pub rate_limit: Option<RateLimit>,
+    /// The account's zones (ids unique across every account).
+    pub zones: Vec<ZoneSpec>,
+}
+
+impl AccountSpec {
+    /// An account named `name` accepting bearer `token`, with ids derived from the name, no
+    /// rate limit and no zones yet.
+    pub fn new(name: impl Into<String>, token: impl Into<String>) -> AccountSpec {
+        let name = name.into();
+        AccountSpec {
+            auth: AuthSpec {
+                token_id: derived_id("token", &name),
+                account_id: derived_id("account", &name),
+                token: token.into(),
+                name,
+                ..AuthSpec::default()
+            },
+            rate_limit: None,
+            zones: Vec::new(),
+        }
+    }
+
+    /// With these zones (replacing any).
+    #[must_use]
+    pub fn with_zones(mut self, zones: Vec<ZoneSpec>) -> AccountSpec {
+        self.zones = zones;
+        self
+    }
+
+    /// With this request limit.
+    #[must_use]
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> AccountSpec {
+        self.rate_limit = Some(limit);
+        self
+    }
+
+    /// The account's name.
+    pub fn name(&self) -> &str {
+        &self.auth.name
+    }
+}
+
+/// The TOML form of [`AccountSpec`]: `[auth]`'s keys, `rate_limit` and `[[accounts.zones]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountToml {
+    name: String,
+    token: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    token_status: Option<String>,
+    #[serde(default)]
+    token_id: Option<String>,
+    #[serde(default)]
+    account_owned: bool,
+    #[serde(default)]
+    account_id: Option<String>,
+    #[serde(default)]
+    rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    zones: Vec<ZoneSpec>,
+}
+
+impl From<AccountToml> for AccountSpec {
+    fn from(toml: AccountToml) -> AccountSpec {
+        let mut account = AccountSpec::new(toml.name, toml.token);
+        let auth = &mut account.auth;
+        auth.email = toml.email;
+        auth.key = toml.key;
+        if let Some(status) = toml.token_status {
+            auth.token_status = status;
+        }
+        if let Some(token_id) = toml.token_id {
+            auth.token_id = token_id;
+        }
+        auth.account_owned = toml.account_owned;
+        if let Some(account_id) = toml.account_id {
+            auth.account_id = account_id;
+        }
+        account.rate_limit = toml.rate_limit;
+        account.zones = toml.zones;
+        account
+    }
+}
+
+/// A stable 32-hex id for an account's `token_id` or `account_id`, so two accounts that do not
+/// set them still differ.
+fn derived_id(kind: &str, name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(format!("{kind}/{name}").as_bytes())[..16])
 }
 
 /// `[settings]`: behaviour of the simulated API.
@@ -140,6 +257,16 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
+    /// `max_requests` per 5 minutes, blocked for the rest of the window once over: Cloudflare's
+    /// shape (its default is 1200).
+    pub fn per_5m(max_requests: u32) -> RateLimit {
+        RateLimit {
+            max_requests,
+            window: Duration::from_secs(300),
+            retry_after: Duration::from_secs(300),
+        }
+    }
+
     fn no_retry_after() -> Duration {
         Duration::ZERO
     }
@@ -488,51 +615,61 @@ impl Scenario {
         certificates_per_zone: usize,
         hostnames_per_zone: usize,
     ) -> Scenario {
-        let zones = (0..zones)
-            .map(|zone_index| {
-                let name = format!("zone-{zone_index}.example");
-                let certificates: Vec<CertificateSpec> = (0..certificates_per_zone)
-                    .map(|cert_index| {
-                        let mut certificate = CertificateSpec::new(format!(
-                            "{zone_index:08x}-{cert_index:04x}-4000-8000-5ca1e0000000"
-                        ));
-                        certificate.common_name = Some(format!("origin-pull-{cert_index}.{name}"));
-                        let spread = (zone_index * 7 + cert_index * 13) % 300;
-                        certificate.not_after =
-                            TimeSpec::days(30 + i64::try_from(spread).unwrap_or(0));
-                        certificate
-                    })
-                    .collect();
-                let hostnames = (0..hostnames_per_zone)
-                    .map(|host_index| {
-                        let hostname = format!("h{host_index}.{name}");
-                        match certificates.get(host_index % certificates_per_zone.max(1)) {
-                            Some(certificate) => {
-                                HostnameSpec::new(hostname, certificate.id.clone())
-                            }
-                            None => HostnameSpec {
-                                association: AssociationState::Absent,
-                                cert_id: None,
-                                ..HostnameSpec::new(hostname, String::new())
-                            },
-                        }
-                    })
-                    .collect();
-                ZoneSpec {
-                    id: format!("5ca1e000{zone_index:024x}"),
-                    name,
-                    zone_level_enabled: true,
-                    proxied_records: Vec::new(),
-                    certificates,
-                    zone_certificates: Vec::new(),
-                    hostnames,
-                }
-            })
-            .collect();
         Scenario {
-            zones,
+            zones: scale_zones(0, "", zones, certificates_per_zone, hostnames_per_zone),
             ..Scenario::default()
         }
+    }
+
+    /// [`Scenario::scale`] over `accounts` accounts with `zones_per_account` zones each: the
+    /// first is the `[auth]` account (`default`, token `sim-token`, zones `zone-N.example`, the
+    /// ids of `Scenario::scale`), account K ≥ 1 is `account-K` with token `sim-token-K` and
+    /// zones `zone-N.account-K.example` (ids `5ca1eKKK…`). No rate limits: set
+    /// `settings.rate_limit` and `accounts[K - 1].rate_limit` (e.g. [`RateLimit::per_5m`]).
+    pub fn scale_accounts(
+        accounts: usize,
+        zones_per_account: usize,
+        certificates_per_zone: usize,
+        hostnames_per_zone: usize,
+    ) -> Scenario {
+        let mut scenario =
+            Scenario::scale(zones_per_account, certificates_per_zone, hostnames_per_zone);
+        for index in 1..accounts.max(1) {
+            let name = format!("account-{index}");
+            let zones = scale_zones(
+                index,
+                &format!(".{name}"),
+                zones_per_account,
+                certificates_per_zone,
+                hostnames_per_zone,
+            );
+            scenario = scenario.with_account(
+                AccountSpec::new(name, format!("sim-token-{index}")).with_zones(zones),
+            );
+        }
+        scenario
+    }
+
+    /// With one more `[[accounts]]` entry.
+    #[must_use]
+    pub fn with_account(mut self, account: AccountSpec) -> Scenario {
+        self.accounts.push(account);
+        self
+    }
+
+    /// Every zone of every account: `[[zones]]`, then each account's.
+    pub fn all_zones(&self) -> impl Iterator<Item = &ZoneSpec> {
+        self.zones
+            .iter()
+            .chain(self.accounts.iter().flat_map(|account| &account.zones))
+    }
+
+    /// The bearer token of the account named `name` (`default`: `[auth]`'s, unless renamed).
+    pub fn token_of(&self, name: &str) -> Option<&str> {
+        std::iter::once(&self.auth)
+            .chain(self.accounts.iter().map(|account| &account.auth))
+            .find(|auth| auth.name == name)
+            .map(|auth| auth.token.as_str())
     }
 
     /// The accepted bearer token.
@@ -568,33 +705,31 @@ impl Scenario {
     /// Checks what serde cannot: references, uniqueness, exclusive fields. The error names
     /// the offending entry.
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(limit) = &self.settings.rate_limit {
-            if limit.max_requests == 0 || limit.window.is_zero() {
-                return Err(
-                    "settings.rate_limit: max_requests and window must be above zero".to_owned(),
-                );
-            }
-        }
+        validate_rate_limit(self.settings.rate_limit.as_ref(), "settings.rate_limit")?;
         let mut zone_ids = HashSet::new();
-        for (zone_index, zone) in self.zones.iter().enumerate() {
-            let at = format!("zones[{zone_index}] (id {:?})", zone.id);
-            if zone.id.trim().is_empty() {
-                return Err(format!("zones[{zone_index}]: id is empty"));
+        validate_zones(&self.zones, "", &mut zone_ids)?;
+        if self.auth.name.trim().is_empty() {
+            return Err("auth.name is empty".to_owned());
+        }
+        let mut names = HashSet::from([self.auth.name.as_str()]);
+        let mut tokens = HashSet::from([self.auth.token.as_str()]);
+        for (index, account) in self.accounts.iter().enumerate() {
+            let at = format!("accounts[{index}] ({:?})", account.name());
+            if account.name().trim().is_empty() {
+                return Err(format!("accounts[{index}]: name is empty"));
             }
-            if !zone_ids.insert(zone.id.as_str()) {
-                return Err(format!("{at}: duplicate zone id"));
+            if !names.insert(account.name()) {
+                return Err(format!("{at}: duplicate account name"));
             }
-            let hostname_cert_ids =
-                validate_certificates(&zone.certificates, &format!("{at}.certificates"))?;
-            validate_certificates(&zone.zone_certificates, &format!("{at}.zone_certificates"))?;
-            let mut names = HashSet::new();
-            for (index, hostname) in zone.hostnames.iter().enumerate() {
-                let at = format!("{at}.hostnames[{index}] ({:?})", hostname.name);
-                validate_hostname(hostname, &hostname_cert_ids, &at)?;
-                if !names.insert(hostname.name.to_ascii_lowercase()) {
-                    return Err(format!("{at}: duplicate hostname"));
-                }
+            // Each token must identify one account: the rate window and the zones follow it.
+            if account.auth.token.trim().is_empty() {
+                return Err(format!("{at}: token is empty"));
             }
+            if !tokens.insert(account.auth.token.as_str()) {
+                return Err(format!("{at}: token is already another account's"));
+            }
+            validate_rate_limit(account.rate_limit.as_ref(), &format!("{at}.rate_limit"))?;
+            validate_zones(&account.zones, &format!("{at}."), &mut zone_ids)?;
         }
         Ok(())
     }
@@ -604,7 +739,11 @@ impl Scenario {
         base_dir: Option<&Path>,
         origin: &str,
     ) -> Result<(), SimulatorError> {
-        for zone in &mut self.zones {
+        let account_zones = self
+            .accounts
+            .iter_mut()
+            .flat_map(|account| account.zones.iter_mut());
+        for zone in self.zones.iter_mut().chain(account_zones) {
             for certificate in zone
                 .certificates
                 .iter_mut()
@@ -618,6 +757,93 @@ impl Scenario {
         }
         Ok(())
     }
+}
+
+/// `zones` synthetic zones for [`Scenario::scale`]: ids `5ca1e` + the account index in 3 hex
+/// digits + the zone index in 24, names `zone-N{suffix}.example`.
+fn scale_zones(
+    account: usize,
+    suffix: &str,
+    zones: usize,
+    certificates_per_zone: usize,
+    hostnames_per_zone: usize,
+) -> Vec<ZoneSpec> {
+    (0..zones)
+        .map(|zone_index| {
+            let name = format!("zone-{zone_index}{suffix}.example");
+            let certificates: Vec<CertificateSpec> = (0..certificates_per_zone)
+                .map(|cert_index| {
+                    let mut certificate = CertificateSpec::new(format!(
+                        "{zone_index:08x}-{cert_index:04x}-4000-8{account:03x}-5ca1e0000000"
+                    ));
+                    certificate.common_name = Some(format!("origin-pull-{cert_index}.{name}"));
+                    let spread = (zone_index * 7 + cert_index * 13) % 300;
+                    certificate.not_after = TimeSpec::days(30 + i64::try_from(spread).unwrap_or(0));
+                    certificate
+                })
+                .collect();
+            let hostnames = (0..hostnames_per_zone)
+                .map(|host_index| {
+                    let hostname = format!("h{host_index}.{name}");
+                    match certificates.get(host_index % certificates_per_zone.max(1)) {
+                        Some(certificate) => HostnameSpec::new(hostname, certificate.id.clone()),
+                        None => HostnameSpec {
+                            association: AssociationState::Absent,
+                            cert_id: None,
+                            ..HostnameSpec::new(hostname, String::new())
+                        },
+                    }
+                })
+                .collect();
+            ZoneSpec {
+                id: format!("5ca1e{account:03x}{zone_index:024x}"),
+                name,
+                zone_level_enabled: true,
+                proxied_records: Vec::new(),
+                certificates,
+                zone_certificates: Vec::new(),
+                hostnames,
+            }
+        })
+        .collect()
+}
+
+fn validate_rate_limit(limit: Option<&RateLimit>, at: &str) -> Result<(), String> {
+    match limit {
+        Some(limit) if limit.max_requests == 0 || limit.window.is_zero() => {
+            Err(format!("{at}: max_requests and window must be above zero"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks `zones` (entries named `{prefix}zones[N]`); zone ids must be unique across accounts.
+fn validate_zones<'a>(
+    zones: &'a [ZoneSpec],
+    prefix: &str,
+    zone_ids: &mut HashSet<&'a str>,
+) -> Result<(), String> {
+    for (zone_index, zone) in zones.iter().enumerate() {
+        let at = format!("{prefix}zones[{zone_index}] (id {:?})", zone.id);
+        if zone.id.trim().is_empty() {
+            return Err(format!("{prefix}zones[{zone_index}]: id is empty"));
+        }
+        if !zone_ids.insert(zone.id.as_str()) {
+            return Err(format!("{at}: duplicate zone id"));
+        }
+        let hostname_cert_ids =
+            validate_certificates(&zone.certificates, &format!("{at}.certificates"))?;
+        validate_certificates(&zone.zone_certificates, &format!("{at}.zone_certificates"))?;
+        let mut names = HashSet::new();
+        for (index, hostname) in zone.hostnames.iter().enumerate() {
+            let at = format!("{at}.hostnames[{index}] ({:?})", hostname.name);
+            validate_hostname(hostname, &hostname_cert_ids, &at)?;
+            if !names.insert(hostname.name.to_ascii_lowercase()) {
+                return Err(format!("{at}: duplicate hostname"));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn validate_certificates<'a>(
@@ -1010,6 +1236,118 @@ mod tests {
             without_certificates.zones()[0].hostnames[0].association,
             AssociationState::Absent
         );
+    }
+
+    const TWO_ACCOUNTS: &str = r#"
+[auth]
+token = "token-a"
+[settings]
+rate_limit = { max_requests = 5, window = "5m" }
+[[zones]]
+id = "za"
+name = "a.example"
+
+[[accounts]]
+name = "agency"
+token = "token-b"
+account_owned = true
+rate_limit = { max_requests = 3, window = "1m", retry_after = "30s" }
+[[accounts.zones]]
+id = "zb"
+name = "b.example"
+[[accounts.zones.certificates]]
+id = "cb"
+[[accounts.zones.hostnames]]
+name = "www.b.example"
+cert_id = "cb"
+"#;
+
+    #[test]
+    fn accounts_parse_with_their_own_credential_limit_and_zones() {
+        let scenario = Scenario::from_toml_str(TWO_ACCOUNTS, None).unwrap();
+        assert_eq!(scenario.auth.name, DEFAULT_ACCOUNT);
+        assert_eq!(scenario.zones().len(), 1);
+        let agency = &scenario.accounts[0];
+        assert_eq!(agency.name(), "agency");
+        assert!(agency.auth.account_owned);
+        assert_eq!(agency.auth.token_status, "active");
+        assert_eq!(agency.auth.account_id.len(), 32);
+        assert_ne!(agency.auth.account_id, scenario.auth.account_id);
+        assert_ne!(agency.auth.token_id, scenario.auth.token_id);
+        assert_eq!(
+            agency.rate_limit.unwrap().block_duration(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(agency.zones[0].hostnames[0].cert_id.as_deref(), Some("cb"));
+        let all: Vec<&str> = scenario.all_zones().map(|zone| zone.id.as_str()).collect();
+        assert_eq!(all, ["za", "zb"]);
+        assert_eq!(scenario.token_of("default"), Some("token-a"));
+        assert_eq!(scenario.token_of("agency"), Some("token-b"));
+        assert_eq!(scenario.token_of("nobody"), None);
+    }
+
+    #[test]
+    fn account_errors_name_the_account() {
+        let error = |toml_text: &str| {
+            Scenario::from_toml_str(toml_text, None)
+                .unwrap_err()
+                .to_string()
+        };
+        let same_token =
+            error("[auth]\ntoken = \"t\"\n[[accounts]]\nname = \"b\"\ntoken = \"t\"\n");
+        assert!(
+            same_token.contains("accounts[0] (\"b\"): token is already"),
+            "{same_token}"
+        );
+        let same_name = error("[[accounts]]\nname = \"default\"\ntoken = \"t\"\n");
+        assert!(same_name.contains("duplicate account name"), "{same_name}");
+        let shared_zone = error(
+            "[[zones]]\nid = \"z\"\n[[accounts]]\nname = \"b\"\ntoken = \"t\"\n[[accounts.zones]]\nid = \"z\"\n",
+        );
+        assert!(
+            shared_zone.contains("accounts[0] (\"b\").zones[0] (id \"z\"): duplicate zone id"),
+            "{shared_zone}"
+        );
+        let dangling = error(
+            "[[accounts]]\nname = \"b\"\ntoken = \"t\"\n[[accounts.zones]]\nid = \"z\"\n[[accounts.zones.hostnames]]\nname = \"h.example\"\ncert_id = \"nope\"\n",
+        );
+        assert!(
+            dangling.contains("accounts[0] (\"b\").zones[0] (id \"z\").hostnames[0]"),
+            "{dangling}"
+        );
+        let zero = error(
+            "[[accounts]]\nname = \"b\"\ntoken = \"t\"\nrate_limit = { max_requests = 0, window = \"1m\" }\n",
+        );
+        assert!(zero.contains("accounts[0] (\"b\").rate_limit"), "{zero}");
+        let typo = error("[[accounts]]\nname = \"b\"\ntoken = \"t\"\ntokn_status = \"active\"\n");
+        assert!(typo.contains("tokn_status"), "{typo}");
+        let no_token = error("[[accounts]]\nname = \"b\"\n");
+        assert!(no_token.contains("token"), "{no_token}");
+    }
+
+    #[test]
+    fn scale_accounts_extends_scale_with_disjoint_zones() {
+        let single = Scenario::scale(2, 1, 2);
+        let scenario = Scenario::scale_accounts(3, 2, 1, 2);
+        scenario.validate().unwrap();
+        // The first account is exactly `Scenario::scale`.
+        assert_eq!(scenario.auth.token, "sim-token");
+        let ids = |zones: &[ZoneSpec]| zones.iter().map(|z| z.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(scenario.zones()), ids(single.zones()));
+        assert_eq!(
+            scenario.zones()[0].certificates[0].id,
+            single.zones()[0].certificates[0].id
+        );
+        assert_eq!(scenario.accounts.len(), 2);
+        let second = &scenario.accounts[1];
+        assert_eq!(
+            (second.name(), second.auth.token.as_str()),
+            ("account-2", "sim-token-2")
+        );
+        assert_eq!(second.zones[1].id, "5ca1e002000000000000000000000001");
+        assert_eq!(second.zones[1].name, "zone-1.account-2.example");
+        assert_eq!(scenario.all_zones().count(), 6);
+        assert_eq!(Scenario::scale_accounts(1, 2, 0, 0).accounts.len(), 0);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (concurrency tracking, latency, rate limit, faults, authentication, answer, headers,
 //! stats), and the unauthenticated `/__sim/` control API.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -25,7 +25,7 @@ use super::api::{self, ApiReply, Route};
 use super::faults::{Fault, FaultBook, FaultRule};
 use super::scenario::{ListShape, RateLimit, humantime_duration};
 use super::state::{SimCertificate, SimState, SimZone, Timeline};
-use super::stats::{RateDecision, RateWindow, RequestRecord, Stats, StatsBook};
+use super::stats::{RateDecision, RateUsage, RateWindow, RequestRecord, Stats, StatsBook};
 use crate::cloudflare::Endpoint;
 use crate::cloudflare::types::Status;
 
@@ -41,7 +41,9 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<SimState>,
     pub(crate) faults: Mutex<FaultBook>,
     pub(crate) stats: Mutex<StatsBook>,
-    pub(crate) rate: Mutex<RateWindow>,
+    /// One rate window per account, i.e. per token (requests with no known credential count
+    /// in account 0's, as they did when there was one window).
+    pub(crate) rate: Mutex<BTreeMap<usize, RateWindow>>,
     in_flight: AtomicUsize,
     peak: AtomicUsize,
     ray_counter: AtomicU64,
@@ -60,7 +62,7 @@ impl Shared {
             state: Mutex::new(state),
             faults: Mutex::new(FaultBook::default()),
             stats: Mutex::new(StatsBook::default()),
-            rate: Mutex::new(RateWindow::default()),
+            rate: Mutex::new(BTreeMap::new()),
             in_flight: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
             ray_counter: AtomicU64::new(0),
@@ -84,9 +86,83 @@ impl Shared {
     }
 
     pub(crate) fn set_rate_limit(&self, limit: Option<RateLimit>) {
-        lock(&self.state).settings.rate_limit = limit;
+        self.set_account_rate_limit(0, limit);
+    }
+
+    /// Sets account `index`'s limit; `false` for an unknown account.
+    pub(crate) fn set_account_rate_limit(&self, index: usize, limit: Option<RateLimit>) -> bool {
+        if !lock(&self.state).set_account_rate_limit(index, limit) {
+            return false;
+        }
         // A new limit counts from zero, so a test's own set-up requests do not use it up.
-        lock(&self.rate).reset();
+        lock(&self.rate).entry(index).or_default().reset();
+        true
+    }
+
+    /// Blocks account `index`'s token for `duration` (zero: lifts a block), as if it had gone
+    /// over its limit; `false` for an unknown account.
+    pub(crate) fn block_account(&self, index: usize, duration: Duration) -> bool {
+        if index >= lock(&self.state).account_count() {
+            return false;
+        }
+        lock(&self.rate)
+            .entry(index)
+            .or_default()
+            .block(Instant::now(), duration);
+        true
+    }
+
+    /// Every account with its window.
+    pub(crate) fn accounts_view(&self) -> Vec<AccountView> {
+        let accounts: Vec<(AccountView, usize)> = {
+            let state = lock(&self.state);
+            (0..state.account_count())
+                .filter_map(|index| {
+                    let auth = state.account_auth(index)?;
+                    let view = AccountView {
+                        name: auth.name.clone(),
+                        token: auth.token.clone(),
+                        token_id: auth.token_id.clone(),
+                        token_status: auth.token_status.clone(),
+                        account_id: auth.account_id.clone(),
+                        account_owned: auth.account_owned,
+                        zones: state
+                            .zones
+                            .iter()
+                            .filter(|zone| zone.account == index)
+                            .map(|zone| zone.id.clone())
+                            .collect(),
+                        rate_limit: state.account_rate_limit(index),
+                        window: RateUsage::default(),
+                    };
+                    Some((view, index))
+                })
+                .collect()
+        };
+        accounts
+            .into_iter()
+            .map(|(mut view, index)| {
+                view.window = self.rate_usage(index).unwrap_or_default();
+                view
+            })
+            .collect()
+    }
+
+    /// Account `index`'s rate window now.
+    pub(crate) fn rate_usage(&self, index: usize) -> Option<RateUsage> {
+        let limit = {
+            let state = lock(&self.state);
+            if index >= state.account_count() {
+                return None;
+            }
+            state.account_rate_limit(index)
+        };
+        let rate = lock(&self.rate);
+        let now = Instant::now();
+        Some(rate.get(&index).map_or_else(
+            || RateWindow::default().usage(now, limit),
+            |window| window.usage(now, limit),
+        ))
     }
 
     /// Sleeps `duration`; `false` when the simulator shut down first.
@@ -97,6 +173,30 @@ impl Shared {
             _ = shutdown.wait_for(|stopping| *stopping) => false,
         }
     }
+}
+
+/// One account as the control API (`GET /__sim/accounts`) and [`super::Simulator::accounts`]
+/// show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountView {
+    /// Its name (`default` for `[auth]` unless renamed).
+    pub name: String,
+    /// Its bearer token (the simulator's own fake; clients need it).
+    pub token: String,
+    /// Its token id (`tokens/verify`).
+    pub token_id: String,
+    /// Its token status.
+    pub token_status: String,
+    /// Its account id.
+    pub account_id: String,
+    /// Whether the token is account-owned.
+    pub account_owned: bool,
+    /// Its zone ids.
+    pub zones: Vec<String>,
+    /// Its enforced limit, if any.
+    pub rate_limit: Option<RateLimit>,
+    /// Its rate window now.
+    pub window: RateUsage,
 }
 
 /// Counts a request in flight for as long as it lives (also when its future is dropped).
@@ -164,6 +264,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/__sim/settings",
             get(control_settings).post(control_patch_settings),
         )
+        .route("/__sim/accounts", get(control_accounts))
+        .route("/__sim/accounts/{account}", post(control_patch_account))
+        .route(
+            "/__sim/accounts/{account}/block",
+            post(control_block_account).delete(control_unblock_account),
+        )
         .fallback(fallback)
         .with_state(shared)
 }
@@ -218,8 +324,19 @@ async fn serve_api(
     let arrived = Instant::now();
     let _in_flight = InFlight::enter(shared);
     let endpoint = route.endpoint();
-    lock(&shared.stats).count_arrival(endpoint);
-    let response = respond(shared, &route, method, uri, headers).await;
+    let caller = {
+        let state = lock(&shared.state);
+        api::identify(&state, headers).map(|index| Caller {
+            index,
+            name: state
+                .account_auth(index)
+                .map(|auth| auth.name.clone())
+                .unwrap_or_default(),
+        })
+    };
+    let name = caller.as_ref().map(|caller| caller.name.as_str());
+    lock(&shared.stats).count_arrival(endpoint, name);
+    let response = respond(shared, caller.as_ref(), &route, method, uri, headers).await;
     let record = RequestRecord {
         at: arrived,
         at_ms: u64::try_from(arrived.duration_since(shared.started).as_millis())
@@ -230,15 +347,23 @@ async fn serve_api(
             .path_and_query()
             .map_or_else(|| uri.path().to_owned(), ToString::to_string),
         status_code: response.status().as_u16(),
+        account: caller.map(|caller| caller.name),
     };
     lock(&shared.stats).record(record);
     response
 }
 
-/// Latency, then the rate limit (every request counts, as at Cloudflare), then the method,
-/// then a fault or the normal answer.
+/// The account whose credential a request carries.
+struct Caller {
+    index: usize,
+    name: String,
+}
+
+/// Latency, then the caller's rate window (every request counts, as at Cloudflare; one without
+/// a known credential in account 0's), then the method, then a fault or the normal answer.
 async fn respond(
     shared: &Shared,
+    caller: Option<&Caller>,
     route: &Route,
     method: &Method,
     uri: &Uri,
@@ -246,15 +371,20 @@ async fn respond(
 ) -> Response {
     let endpoint = route.endpoint();
     let zone_id = route.zone_id();
+    let account = caller.map_or(0, |caller| caller.index);
+    let account_name = caller.map(|caller| caller.name.as_str());
     let (base_latency, limit) = {
         let state = lock(&shared.state);
-        (state.settings.latency, state.settings.rate_limit)
+        (state.settings.latency, state.account_rate_limit(account))
     };
-    let latency = base_latency + lock(&shared.faults).take_latency(endpoint, zone_id);
+    let latency = base_latency + lock(&shared.faults).take_latency(endpoint, zone_id, account_name);
     if !latency.is_zero() && !shared.sleep(latency).await {
         return shutting_down();
     }
-    let rate = lock(&shared.rate).admit(Instant::now(), limit);
+    let rate = lock(&shared.rate)
+        .entry(account)
+        .or_default()
+        .admit(Instant::now(), limit);
     if !rate.allowed {
         lock(&shared.stats).stats.rate_limited += 1;
         return render(
@@ -272,14 +402,22 @@ async fn respond(
         );
         return render(shared, &reply, &rate);
     }
-    let fault = lock(&shared.faults).take_fault(endpoint, zone_id);
+    let fault = lock(&shared.faults).take_fault(endpoint, zone_id, account_name);
     let Some(fault) = fault else {
-        return render(shared, &normal_answer(shared, route, uri, headers), &rate);
+        return render(
+            shared,
+            &normal_answer(shared, account, route, uri, headers),
+            &rate,
+        );
     };
     lock(&shared.stats).stats.faults_injected += 1;
     match fault {
         // `take_fault` never returns latency rules (they were applied above).
-        Fault::Latency { .. } => render(shared, &normal_answer(shared, route, uri, headers), &rate),
+        Fault::Latency { .. } => render(
+            shared,
+            &normal_answer(shared, account, route, uri, headers),
+            &rate,
+        ),
         Fault::ServerError { status } => {
             let status = StatusCode::from_u16(status)
                 .ok()
@@ -310,7 +448,7 @@ async fn respond(
             shutting_down()
         }
         Fault::HugeBody { bytes } => {
-            let reply = normal_answer(shared, route, uri, headers);
+            let reply = normal_answer(shared, account, route, uri, headers);
             let mut body = serde_json::to_vec(&reply.body).unwrap_or_default();
             // Trailing whitespace keeps it valid JSON of exactly `bytes` bytes.
             let target = bytes.min(MAX_HUGE_BODY);
@@ -321,7 +459,7 @@ async fn respond(
             with_headers(shared, response, &rate, reply.retry_after)
         }
         Fault::WrongTypes => {
-            let mut reply = normal_answer(shared, route, uri, headers);
+            let mut reply = normal_answer(shared, account, route, uri, headers);
             if reply.is_success() {
                 scramble_types(&mut reply.body);
             }
@@ -331,15 +469,26 @@ async fn respond(
     }
 }
 
-fn normal_answer(shared: &Shared, route: &Route, uri: &Uri, headers: &HeaderMap) -> ApiReply {
+/// The answer for account `account` (0 also for a request with no known credential, which
+/// its check then refuses like a wrong token).
+fn normal_answer(
+    shared: &Shared,
+    account: usize,
+    route: &Route,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> ApiReply {
     if route.endpoint().is_none() {
         return ApiReply::error(StatusCode::BAD_REQUEST, 7000, "No route for that URI");
     }
     let mut state = lock(&shared.state);
-    if let Err(refusal) = api::authenticate(&state.auth, headers, route.endpoint()) {
+    let Some(auth) = state.account_auth(account) else {
+        return ApiReply::authentication_error();
+    };
+    if let Err(refusal) = api::authenticate(auth, headers, route.endpoint()) {
         return refusal;
     }
-    api::answer(&mut state, route, uri.query(), uri.path())
+    api::answer(&mut state, account, route, uri.query(), uri.path())
 }
 
 fn shutting_down() -> Response {
@@ -623,6 +772,7 @@ async fn control_zones(State(shared): SharedState) -> Json<Value> {
             json!({
                 "id": zone.id,
                 "name": zone.name,
+                "account": state.account_auth(zone.account).map(|auth| auth.name.as_str()),
                 "position": zone.position(),
                 "list_polls": zone.list_polls(),
                 "zone_level_enabled": zone.zone_level_enabled,
@@ -728,6 +878,113 @@ async fn control_patch_settings(
         settings.include_private_key = include;
     }
     Json(settings_view(&state))
+}
+
+async fn control_accounts(State(shared): SharedState) -> Json<Value> {
+    Json(json!({ "accounts": shared.accounts_view() }))
+}
+
+/// `POST /__sim/accounts/{account}`: its limit and token status.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountPatch {
+    /// Absent: unchanged; `null`: no limit.
+    #[allow(clippy::option_option)] // Absent and `null` mean different things here.
+    #[serde(default, deserialize_with = "present")]
+    rate_limit: Option<Option<RateLimit>>,
+    #[serde(default)]
+    token_status: Option<String>,
+}
+
+/// `POST /__sim/accounts/{account}/block`: for how long (default: the account's block
+/// duration, or Cloudflare's 5 minutes without a limit).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlockRequest {
+    #[serde(default, rename = "for", deserialize_with = "some_duration")]
+    duration: Option<Duration>,
+}
+
+fn unknown_account(account: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": format!("no account {account:?} in the scenario")})),
+    )
+        .into_response()
+}
+
+/// The account named `account` as the control API shows it (after a change).
+fn account_view(shared: &Shared, account: &str) -> Response {
+    match shared
+        .accounts_view()
+        .into_iter()
+        .find(|view| view.name == account)
+    {
+        Some(view) => Json(view).into_response(),
+        None => unknown_account(account),
+    }
+}
+
+async fn control_patch_account(
+    State(shared): SharedState,
+    Path(account): Path<String>,
+    Json(patch): Json<AccountPatch>,
+) -> Response {
+    let Some(index) = lock(&shared.state).account_index(&account) else {
+        return unknown_account(&account);
+    };
+    if let Some(limit) = patch.rate_limit {
+        shared.set_account_rate_limit(index, limit);
+    }
+    if let Some(status) = patch.token_status {
+        if let Some(auth) = lock(&shared.state).account_auth_mut(index) {
+            auth.token_status = status;
+        }
+    }
+    account_view(&shared, &account)
+}
+
+async fn control_block_account(
+    State(shared): SharedState,
+    Path(account): Path<String>,
+    body: Bytes,
+) -> Response {
+    let request: BlockRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        BlockRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(request) => request,
+            Err(error) => {
+                return (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Json(json!({"error": error.to_string()})),
+                )
+                    .into_response();
+            }
+        }
+    };
+    let Some(index) = lock(&shared.state).account_index(&account) else {
+        return unknown_account(&account);
+    };
+    let duration = request.duration.unwrap_or_else(|| {
+        lock(&shared.state)
+            .account_rate_limit(index)
+            .unwrap_or(super::stats::DEFAULT_LIMIT)
+            .block_duration()
+    });
+    shared.block_account(index, duration);
+    account_view(&shared, &account)
+}
+
+async fn control_unblock_account(
+    State(shared): SharedState,
+    Path(account): Path<String>,
+) -> Response {
+    let Some(index) = lock(&shared.state).account_index(&account) else {
+        return unknown_account(&account);
+    };
+    shared.block_account(index, Duration::ZERO);
+    account_view(&shared, &account)
 }
 
 /// A certificate (per-hostname or zone-level, by id) or a hostname (by name, any case) whose

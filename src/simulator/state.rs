@@ -24,13 +24,26 @@ use crate::cloudflare::types::Status;
 pub struct SimState {
     /// When the simulator started: relative scenario times are from here.
     pub started_at: DateTime<Utc>,
-    /// Accepted credentials and token status.
+    /// The first account's credentials and token status (`[auth]`).
     pub auth: AuthSpec,
     /// Behaviour switches.
     pub settings: SimSettings,
-    /// The zones, in scenario order.
+    /// The zones of every account, in scenario order (`[[zones]]`, then each account's); a
+    /// zone's [`SimZone::account`] says whose it is.
     pub zones: Vec<SimZone>,
+    /// The `[[accounts]]` after the `[auth]` one: account `N` ≥ 1 is `accounts[N - 1]` (account
+    /// 0 is `auth` with `settings.rate_limit`).
+    pub accounts: Vec<SimAccount>,
     factory: CertFactory,
+}
+
+/// One more credential (`[[accounts]]`): its token, status and ids, and its request limit.
+#[derive(Debug, Clone)]
+pub struct SimAccount {
+    /// The credential, with the account's name and id.
+    pub auth: AuthSpec,
+    /// The enforced request limit of this token, if any.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// Behaviour switches (see [`super::scenario::SettingsSpec`]).
@@ -65,6 +78,9 @@ pub struct SimZone {
     pub zone_certificates: Vec<SimCertificate>,
     /// Hostnames and their associations.
     pub hostnames: Vec<SimHostname>,
+    /// The owning account: 0 for `[[zones]]`, N for `accounts[N - 1]`. Only its token sees the
+    /// zone.
+    pub account: usize,
     list_polls: u64,
     /// `position_times[p]`: when position `p` was reached (index 0: the simulator's start).
     position_times: Vec<DateTime<Utc>>,
@@ -280,14 +296,96 @@ impl SimState {
                 include_private_key: settings.include_private_key,
                 rate_limit: settings.rate_limit,
             },
-            zones: Vec::with_capacity(scenario.zones.len()),
+            zones: Vec::with_capacity(scenario.all_zones().count()),
+            accounts: scenario
+                .accounts
+                .iter()
+                .map(|account| SimAccount {
+                    auth: account.auth.clone(),
+                    rate_limit: account.rate_limit,
+                })
+                .collect(),
             factory: CertFactory::default(),
         };
-        for zone in &scenario.zones {
-            let sim_zone = state.build_zone(zone)?;
+        let account_zones = scenario
+            .accounts
+            .iter()
+            .enumerate()
+            .flat_map(|(index, account)| account.zones.iter().map(move |zone| (index + 1, zone)));
+        for (account, zone) in scenario
+            .zones
+            .iter()
+            .map(|zone| (0, zone))
+            .chain(account_zones)
+        {
+            let mut sim_zone = state.build_zone(zone)?;
+            sim_zone.account = account;
             state.zones.push(sim_zone);
         }
         Ok(state)
+    }
+
+    /// How many accounts there are (at least 1: `[auth]`).
+    pub fn account_count(&self) -> usize {
+        1 + self.accounts.len()
+    }
+
+    /// Account `index`'s credential (0: `auth`).
+    pub fn account_auth(&self, index: usize) -> Option<&AuthSpec> {
+        match index {
+            0 => Some(&self.auth),
+            _ => self.accounts.get(index - 1).map(|account| &account.auth),
+        }
+    }
+
+    /// Account `index`'s credential, to change it (0: `auth`).
+    pub fn account_auth_mut(&mut self, index: usize) -> Option<&mut AuthSpec> {
+        match index {
+            0 => Some(&mut self.auth),
+            _ => self
+                .accounts
+                .get_mut(index - 1)
+                .map(|account| &mut account.auth),
+        }
+    }
+
+    /// Account `index`'s enforced request limit (0: `settings.rate_limit`).
+    pub fn account_rate_limit(&self, index: usize) -> Option<RateLimit> {
+        match index {
+            0 => self.settings.rate_limit,
+            _ => self
+                .accounts
+                .get(index - 1)
+                .and_then(|account| account.rate_limit),
+        }
+    }
+
+    /// Sets account `index`'s request limit; `false` for an unknown account.
+    pub fn set_account_rate_limit(&mut self, index: usize, limit: Option<RateLimit>) -> bool {
+        match index {
+            0 => self.settings.rate_limit = limit,
+            _ => match self.accounts.get_mut(index - 1) {
+                Some(account) => account.rate_limit = limit,
+                None => return false,
+            },
+        }
+        true
+    }
+
+    /// The index of the account named `name`.
+    pub fn account_index(&self, name: &str) -> Option<usize> {
+        (0..self.account_count()).find(|index| {
+            self.account_auth(*index)
+                .is_some_and(|auth| auth.name == name)
+        })
+    }
+
+    /// The index of the account whose bearer token is `token`.
+    pub fn account_of_token(&self, token: &str) -> Option<usize> {
+        (0..self.account_count()).find(|index| {
+            self.account_auth(*index)
+                .is_some_and(|auth| auth.token == token)
+        })
     }
 
     /// A zone by id.
@@ -347,6 +445,7 @@ impl SimState {
             certificates,
             zone_certificates,
             hostnames,
+            account: 0,
             list_polls: 0,
             position_times: vec![self.started_at],
         })
@@ -492,6 +591,7 @@ mod tests {
                 cert_status: None,
                 created_at: start,
             }],
+            account: 0,
             list_polls: 0,
             position_times: vec![start],
         };

@@ -1,4 +1,5 @@
-//! What the simulator saw (request counts, concurrency, a request log) and its rate limiter.
+//! What the simulator saw (request counts, in total and per account, concurrency, a request
+//! log) and its rate limiter (one [`RateWindow`] per token).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -32,6 +33,9 @@ pub struct Stats {
     pub faults_injected: u64,
     /// Requests with a method other than GET/HEAD (the exporter must never send one).
     pub non_get_requests: u64,
+    /// Per account (by name): the requests that carried its credential, right or not in
+    /// status. Requests with no known credential count only in the totals above.
+    pub accounts: BTreeMap<String, AccountStats>,
     /// Finished requests, oldest first (at most [`REQUEST_LOG_CAPACITY`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub request_log: Vec<RequestRecord>,
@@ -39,6 +43,29 @@ pub struct Stats {
 
 impl Stats {
     /// Requests to `endpoint`.
+    pub fn requests_to(&self, endpoint: Endpoint) -> u64 {
+        self.requests.get(endpoint.as_str()).copied().unwrap_or(0)
+    }
+
+    /// The counters of the account named `name` (zero when it sent nothing).
+    pub fn account(&self, name: &str) -> AccountStats {
+        self.accounts.get(name).cloned().unwrap_or_default()
+    }
+}
+
+/// What one account's credential sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AccountStats {
+    /// Its API requests.
+    pub total: u64,
+    /// Its API requests per endpoint label.
+    pub requests: BTreeMap<String, u64>,
+    /// Its requests answered 429 (its own window's, forced blocks' and `rate_limited` faults').
+    pub rate_limited: u64,
+}
+
+impl AccountStats {
+    /// Its requests to `endpoint`.
     pub fn requests_to(&self, endpoint: Endpoint) -> u64 {
         self.requests.get(endpoint.as_str()).copied().unwrap_or(0)
     }
@@ -61,6 +88,9 @@ pub struct RequestRecord {
     pub path: String,
     /// The answer's HTTP status.
     pub status_code: u16,
+    /// The account whose credential it carried (`None`: no known credential).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 #[allow(clippy::ref_option, clippy::trivially_copy_pass_by_ref)] // serde's `serialize_with` hands us `&Option<T>`.
@@ -79,13 +109,27 @@ pub(crate) struct StatsBook {
 }
 
 impl StatsBook {
-    pub(crate) fn count_arrival(&mut self, endpoint: Option<Endpoint>) {
+    pub(crate) fn count_arrival(&mut self, endpoint: Option<Endpoint>, account: Option<&str>) {
         self.stats.total += 1;
         let key = endpoint.map_or(UNROUTED, Endpoint::as_str);
         *self.stats.requests.entry(key.to_owned()).or_default() += 1;
+        if let Some(account) = account {
+            let counters = self.stats.accounts.entry(account.to_owned()).or_default();
+            counters.total += 1;
+            *counters.requests.entry(key.to_owned()).or_default() += 1;
+        }
     }
 
     pub(crate) fn record(&mut self, record: RequestRecord) {
+        if record.status_code == 429 {
+            if let Some(account) = &record.account {
+                self.stats
+                    .accounts
+                    .entry(account.clone())
+                    .or_default()
+                    .rate_limited += 1;
+            }
+        }
         if self.log.len() >= REQUEST_LOG_CAPACITY {
             self.log.pop_front();
         }
@@ -105,9 +149,15 @@ impl StatsBook {
         stats
     }
 
-    /// The most requests that arrived within any `window` (sliding over arrival times).
-    pub(crate) fn max_requests_in_window(&self, window: Duration) -> usize {
-        let mut arrivals: Vec<Instant> = self.log.iter().map(|record| record.at).collect();
+    /// The most requests that arrived within any `window` (sliding over arrival times); with
+    /// `account`, only that account's.
+    pub(crate) fn max_requests_in_window(&self, window: Duration, account: Option<&str>) -> usize {
+        let mut arrivals: Vec<Instant> = self
+            .log
+            .iter()
+            .filter(|record| account.is_none_or(|name| record.account.as_deref() == Some(name)))
+            .map(|record| record.at)
+            .collect();
         arrivals.sort_unstable();
         let mut best = 0;
         let mut first = 0;
@@ -179,15 +229,17 @@ impl RateWindow {
                 quota: limit.max_requests,
                 window_secs: limit.window.as_secs(),
             };
-        if enforced {
-            if let Some(until) = self.blocked_until.filter(|until| *until > now) {
-                return decision(false, &self.admitted, until - now);
-            }
-            if self.admitted.len() >= limit.max_requests as usize {
-                let block = limit.block_duration();
-                self.blocked_until = Some(now + block);
-                return decision(false, &self.admitted, block);
-            }
+        // A block holds limit or not: without one it can only have been forced (`block`).
+        if let Some(until) = self.blocked_until.filter(|until| *until > now) {
+            return RateDecision {
+                remaining: 0,
+                ..decision(false, &self.admitted, until - now)
+            };
+        }
+        if enforced && self.admitted.len() >= limit.max_requests as usize {
+            let block = limit.block_duration();
+            self.blocked_until = Some(now + block);
+            return decision(false, &self.admitted, block);
         }
         self.admitted.push_back(now);
         let reset = self.admitted.front().map_or(Duration::ZERO, |oldest| {
@@ -195,6 +247,48 @@ impl RateWindow {
         });
         decision(true, &self.admitted, reset)
     }
+
+    /// Refuses every request from `now` for `duration`, as after an overrun (zero: lifts a
+    /// block).
+    pub(crate) fn block(&mut self, now: Instant, duration: Duration) {
+        self.blocked_until = (!duration.is_zero()).then(|| now + duration);
+    }
+
+    /// Where the window stands at `now` under `limit`, without counting a request.
+    pub(crate) fn usage(&self, now: Instant, limit: Option<RateLimit>) -> RateUsage {
+        let limit = limit.unwrap_or(DEFAULT_LIMIT);
+        let used = self
+            .admitted
+            .iter()
+            .filter(|at| now.duration_since(**at) < limit.window)
+            .count();
+        let used = u32::try_from(used).unwrap_or(u32::MAX);
+        RateUsage {
+            used,
+            remaining: limit.max_requests.saturating_sub(used),
+            quota: limit.max_requests,
+            window_secs: limit.window.as_secs(),
+            blocked_for_secs: self
+                .blocked_until
+                .filter(|until| *until > now)
+                .map_or(0, |until| ceil_secs(until - now)),
+        }
+    }
+}
+
+/// One token's rate window now: what its next answer's headers would build on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RateUsage {
+    /// Requests admitted within the window.
+    pub used: u32,
+    /// Requests left before the limit (`r=`).
+    pub remaining: u32,
+    /// The window's quota (`q=`; 1200 when no limit is enforced).
+    pub quota: u32,
+    /// The window in seconds (`w=`).
+    pub window_secs: u64,
+    /// Seconds until a block (after an overrun, or forced) ends; 0: not blocked.
+    pub blocked_for_secs: u64,
 }
 
 /// Whole seconds, rounded up (a client waiting `Retry-After` must not come back too early).
@@ -234,6 +328,62 @@ mod tests {
     }
 
     #[test]
+    fn a_forced_block_refuses_with_or_without_a_limit_until_lifted() {
+        let start = Instant::now();
+        let mut window = RateWindow::default();
+        assert!(window.admit(start, None).allowed);
+        window.block(start, Duration::from_secs(60));
+        let refused = window.admit(start + Duration::from_secs(1), None);
+        assert_eq!(
+            (refused.allowed, refused.remaining, refused.reset_secs),
+            (false, 0, 59)
+        );
+        let usage = window.usage(start + Duration::from_secs(1), None);
+        assert_eq!(
+            (usage.used, usage.remaining, usage.blocked_for_secs),
+            (1, 1199, 59)
+        );
+        let limit = Some(RateLimit::per_5m(10));
+        assert!(!window.admit(start + Duration::from_secs(2), limit).allowed);
+        // It ends on its own ...
+        assert!(window.admit(start + Duration::from_secs(60), limit).allowed);
+        // ... or when lifted.
+        window.block(start + Duration::from_secs(60), Duration::from_secs(60));
+        assert!(!window.admit(start + Duration::from_secs(61), limit).allowed);
+        window.block(start + Duration::from_secs(61), Duration::ZERO);
+        let allowed = window.admit(start + Duration::from_secs(62), limit);
+        assert_eq!((allowed.allowed, allowed.remaining), (true, 7));
+    }
+
+    #[test]
+    fn stats_count_per_account() {
+        let mut book = StatsBook::default();
+        book.count_arrival(Some(Endpoint::HostnameGet), Some("a"));
+        book.count_arrival(Some(Endpoint::ZonesList), Some("a"));
+        book.count_arrival(Some(Endpoint::HostnameGet), Some("b"));
+        book.count_arrival(None, None);
+        for (account, status_code) in [("a", 200), ("a", 429), ("b", 429)] {
+            book.record(RequestRecord {
+                at: Instant::now(),
+                at_ms: 0,
+                endpoint: None,
+                zone_id: None,
+                path: String::new(),
+                status_code,
+                account: Some(account.to_owned()),
+            });
+        }
+        let stats = book.snapshot(false);
+        assert_eq!(stats.total, 4);
+        let a = stats.account("a");
+        assert_eq!((a.total, a.rate_limited), (2, 1));
+        assert_eq!(a.requests_to(Endpoint::HostnameGet), 1);
+        assert_eq!(a.requests_to(Endpoint::ZonesList), 1);
+        assert_eq!(stats.account("b").total, 1);
+        assert_eq!(stats.account("nobody"), AccountStats::default());
+    }
+
+    #[test]
     fn without_a_limit_headers_count_down_from_1200() {
         let mut window = RateWindow::default();
         let now = Instant::now();
@@ -259,10 +409,29 @@ mod tests {
                 zone_id: None,
                 path: String::new(),
                 status_code: 200,
+                account: Some(if offset_ms < 1000 { "a" } else { "b" }.to_owned()),
             });
         }
-        assert_eq!(book.max_requests_in_window(Duration::from_millis(100)), 4);
-        assert_eq!(book.max_requests_in_window(Duration::from_millis(600)), 5);
-        assert_eq!(book.max_requests_in_window(Duration::from_secs(2)), 8);
+        assert_eq!(
+            book.max_requests_in_window(Duration::from_millis(100), None),
+            4
+        );
+        assert_eq!(
+            book.max_requests_in_window(Duration::from_millis(600), None),
+            5
+        );
+        assert_eq!(book.max_requests_in_window(Duration::from_secs(2), None), 8);
+        assert_eq!(
+            book.max_requests_in_window(Duration::from_secs(2), Some("a")),
+            4
+        );
+        assert_eq!(
+            book.max_requests_in_window(Duration::from_millis(100), Some("a")),
+            3
+        );
+        assert_eq!(
+            book.max_requests_in_window(Duration::from_secs(2), Some("c")),
+            0
+        );
     }
 }

@@ -90,3 +90,11 @@ pub async fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut()
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Awaits `future`, failing if it has not finished after `limit` (a bound against a hang, not a
+/// timing figure).
+pub async fn within<T>(limit: Duration, what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+}

@@ -2,6 +2,7 @@
 //! library's demo settings, adjusted), the exporter's router on a loopback port, and the
 //! whole daemon (`daemon::run_on`).
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,20 @@ pub fn sink(name: &str, kind: SinkKind, url: Url) -> SinkSettings {
         timeout: Duration::from_secs(2),
         max_age: Duration::from_secs(3600),
     }
+}
+
+/// An `[[alerts.sinks]]` table for a config file: `type = "kind"`, then each `key = "value"`
+/// as given (values quoted as TOML strings).
+pub fn sink_toml(kind: &str, fields: &[(&str, &str)]) -> String {
+    let mut table = format!("[[alerts.sinks]]\ntype = {}\n", toml_string(kind));
+    for (key, value) in fields {
+        let _ = writeln!(table, "{key} = {}", toml_string(value));
+    }
+    table
+}
+
+fn toml_string(value: &str) -> String {
+    toml::Value::String(value.to_owned()).to_string()
 }
 
 /// GET `url`; the body as text, whatever the status.
@@ -134,6 +149,41 @@ impl Drop for Daemon {
         }
         self.task.abort();
     }
+}
+
+/// A one-zone scenario (TOML): the zone `(id, name)` with one active certificate `cert_id`
+/// (`origin.<name>`, from a day ago to `not_after`, a time such as `100d`) serving `hostname`,
+/// whose association is enabled and active. `auth` is the body of the `[auth]` table.
+pub fn one_certificate_scenario(
+    auth: &str,
+    (zone_id, zone_name): (&str, &str),
+    cert_id: &str,
+    not_after: &str,
+    hostname: &str,
+) -> String {
+    format!(
+        r#"
+[auth]
+{auth}
+
+[[zones]]
+id = "{zone_id}"
+name = "{zone_name}"
+
+[[zones.certificates]]
+id = "{cert_id}"
+common_name = "origin.{zone_name}"
+not_before = "-1d"
+not_after = "{not_after}"
+status = "active"
+
+[[zones.hostnames]]
+name = "{hostname}"
+cert_id = "{cert_id}"
+association = "enabled"
+status = "active"
+"#
+    )
 }
 
 /// The sink tests' zone: `pay.example`, zone-level polling off, one certificate.
