@@ -193,3 +193,30 @@ async fn a_429_on_one_credential_leaves_the_other_fresh_and_names_the_paused_one
     assert!(paused_until("second") > chrono::Utc::now().timestamp() + 20);
     assert_eq!(paused_until("first"), 0);
 }
+
+#[tokio::test]
+async fn a_zone_of_another_account_is_forbidden_not_a_rejected_credential() {
+    let (scenario, sim, settings) = two_accounts(1_800, 1_800).await;
+    let first = &settings.accounts[0];
+    let client =
+        cloudflare_aop_exporter::cloudflare::Client::new(first.cloudflare.clone()).unwrap();
+    let other_zone = &scenario.accounts[0].zones[0].id;
+    let error = client
+        .list_hostname_certificates(other_zone)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.reason(),
+        cloudflare_aop_exporter::cloudflare::ErrorReason::Forbidden,
+        "{error}"
+    );
+    assert_eq!(error.cloudflare_codes(), vec![9109]);
+    // The credential itself is fine: its own zone answers.
+    assert!(
+        client
+            .list_hostname_certificates(&scenario.zones()[0].id)
+            .await
+            .is_ok()
+    );
+    assert_eq!(sim.stats().rate_limited, 0);
+}
