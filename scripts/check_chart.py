@@ -147,8 +147,15 @@ def common_facts(objects, label):
     """What every rendering must show: the Deployment the distroless image fits."""
     deployment, container = container_of(objects)
     spec = deployment["spec"]
-    check(spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}, f"{label}: one replica, Recreate")
+    config = tomllib.loads(config_of(objects))
     pod = spec["template"]["spec"]
+    if "leader_election" in config:
+        # An HA pair (check_ha): its own replicas, strategy and service account token.
+        check(spec["strategy"]["type"] == "RollingUpdate", f"{label}: a pair rolls one pod at a time")
+        check(pod.get("automountServiceAccountToken") is True, f"{label}: leader election needs the token")
+    else:
+        check(spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}, f"{label}: one replica, Recreate")
+        check(pod.get("automountServiceAccountToken") is False, f"{label}: no service account token mounted")
     check(pod["securityContext"].get("runAsNonRoot") is True and pod["securityContext"].get("runAsUser") == 65532
           and pod["securityContext"].get("fsGroup") == 65532
           and pod["securityContext"].get("seccompProfile") == {"type": "RuntimeDefault"},
@@ -157,11 +164,9 @@ def common_facts(objects, label):
     check(security.get("readOnlyRootFilesystem") is True and security.get("allowPrivilegeEscalation") is False
           and security.get("capabilities") == {"drop": ["ALL"]} and security.get("runAsNonRoot") is True,
           f"{label}: container securityContext: {security}")
-    check(pod.get("automountServiceAccountToken") is False, f"{label}: no service account token mounted")
     check(container["livenessProbe"]["httpGet"]["path"] == "/healthz"
           and container["readinessProbe"]["httpGet"]["path"] == "/readyz", f"{label}: probe paths")
     check("checksum/config" in spec["template"]["metadata"]["annotations"], f"{label}: checksum/config annotation")
-    config = tomllib.loads(config_of(objects))
     check(config["state"]["dir"] == "/var/lib/cloudflare-aop-exporter", f"{label}: state.dir")
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     check(mounts.get("state") == "/var/lib/cloudflare-aop-exporter", f"{label}: state volume mounted at state.dir")
@@ -317,18 +322,60 @@ def check_storage(objects):
     check(tomllib.loads(config_of(objects))["zones"][0]["name"] == name, f"{label}: a string with quotes, backslash, unicode survives TOML")
 
 
+def check_ha(objects):
+    label = "values-ha"
+    deployment, container, config = common_facts(objects, label)
+    spec = deployment["spec"]
+    check(spec["replicas"] == 2, f"{label}: two replicas")
+    check(spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+          f"{label}: a new pod first, then an old one stops: {spec['strategy']}")
+    check(config.get("leader_election") == {"enabled": True, "lease_name": "aop-cloudflare-aop-exporter",
+                                            "lease_duration": "20s"},
+          f"{label}: [leader_election] set by the chart: {config.get('leader_election')}")
+    env = {e["name"]: e for e in container["env"]}
+    for name, field in [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace"), ("POD_IP", "status.podIP")]:
+        check(env.get(name, {}).get("valueFrom") == {"fieldRef": {"fieldPath": field}}, f"{label}: {name} from {field}")
+    check("SLACK_WEBHOOK_URL" in env, f"{label}: the user's env is kept next to the chart's")
+    check(volume(deployment, "state") == {"name": "state", "emptyDir": {}} and not only(objects, "PersistentVolumeClaim"),
+          f"{label}: each replica's state in an emptyDir, no shared claim")
+    role = only(objects, "Role")
+    if check(role is not None, f"{label}: one Role"):
+        verbs = {verb for rule in role["rules"] for verb in rule["verbs"]}
+        check(verbs == {"get", "create", "update"}
+              and all(rule["apiGroups"] == ["coordination.k8s.io"] and rule["resources"] == ["leases"] for rule in role["rules"]),
+              f"{label}: the Role allows leases get/create/update only: {role['rules']}")
+        named = [rule for rule in role["rules"] if "get" in rule["verbs"]]
+        check(named and named[0].get("resourceNames") == ["aop-cloudflare-aop-exporter"], f"{label}: get/update on the one Lease")
+    binding = only(objects, "RoleBinding")
+    if check(binding is not None, f"{label}: one RoleBinding"):
+        account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        check(binding["roleRef"]["name"] == role["metadata"]["name"]
+              and binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}],
+              f"{label}: the RoleBinding binds the Role to the pod's ServiceAccount")
+    pdb = only(objects, "PodDisruptionBudget")
+    if check(pdb is not None, f"{label}: one PodDisruptionBudget"):
+        check(pdb["spec"].get("maxUnavailable") == 1
+              and pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"],
+              f"{label}: PodDisruptionBudget maxUnavailable 1 over the Deployment's pods")
+
+
 SCENARIOS = {
     "defaults": (None, check_defaults),
     "values-mtls": (mtls_values, check_mtls),
     "values-inline": ("values-inline.yaml", check_inline),
     "values-storage": ("values-storage.yaml", check_storage),
+    "values-ha": ("values-ha.yaml", check_ha),
 }
 
 FIRST_ALERT = next(r["alert"] for g in source_groups() for r in g["rules"] if "alert" in r)
 
 # Values that must be refused, and a piece of the reason. Schema first, then template checks.
 REFUSED = [
-    ({"replicas": 2}, "'replicas' not allowed"),
+    ({"replicas": 2}, "needs leaderElection.enabled"),
+    ({"replicas": 3, "leaderElection": {"enabled": True}}, "/replicas"),
+    ({"leaderElection": {"enabled": True, "leaseDuration": "15"}}, "/leaderElection/leaseDuration"),
+    ({"leaderElection": {"enabled": True}, "persistence": {"existingClaim": "c"}}, "cannot be shared"),
+    ({"config": {"leader_election": {"enabled": True}}}, "set by the chart"),
     ({"persistence": {"enabled": "yes"}}, "/persistence/enabled"),
     ({"serviceMonitor": {"scheme": "ftp"}}, "/serviceMonitor/scheme"),
     ({"service": {"port": 70000}}, "/service/port"),

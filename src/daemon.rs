@@ -8,12 +8,14 @@ use std::time::Duration;
 use futures::future::join_all;
 use rand::RngExt as _;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use url::Url;
 
 use crate::alerts::{AlertError, Alerter};
 use crate::cloudflare::{Client, ClientBuildError};
 use crate::config::{Settings, ZoneSettings};
+use crate::leader::{self, Election, LeaderError, Role};
 use crate::metrics::Metrics;
 use crate::poller::{
     CycleReport, PollObserver as _, Poller, PollerOptions, RefreshEstimate, TickScope, ZoneError,
@@ -58,6 +60,9 @@ pub enum DaemonError {
     /// A zone given by name could not be resolved, or discovery could not list the zones.
     #[error(transparent)]
     Zones(#[from] ZoneError),
+    /// `[leader_election]` is on but the Kubernetes API cannot be used.
+    #[error(transparent)]
+    Leader(#[from] LeaderError),
 }
 
 /// The parts of a running exporter.
@@ -227,6 +232,162 @@ async fn scheduled_cycle(exporter: Arc<Exporter>, jitter: Duration) {
     exporter.cycle().await;
 }
 
+/// Which exporter ticks: `Some` while this instance leads (always, without leader election),
+/// `None` while it stands by. A new term is a new `Arc` (with its own alerter).
+type Active = watch::Sender<Option<Arc<Exporter>>>;
+
+/// `run` for the term of `exporter`: cancelled (the tick dropped half-way, which the poller
+/// allows) as soon as that term ends, so a leader that lost the Lease stops at once.
+async fn in_term(
+    exporter: Arc<Exporter>,
+    active: watch::Receiver<Option<Arc<Exporter>>>,
+    run: impl Future<Output = ()>,
+) {
+    let mut active = active;
+    let ended = active.wait_for(|current| {
+        !current
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, &exporter))
+    });
+    tokio::select! {
+        () = run => {}
+        _ = ended => tracing::info!("leadership ended: the poll cycle in flight is abandoned"),
+    }
+}
+
+/// With leader election: waits for the Lease, then leads (resolves zone names the first time,
+/// starts the alerter, which loads the alert state from the state dir, and polls at once) until
+/// the Lease is lost or `stop`; then stands by again. The standby makes no Cloudflare request
+/// and sends nothing; the outbox keeps what is queued for the next term.
+async fn lead(
+    settings: Arc<Settings>,
+    base: Arc<Exporter>,
+    mut role: watch::Receiver<Role>,
+    active: Arc<Active>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
+    let mut resolved = false;
+    loop {
+        tokio::select! {
+            changed = role.wait_for(Role::is_leader) => if changed.is_err() { return Ok(()) },
+            _ = stop.wait_for(|stop| *stop) => return Ok(()),
+        }
+        if !resolved {
+            base.resolve_zones().await?;
+            resolved = true;
+            if !role.borrow().is_leader() {
+                continue;
+            }
+        }
+        let alerter = Arc::new(Alerter::start(&settings, true, base.metrics.clone())?);
+        let term = Arc::new(Exporter {
+            metrics: base.metrics.clone(),
+            snapshot: base.snapshot.clone(),
+            pollers: base.pollers.clone(),
+            history: base.history.clone(),
+            alerter: Some(alerter.clone()),
+        });
+        base.metrics.set_leader(true);
+        active.send_replace(Some(term.clone()));
+        tracing::info!("leading: polling now");
+        let first = tokio::spawn(in_term(term.clone(), active.subscribe(), {
+            let term = term.clone();
+            async move { term.cycle().await }
+        }));
+        let stopping = tokio::select! {
+            _ = role.wait_for(|role| !role.is_leader()) => false,
+            _ = stop.wait_for(|stop| *stop) => true,
+        };
+        if stopping {
+            // Shutdown: the cycle in flight may finish and persist its history (bounded).
+            let _ = tokio::time::timeout(SHUTDOWN_CYCLE_GRACE, first).await;
+            let _ = tokio::time::timeout(SHUTDOWN_CYCLE_GRACE, base.wait_idle()).await;
+        }
+        active.send_replace(None);
+        base.metrics.set_leader(false);
+        base.wait_idle().await;
+        alerter.shutdown().await;
+        if stopping {
+            return Ok(());
+        }
+        tracing::warn!("standing by: polling and alert delivery stopped");
+    }
+}
+
+/// How long a shutdown waits for the cycle in flight.
+const SHUTDOWN_CYCLE_GRACE: Duration = Duration::from_secs(30);
+
+/// Without leader election: resolves the zone names and makes `exporter` the active one. With
+/// it: starts campaigning and the [`lead`] task (zone names are then resolved by the leader, so
+/// the standby spends no request).
+async fn start_leading(
+    settings: &Settings,
+    exporter: &Arc<Exporter>,
+    local: SocketAddr,
+    active: &Arc<Active>,
+    stop: watch::Receiver<bool>,
+) -> Result<(Option<Election>, Option<LeadTask>), DaemonError> {
+    if !settings.leader_election.enabled {
+        // Names become ids before anything is served or polled: a zone that cannot be found is
+        // a start-up error naming it, not a silent gap.
+        exporter.resolve_zones().await?;
+        active.send_replace(Some(exporter.clone()));
+        return Ok((None, None));
+    }
+    exporter.metrics.set_leader(false);
+    let advertise = leader::advertise_address(local);
+    let (election, role) = Election::start(
+        &settings.leader_election,
+        leader::identity(),
+        Some(advertise),
+    )?;
+    let leading = tokio::spawn(lead(
+        Arc::new(settings.clone()),
+        exporter.clone(),
+        role,
+        active.clone(),
+        stop,
+    ));
+    Ok((Some(election), Some(leading)))
+}
+
+/// The [`lead`] task.
+type LeadTask = tokio::task::JoinHandle<Result<(), DaemonError>>;
+
+/// The cron job: a cycle per tick, while this instance leads (always, without leader election).
+/// Logs how long a refresh of everything takes first.
+async fn schedule(settings: &Settings, active: &Arc<Active>) -> Result<JobScheduler, DaemonError> {
+    for refresh in RefreshEstimate::of(settings, chrono::Utc::now()) {
+        if refresh.exceeds_tick() {
+            tracing::warn!(
+                "{refresh}: more than one tick, so each tick refreshes part of the account, \
+                 oldest data first"
+            );
+        } else {
+            tracing::info!("{refresh}");
+        }
+    }
+    let scheduler = JobScheduler::new().await.map_err(DaemonError::Scheduler)?;
+    let jitter = settings.schedule.jitter;
+    let job_active = active.clone();
+    let job = Job::new_async(settings.schedule.cron.as_str(), move |_id, _scheduler| {
+        let active = job_active.clone();
+        Box::pin(async move {
+            // Only while leading (always, without leader election). A task of its own, so
+            // the scheduler's next tick sees a running cycle.
+            let current = active.borrow().clone();
+            if let Some(exporter) = current {
+                let cycle = scheduled_cycle(exporter.clone(), jitter);
+                tokio::spawn(in_term(exporter, active.subscribe(), cycle));
+            }
+        })
+    })
+    .map_err(DaemonError::Scheduler)?;
+    scheduler.add(job).await.map_err(DaemonError::Scheduler)?;
+    scheduler.start().await.map_err(DaemonError::Scheduler)?;
+    Ok(scheduler)
+}
+
 /// The daemon: serve HTTP, poll at start-up and then per cron tick, until `shutdown`.
 /// An in-flight cycle is allowed to finish (it persists the status history) before returning.
 pub async fn run(
@@ -261,11 +422,19 @@ pub async fn run_on(
         ),
         None => None,
     };
-    let exporter = Arc::new(Exporter::with_alerts(&settings, true)?);
-    // Names become ids before anything is served or polled: a zone that cannot be found is a
-    // start-up error naming it, not a silent gap.
-    exporter.resolve_zones().await?;
-    let (stop_server, server_stopped) = tokio::sync::watch::channel(false);
+    let election_on = settings.leader_election.enabled;
+    // With leader election, the alerter (delivery workers) exists only while leading.
+    let exporter = Arc::new(if election_on {
+        Exporter::new(&settings, true)?
+    } else {
+        Exporter::with_alerts(&settings, true)?
+    });
+    let active: Arc<Active> = Arc::new(watch::channel(None).0);
+    let (stop_leading, stop_leading_rx) = watch::channel(false);
+    let local = listener.local_addr().unwrap_or(settings.server.listen);
+    let (election, mut leading) =
+        start_leading(&settings, &exporter, local, &active, stop_leading_rx).await?;
+    let (stop_server, server_stopped) = watch::channel(false);
     let stopped = move || {
         let mut stopped = server_stopped.clone();
         async move {
@@ -290,51 +459,57 @@ pub async fn run_on(
         stopped(),
     ));
 
-    for refresh in RefreshEstimate::of(&settings, chrono::Utc::now()) {
-        if refresh.exceeds_tick() {
-            tracing::warn!(
-                "{refresh}: more than one tick, so each tick refreshes part of the account, \
-                 oldest data first"
-            );
-        } else {
-            tracing::info!("{refresh}");
-        }
-    }
-    let mut scheduler = JobScheduler::new().await.map_err(DaemonError::Scheduler)?;
-    let jitter = settings.schedule.jitter;
-    let job_exporter = exporter.clone();
-    let job = Job::new_async(settings.schedule.cron.as_str(), move |_id, _scheduler| {
-        let exporter = job_exporter.clone();
-        Box::pin(async move {
-            // A task of its own, so the scheduler's next tick sees a running cycle.
-            tokio::spawn(scheduled_cycle(exporter, jitter));
-        })
-    })
-    .map_err(DaemonError::Scheduler)?;
-    scheduler.add(job).await.map_err(DaemonError::Scheduler)?;
-    scheduler.start().await.map_err(DaemonError::Scheduler)?;
+    let mut scheduler = schedule(&settings, &active).await?;
 
-    let first = tokio::spawn({
+    // Without leader election, the start-up cycle; with it, the leader's first cycle is `lead`'s.
+    let first = (!election_on).then(|| {
         let exporter = exporter.clone();
-        async move { exporter.cycle().await }
+        tokio::spawn(async move { exporter.cycle().await })
     });
 
-    shutdown.await;
+    // A leader that cannot resolve its zones stops the daemon, as a single instance would.
+    let mut led = None;
+    match leading.as_mut() {
+        Some(task) => tokio::select! {
+            () = shutdown => {}
+            result = task => led = Some(result),
+        },
+        None => shutdown.await,
+    }
     tracing::info!("shutting down: finishing the poll cycle in flight");
     if let Err(error) = scheduler.shutdown().await {
         tracing::warn!(error = %error, "scheduler did not shut down cleanly");
     }
-    let _ = first.await;
+    if let Some(first) = first {
+        let _ = first.await;
+    }
+    let _ = stop_leading.send(true);
+    let led = match (led, leading) {
+        (Some(result), _) => Some(result),
+        (None, Some(task)) => Some(task.await),
+        (None, None) => None,
+    };
     // Let a cycle in flight persist its history; bounded so a hung API cannot stall shutdown.
-    let _ = tokio::time::timeout(Duration::from_secs(30), exporter.wait_idle()).await;
+    let _ = tokio::time::timeout(SHUTDOWN_CYCLE_GRACE, exporter.wait_idle()).await;
     if let Some(alerter) = &exporter.alerter {
         alerter.shutdown().await;
+    }
+    // Polling and delivery have stopped: the standby may take over at once.
+    if let Some(election) = election {
+        election.release().await;
     }
     let _ = stop_server.send(true);
     if let Some(probes) = probes {
         if let Ok(Err(error)) = probes.await {
             tracing::warn!(error = %error, "the probe listener failed");
         }
+    }
+    match led {
+        Some(Ok(Err(error))) => return Err(error),
+        Some(Err(error)) => {
+            tracing::error!(error = %error, "the leader task failed");
+        }
+        _ => {}
     }
     match server.await {
         Ok(Ok(())) => Ok(()),

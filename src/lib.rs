@@ -13,6 +13,7 @@ pub mod cloudflare;
 pub mod config;
 pub mod daemon;
 pub mod labels;
+pub mod leader;
 pub mod metrics;
 pub mod poller;
 pub mod secret;

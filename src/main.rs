@@ -88,6 +88,17 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Serve a fake Kubernetes Lease API (coordination.k8s.io/v1), for leader-election tests
+    /// and scripts: point a kubeconfig's server at it.
+    #[command(hide = true)]
+    SimulateLeaseApi {
+        /// Address to listen on, e.g. 127.0.0.1:8788.
+        #[arg(long, value_name = "ADDR")]
+        listen: SocketAddr,
+        /// The bearer token requests must carry [default: any].
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -269,7 +280,21 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::SimulateLeaseApi { listen, token } => lease_api(&logging, listen, token).await,
     }
+}
+
+/// `simulate-lease-api`: the fake Lease API alone, until killed.
+async fn lease_api(
+    logging: &LoggingArgs,
+    listen: SocketAddr,
+    token: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    init_tracing(logging, None)?;
+    cloudflare_aop_exporter::simulator::lease::serve(listen, token)
+        .await
+        .with_context(|| format!("cannot serve the fake Lease API on {listen}"))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `validate-config` is offline: comment lines saying which zones the daemon will look up.

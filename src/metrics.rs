@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use strum::IntoEnumIterator as _;
@@ -35,7 +36,7 @@ pub use crate::config::{MetricsSettings as MetricsOptions, StateSets};
 pub use snapshot::{SNAPSHOT_FAMILIES, render_snapshot, render_snapshot_chunks};
 
 /// The families this exporter's own registry holds (besides [`SNAPSHOT_FAMILIES`]).
-const REGISTRY_FAMILIES: [&str; 14] = [
+const REGISTRY_FAMILIES: [&str; 15] = [
     "cloudflare_aop_poll_duration_seconds",
     "cloudflare_aop_polls_total",
     "cloudflare_aop_api_requests_total",
@@ -50,6 +51,7 @@ const REGISTRY_FAMILIES: [&str; 14] = [
     "cloudflare_aop_notifications_total",
     "cloudflare_aop_notification_queue_length",
     "cloudflare_aop_build_info",
+    "cloudflare_aop_leader",
 ];
 
 /// The `process_*` families of the prometheus crate's process collector (Linux only).
@@ -119,6 +121,7 @@ pub struct Metrics {
     alerts_firing: IntGaugeVec,
     notifications: IntCounterVec,
     notification_queue_length: IntGaugeVec,
+    leader: IntGauge,
 }
 
 /// What Cloudflare's rate-limit headers and 429s say of each credential, by `account`.
@@ -287,9 +290,19 @@ impl Metrics {
             &["version", "revision"],
         )?;
 
+        let leader = registrar.register(
+            "cloudflare_aop_leader",
+            IntGauge::new(
+                "cloudflare_aop_leader",
+                "1 if this instance polls and sends alerts (it holds the leader election's \
+                 Lease, or leader election is off), 0 while it stands by.",
+            ),
+        )?;
+
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION])
             .set(1);
+        leader.set(1);
         for outcome in PollOutcome::iter() {
             polls.with_label_values(&[outcome.as_str()]);
         }
@@ -310,7 +323,13 @@ impl Metrics {
             alerts_firing,
             notifications,
             notification_queue_length,
+            leader,
         })
+    }
+
+    /// Sets `cloudflare_aop_leader`: 1 while this instance leads (the default), 0 standing by.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
     }
 
     /// The whole `/metrics` body: the snapshot families, then the registry's.

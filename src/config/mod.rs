@@ -189,6 +189,8 @@ pub struct Settings {
     pub state: StateSettings,
     /// Logging defaults (the command line and `RUST_LOG` win).
     pub log: LogSettings,
+    /// Leader election on a Kubernetes `Lease` (an HA pair: one replica polls and alerts).
+    pub leader_election: LeaderElectionSettings,
 }
 
 /// The `account` label of the implicit account: the credentials of `[cloudflare]` with the
@@ -693,6 +695,42 @@ impl Default for StateSettings {
     }
 }
 
+/// The default `leader_election.lease_name`.
+pub const DEFAULT_LEASE_NAME: &str = "cloudflare-aop-exporter";
+/// The default `leader_election.lease_duration` (client-go's default too).
+pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
+
+/// The validated `[leader_election]` section (also its file format): with `enabled`, only the
+/// replica holding the Kubernetes `Lease` polls and sends alerts (see [`crate::leader`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeaderElectionSettings {
+    /// Off by default: outside Kubernetes, or with one replica, nothing changes.
+    pub enabled: bool,
+    /// The `Lease` object's name (coordination.k8s.io/v1).
+    pub lease_name: String,
+    /// The `Lease`'s namespace; unset: the pod's own (the service account's namespace file,
+    /// else `POD_NAMESPACE`, else the kubeconfig context's, else `default`), found at start-up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// How long a holder's lease is valid without renewal (whole seconds, the API's unit). The
+    /// leader renews every retry period and steps down when it has not renewed within 2/3 of
+    /// it; a standby takes over once it has seen the same record for this long.
+    #[serde(with = "raw::duration")]
+    pub lease_duration: Duration,
+}
+
+impl Default for LeaderElectionSettings {
+    fn default() -> Self {
+        LeaderElectionSettings {
+            enabled: false,
+            lease_name: DEFAULT_LEASE_NAME.to_owned(),
+            namespace: None,
+            lease_duration: DEFAULT_LEASE_DURATION,
+        }
+    }
+}
+
 /// The validated `[log]` section (also its file format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -758,6 +796,7 @@ impl Settings {
             },
             log: LogSettings::default(),
             metrics: MetricsSettings::default(),
+            leader_election: LeaderElectionSettings::default(),
         }
     }
 

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{
-    ConfigError, Credentials, DEFAULT_API_BASE_URL, ENV_PREFIX, ENV_SEPARATOR, LogSettings,
-    MetricsSettings, ScheduleSettings, ServerSettings, Settings, SinkKind, StateSettings,
-    ValueSource, ZoneDiscoverySettings,
+    ConfigError, Credentials, DEFAULT_API_BASE_URL, ENV_PREFIX, ENV_SEPARATOR,
+    LeaderElectionSettings, LogSettings, MetricsSettings, ScheduleSettings, ServerSettings,
+    Settings, SinkKind, StateSettings, ValueSource, ZoneDiscoverySettings,
 };
 use crate::secret::{REDACTED, Secret};
 use config::{Config, Environment, FileFormat};
@@ -47,6 +47,8 @@ pub struct RawSettings {
     pub state: StateSettings,
     /// `[log]`: logging defaults.
     pub log: LogSettings,
+    /// `[leader_election]`: an HA pair on a Kubernetes `Lease`.
+    pub leader_election: LeaderElectionSettings,
 }
 
 /// `[cloudflare]`. Credentials: exactly one of `api_token`, `api_token_file`, `api_token_env`,
@@ -597,6 +599,7 @@ pub(super) fn effective(settings: &Settings) -> RawSettings {
         },
         state: settings.state.clone(),
         log: settings.log.clone(),
+        leader_election: settings.leader_election.clone(),
     }
 }
 

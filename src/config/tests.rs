@@ -134,6 +134,7 @@ fn example_toml_parses_with_its_documented_values() {
     assert_eq!(settings.zone_discovery.interval, Duration::from_secs(3600));
     assert_eq!(settings.zone_discovery.exclude, ["staging.example.com"]);
     assert_eq!(settings.state.dir, PathBuf::from("cloudflare-aop-state"));
+    assert_eq!(settings.leader_election, LeaderElectionSettings::default());
 }
 
 #[test]
@@ -234,6 +235,10 @@ fn example_toml_documents_every_key() {
         "[zone_discovery]",
         "interval",
         "exclude",
+        "[leader_election]",
+        "lease_name",
+        "namespace",
+        "lease_duration",
     ] {
         assert!(text.contains(key), "example.toml does not mention {key}");
     }
@@ -291,6 +296,16 @@ fn defaults_are_the_documented_ones() {
     );
     assert_eq!(settings.log.level, "info");
     assert_eq!(settings.log.format, LogFormat::Text);
+    assert!(!settings.leader_election.enabled);
+    assert_eq!(
+        settings.leader_election.lease_name,
+        "cloudflare-aop-exporter"
+    );
+    assert_eq!(settings.leader_election.namespace, None);
+    assert_eq!(
+        settings.leader_election.lease_duration,
+        Duration::from_secs(15)
+    );
 }
 
 #[test]
@@ -1217,6 +1232,108 @@ fn oversized_and_alias_bomb_configs_are_refused() {
         error.contains("expands to more than 250000 YAML nodes"),
         "{error}"
     );
+}
+
+#[test]
+fn leader_election_parses_validates_and_round_trips() {
+    let fixture = Fixture::new();
+    let config = format!(
+        "{MINIMAL}\n[leader_election]\nenabled = true\nlease_name = \"aop.pair-1\"\nnamespace = \"monitoring\"\nlease_duration = \"30s\"\n"
+    );
+    let settings = fixture.load(&config).unwrap();
+    assert_eq!(
+        settings.leader_election,
+        LeaderElectionSettings {
+            enabled: true,
+            lease_name: "aop.pair-1".to_owned(),
+            namespace: Some("monitoring".to_owned()),
+            lease_duration: Duration::from_secs(30),
+        }
+    );
+    let effective = settings.effective_toml().unwrap();
+    assert!(effective.contains("[leader_election]"), "{effective}");
+    assert!(
+        effective.contains("lease_duration = \"30s\""),
+        "{effective}"
+    );
+    // (Inline tokens print redacted, so compare the section.)
+    assert_eq!(
+        fixture.load(&effective).unwrap().leader_election,
+        settings.leader_election
+    );
+    // Without a namespace the effective config leaves it out (found at start-up).
+    let defaults = fixture.load(MINIMAL).unwrap().effective_toml().unwrap();
+    assert!(
+        defaults.contains("lease_name = \"cloudflare-aop-exporter\""),
+        "{defaults}"
+    );
+    assert!(!defaults.contains("namespace"), "{defaults}");
+    // Overridable from the environment like every key.
+    let settings = fixture
+        .load_env(MINIMAL, &[("CF_AOP__LEADER_ELECTION__ENABLED", "true")])
+        .unwrap();
+    assert!(settings.leader_election.enabled);
+
+    let section = |body: &str| format!("{MINIMAL}\n[leader_election]\n{body}\n");
+    for (body, key, fragment) in [
+        (
+            "lease_name = \"\"",
+            "leader_election.lease_name",
+            "invalid Lease name",
+        ),
+        (
+            "lease_name = \"Upper\"",
+            "leader_election.lease_name",
+            "lowercase",
+        ),
+        (
+            "lease_name = \"-dash\"",
+            "leader_election.lease_name",
+            "invalid Lease name",
+        ),
+        (
+            "lease_name = \"a..b\"",
+            "leader_election.lease_name",
+            "invalid Lease name",
+        ),
+        (
+            "namespace = \"two.labels\"",
+            "leader_election.namespace",
+            "invalid namespace",
+        ),
+        (
+            "namespace = \"\"",
+            "leader_election.namespace",
+            "invalid namespace",
+        ),
+        (
+            "lease_duration = \"2h\"",
+            "leader_election.lease_duration",
+            "at most 3600s",
+        ),
+        (
+            "lease_duration = \"4s\"",
+            "leader_election.lease_duration",
+            "at least 5s",
+        ),
+        (
+            "lease_duration = \"5500ms\"",
+            "leader_election.lease_duration",
+            "whole seconds",
+        ),
+        (
+            "lease_duration = \"soon\"",
+            "leader_election.lease_duration",
+            "invalid duration",
+        ),
+        (
+            "renew_deadline = \"10s\"",
+            "leader_election.renew_deadline",
+            "unknown",
+        ),
+    ] {
+        fixture.rejects(&section(body), key, fragment);
+    }
 }
 
 /// Two credentials: one from the environment with a budget of its own and a zone by id, one

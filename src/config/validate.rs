@@ -10,8 +10,9 @@ use url::Url;
 use super::raw::{RawAccount, RawAlerts, RawCloudflare, RawSettings, RawSink, RawZone};
 use super::{
     AccountSettings, AlertSettings, CLOUDFLARE_API_TOKEN_ENV, CloudflareSettings, Credentials,
-    LogSettings, MetricsSettings, ScheduleSettings, SecretUrl, ServerSettings, Settings, SinkKind,
-    SinkSettings, Sourced, StateSettings, ValueSource, ZoneDiscoverySettings, ZoneSettings,
+    LeaderElectionSettings, LogSettings, MetricsSettings, ScheduleSettings, SecretUrl,
+    ServerSettings, Settings, SinkKind, SinkSettings, Sourced, StateSettings, ValueSource,
+    ZoneDiscoverySettings, ZoneSettings,
 };
 use crate::secret::Secret;
 
@@ -56,6 +57,7 @@ pub(super) fn validate(
         alerts,
         state,
         log,
+        leader_election,
     } = raw;
     let (cloudflare, zones, zone_discovery, accounts) = if accounts.is_empty() {
         let zone_discovery = validate_zone_discovery("zone_discovery", zone_discovery)?;
@@ -84,6 +86,7 @@ pub(super) fn validate(
         alerts: validate_alerts(alerts, env)?,
         state: validate_state(state)?,
         log: validate_log(log)?,
+        leader_election: validate_leader_election(leader_election)?,
     })
 }
 
@@ -965,4 +968,68 @@ fn validate_log(log: LogSettings) -> Result<LogSettings, KeyError> {
         }
     }
     Ok(log)
+}
+
+/// Shortest `leader_election.lease_duration`: the leader renews every [`crate::leader`] retry
+/// period (2 s), so a shorter lease would expire between two attempts.
+const MIN_LEASE_DURATION: Duration = Duration::from_secs(5);
+/// Longest `leader_election.lease_duration`: a crashed leader is replaced after about this long,
+/// so more than an hour is a mistake (and the API's field is a 32-bit number of seconds).
+const MAX_LEASE_DURATION: Duration = Duration::from_secs(3600);
+/// Kubernetes object names are DNS subdomains (RFC 1123), at most 253 characters.
+const MAX_OBJECT_NAME_LEN: usize = 253;
+
+fn validate_leader_election(
+    settings: LeaderElectionSettings,
+) -> Result<LeaderElectionSettings, KeyError> {
+    let name = &settings.lease_name;
+    if name.is_empty() || name.len() > MAX_OBJECT_NAME_LEN || !name.split('.').all(is_rfc1123_label)
+    {
+        return Err(key_error(
+            "leader_election.lease_name",
+            format!(
+                "invalid Lease name {name:?}: lowercase letters, digits, '-' and '.', \
+                 starting and ending with a letter or digit, at most {MAX_OBJECT_NAME_LEN} characters"
+            ),
+        ));
+    }
+    if let Some(namespace) = &settings.namespace {
+        if !is_rfc1123_label(namespace) {
+            return Err(key_error(
+                "leader_election.namespace",
+                format!(
+                    "invalid namespace {namespace:?}: lowercase letters, digits and '-', \
+                     starting and ending with a letter or digit, at most {MAX_DNS_LABEL_LEN} characters"
+                ),
+            ));
+        }
+    }
+    let duration = settings.lease_duration;
+    if duration < MIN_LEASE_DURATION
+        || duration > MAX_LEASE_DURATION
+        || duration.subsec_nanos() != 0
+    {
+        return Err(key_error(
+            "leader_election.lease_duration",
+            format!(
+                "must be whole seconds, at least {}s and at most {}s, got {}",
+                MIN_LEASE_DURATION.as_secs(),
+                MAX_LEASE_DURATION.as_secs(),
+                humantime::format_duration(duration)
+            ),
+        ));
+    }
+    Ok(settings)
+}
+
+/// An RFC 1123 label: 1 to 63 of `[a-z0-9-]`, starting and ending with a letter or digit.
+fn is_rfc1123_label(label: &str) -> bool {
+    let bytes = label.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_DNS_LABEL_LEN
+        && bytes
+            .iter()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || *byte == b'-')
+        && bytes.first() != Some(&b'-')
+        && bytes.last() != Some(&b'-')
 }

@@ -624,6 +624,22 @@ fn fresh_metrics_pre_initialise_the_series_rate_needs() {
         &text,
         "cloudflare_aop_poll_duration_seconds_count 0"
     ));
+    // Without leader election every instance leads.
+    assert!(has_line(&text, "cloudflare_aop_leader 1"));
+}
+
+#[test]
+fn the_leader_gauge_follows_the_role() {
+    let metrics = metrics();
+    metrics.set_leader(false);
+    let text = metrics.render(&Snapshot::default());
+    assert!(has_line(&text, "cloudflare_aop_leader 0"), "{text}");
+    assert!(has_line(&text, "# TYPE cloudflare_aop_leader gauge"));
+    metrics.set_leader(true);
+    assert!(has_line(
+        &metrics.render(&Snapshot::default()),
+        "cloudflare_aop_leader 1"
+    ));
 }
 
 #[test]

@@ -15,6 +15,7 @@
 mod api;
 mod certs;
 mod faults;
+pub mod lease;
 mod scenario;
 mod server;
 mod state;

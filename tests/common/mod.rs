@@ -18,6 +18,7 @@ pub const API_STATUSES: [&str; 7] = [
 ];
 
 pub mod files;
+pub mod kube;
 pub mod metrics_text;
 pub mod process;
 pub mod receiver;

@@ -91,6 +91,9 @@ user keys that would fight the chart's (the exporter would otherwise silently us
 {{- if hasKey $state "dir" }}
 {{- fail "config.state.dir is set by the chart (the persistence volume); remove it" }}
 {{- end }}
+{{- if hasKey $config "leader_election" }}
+{{- fail "config.leader_election is set by the chart (leaderElection); remove it" }}
+{{- end }}
 {{- if include "cae.tokenSecretName" . }}
 {{- range $key := keys $cloudflare | sortAlpha }}
 {{- if or (hasPrefix "api_token" $key) (hasPrefix "api_key" $key) (hasPrefix "api_email" $key) }}
@@ -108,6 +111,9 @@ user keys that would fight the chart's (the exporter would otherwise silently us
 {{- $_ := set $config "cloudflare" $cloudflare }}
 {{- $_ := set $config "server" $server }}
 {{- $_ := set $config "state" $state }}
+{{- if .Values.leaderElection.enabled }}
+{{- $_ := set $config "leader_election" (dict "enabled" true "lease_name" (include "cae.fullname" .) "lease_duration" .Values.leaderElection.leaseDuration) }}
+{{- end }}
 {{- include "cae.toml.table" (dict "table" $config "path" "") }}
 {{- end }}
 
