@@ -13,7 +13,7 @@ use cloudflare_aop_exporter::daemon::{self, Exporter};
 use cloudflare_aop_exporter::secret::Secret;
 use cloudflare_aop_exporter::simulator::{RateLimit, Scenario, Simulator};
 use common::metrics_text::{render, series};
-use common::setup::fast_retries;
+use common::setup::{fast_retries, one_at_a_time_with_block};
 
 /// The simulator's second account (`Scenario::scale_accounts` names it so).
 const OTHER: &str = "account-1";
@@ -124,10 +124,7 @@ async fn a_429_on_one_credential_leaves_the_other_fresh_and_names_the_paused_one
     sim.set_rate_limit(Some(RateLimit::per_5m(1_000_000)));
     assert!(sim.set_account_rate_limit(OTHER, Some(RateLimit::per_5m(1_000_000))));
     for account in &mut settings.accounts {
-        // One request at a time, and a short block: the 429 is the only request in flight.
-        account.cloudflare.max_concurrency = 1;
-        account.cloudflare.rate_limit_block = Duration::from_secs(30);
-        account.cloudflare.max_retry_after = Duration::from_millis(100);
+        one_at_a_time_with_block(&mut account.cloudflare, Duration::from_secs(30));
     }
     let exporter = Exporter::new(&settings, false).unwrap();
     exporter.cycle().await;
@@ -195,4 +192,31 @@ async fn a_429_on_one_credential_leaves_the_other_fresh_and_names_the_paused_one
     };
     assert!(paused_until("second") > chrono::Utc::now().timestamp() + 20);
     assert_eq!(paused_until("first"), 0);
+}
+
+#[tokio::test]
+async fn a_zone_of_another_account_is_forbidden_not_a_rejected_credential() {
+    let (scenario, sim, settings) = two_accounts(1_800, 1_800).await;
+    let first = &settings.accounts[0];
+    let client =
+        cloudflare_aop_exporter::cloudflare::Client::new(first.cloudflare.clone()).unwrap();
+    let other_zone = &scenario.accounts[0].zones[0].id;
+    let error = client
+        .list_hostname_certificates(other_zone)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.reason(),
+        cloudflare_aop_exporter::cloudflare::ErrorReason::Forbidden,
+        "{error}"
+    );
+    assert_eq!(error.cloudflare_codes(), vec![9109]);
+    // The credential itself is fine: its own zone answers.
+    assert!(
+        client
+            .list_hostname_certificates(&scenario.zones()[0].id)
+            .await
+            .is_ok()
+    );
+    assert_eq!(sim.stats().rate_limited, 0);
 }

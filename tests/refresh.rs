@@ -14,7 +14,7 @@ use cloudflare_aop_exporter::simulator::{Fault, FaultRule, RateLimit, Scenario, 
 use cloudflare_aop_exporter::state::Status;
 use common::metrics_text::{render, series};
 use common::process::within;
-use common::setup::fast_retries;
+use common::setup::{fast_retries, one_at_a_time_with_block};
 
 /// Settings for every zone and hostname of the simulator's scenario (ticks every 5 minutes:
 /// each `cycle()` is one tick, sized for that), zone-level objects off.
@@ -265,11 +265,8 @@ async fn a_hanging_zone_fails_within_the_tick_while_the_others_publish() {
 async fn after_a_429_nothing_is_sent_until_the_block_has_passed() {
     let (scenario, sim, mut settings) = scaled((2, 1, 3), 100_000).await;
     settings.cloudflare.max_retries = 2;
-    // One request at a time: none is already on the wire when the 429 comes back.
-    settings.cloudflare.max_concurrency = 1;
     // Retry-After: 0 means Cloudflare's whole block (compressed here).
-    settings.cloudflare.rate_limit_block = Duration::from_secs(2);
-    settings.cloudflare.max_retry_after = Duration::from_millis(100);
+    one_at_a_time_with_block(&mut settings.cloudflare, Duration::from_secs(2));
     let exporter = Exporter::new(&settings, false).unwrap();
     exporter.cycle().await;
     let before = exporter.snapshot.load();

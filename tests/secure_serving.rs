@@ -465,7 +465,36 @@ fn load_error(yaml: &str) -> WebConfigError {
 
 #[test]
 fn bad_web_configs_fail_with_the_key_named() {
-    let cases = [
+    // The valid TLS section with one file swapped: (this file, for that one, key, problem).
+    let swapped = [
+        (
+            "server.crt",
+            "missing.crt",
+            "tls_server_config.cert_file",
+            "missing.crt",
+        ),
+        (
+            "server.key",
+            "missing.key",
+            "tls_server_config.key_file",
+            "missing.key",
+        ),
+        (
+            "server.key",
+            "server.crt",
+            "tls_server_config.key_file",
+            "private key",
+        ),
+        (
+            "server.crt",
+            "ca.crt",
+            "tls_server_config.key_file",
+            "does not match",
+        ),
+    ]
+    .map(|(file, other, key, problem)| (tls_yaml("").replace(file, other), key, problem));
+    let client_ca = "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: nope.crt\n";
+    let others = [
         (
             tls_yaml("  colour: blue\n"),
             "tls_server_config.colour",
@@ -473,36 +502,14 @@ fn bad_web_configs_fail_with_the_key_named() {
         ),
         ("tls:\n  cert_file: a\n".to_owned(), "tls", "unknown key"),
         (
-            tls_yaml("").replace("server.crt", "missing.crt"),
-            "tls_server_config.cert_file",
-            "missing.crt",
-        ),
-        (
-            tls_yaml("").replace("server.key", "missing.key"),
-            "tls_server_config.key_file",
-            "missing.key",
-        ),
-        (
             tls_yaml("  min_version: TLS11\n"),
             "tls_server_config.min_version",
             "TLS11 is not supported",
         ),
         (
-            tls_yaml(
-                "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: nope.crt\n",
-            ),
+            tls_yaml(client_ca),
             "tls_server_config.client_ca_file",
             "nope.crt",
-        ),
-        (
-            tls_yaml("").replace("server.key", "server.crt"),
-            "tls_server_config.key_file",
-            "private key",
-        ),
-        (
-            tls_yaml("").replace("server.crt", "ca.crt"),
-            "tls_server_config.key_file",
-            "does not match",
         ),
         (
             "basic_auth_users:\n  alice: plaintext-password\n".to_owned(),
@@ -510,6 +517,7 @@ fn bad_web_configs_fail_with_the_key_named() {
             "not a bcrypt hash",
         ),
     ];
+    let cases = swapped.into_iter().chain(others);
     for (yaml, key, problem) in cases {
         let error = load_error(&yaml);
         assert_eq!(error.key(), Some(key), "{yaml}: {error}");

@@ -1043,6 +1043,36 @@ async fn serve_runs_a_scenario_file_until_stopped() {
     assert!(refused);
 }
 
+/// `simulate --listen <a free port> ARGS` as a child process (killed when the guard drops).
+fn simulate_process(args: &[&str]) -> (common::process::ChildGuard, std::net::SocketAddr) {
+    let addr = common::process::free_addr();
+    let child = common::process::command_without_env()
+        .args(["simulate", "--listen", &addr.to_string()])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    (common::process::ChildGuard::new(child), addr)
+}
+
+/// The first answer of a GET of `url` with `token`, retried while the process starts.
+async fn first_answer(http: &reqwest::Client, url: &str, token: &str) -> reqwest::Response {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match http.get(url).bearer_auth(token).send().await {
+            Ok(response) => return response,
+            Err(error) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the simulator never answered: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// `simulate --scale-zones` serves the synthetic account; `--scale-requests-per-5m` sets the
 /// token's limit that its rate-limit headers report (benchmarks of an ample budget need it:
 /// with Cloudflare's 1,200 an exporter holds back after 960).
@@ -1050,39 +1080,13 @@ async fn serve_runs_a_scenario_file_until_stopped() {
 async fn simulate_scale_reports_the_limit_it_is_given() {
     let http = reqwest::Client::new();
     for (extra, quota) in [(None, "1200"), (Some("5000"), "5000")] {
-        let addr = common::process::free_addr();
-        let mut command = common::process::command_without_env();
-        command.args([
-            "simulate",
-            "--listen",
-            &addr.to_string(),
-            "--scale-zones",
-            "2",
-        ]);
+        let mut args = vec!["--scale-zones", "2"];
         if let Some(limit) = extra {
-            command.args(["--scale-requests-per-5m", limit]);
+            args.extend(["--scale-requests-per-5m", limit]);
         }
-        let _child = common::process::ChildGuard::new(
-            command
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let (_child, addr) = simulate_process(&args);
         let verify = format!("http://{addr}/client/v4/user/tokens/verify");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let response = loop {
-            match http.get(&verify).bearer_auth("sim-token").send().await {
-                Ok(response) => break response,
-                Err(error) => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "the simulator never answered: {error}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        };
+        let response = first_answer(&http, &verify, "sim-token").await;
         assert_eq!(response.status(), StatusCode::OK);
         let policy = response.headers()["ratelimit-policy"].to_str().unwrap();
         assert_eq!(policy, format!("\"default\";q={quota};w=300"));
@@ -1546,12 +1550,7 @@ async fn the_two_accounts_example_keeps_its_tokens_apart() {
 #[tokio::test]
 async fn simulate_scale_serves_several_accounts() {
     let http = reqwest::Client::new();
-    let addr = common::process::free_addr();
-    let mut command = common::process::command_without_env();
-    command.args([
-        "simulate",
-        "--listen",
-        &addr.to_string(),
+    let (_child, addr) = simulate_process(&[
         "--scale-zones",
         "2",
         "--scale-accounts",
@@ -1559,27 +1558,8 @@ async fn simulate_scale_serves_several_accounts() {
         "--scale-requests-per-5m",
         "50",
     ]);
-    let _child = common::process::ChildGuard::new(
-        command
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
     let zones = format!("http://{addr}/client/v4/zones");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let response = loop {
-        match http.get(&zones).bearer_auth("sim-token-1").send().await {
-            Ok(response) => break response,
-            Err(error) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "the simulator never answered: {error}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
+    let response = first_answer(&http, &zones, "sim-token-1").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         response.headers()["ratelimit-policy"].to_str().unwrap(),

@@ -40,9 +40,10 @@ use super::types::{
 /// Cloudflare error codes that mean "rate limited" even without HTTP 429.
 const RATE_LIMIT_CODES: [i64; 2] = [971, 10100];
 /// Cloudflare error codes for missing, malformed or invalid credentials.
-const UNAUTHORIZED_CODES: [i64; 6] = [6003, 6111, 9103, 9106, 9109, 10001];
-/// Cloudflare's "Authentication error": valid request, but the token may not do this.
-const FORBIDDEN_CODES: [i64; 1] = [10000];
+const UNAUTHORIZED_CODES: [i64; 5] = [6003, 6111, 9103, 9106, 10001];
+/// Cloudflare's "Authentication error" (10000) and "Unauthorized to access requested
+/// resource" (9109, e.g. a zone of another account): a valid token that may not do this.
+const FORBIDDEN_CODES: [i64; 2] = [9109, 10000];
 /// A list claiming more pages than this is treated as a decode error, not followed.
 const MAX_PAGES: u32 = 1000;
 /// Page size asked of DNS record lists (the only list that pages today).

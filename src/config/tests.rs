@@ -1410,59 +1410,72 @@ fn one_implicit_account_without_accounts_tables() {
 #[test]
 fn accounts_are_checked_and_errors_name_the_account_key() {
     let fixture = Fixture::new();
-    let with = |extra: &str| format!("{TWO_ACCOUNTS}{extra}");
-    let cases: [(String, &str, &str); 10] = [
+    // (replace this, with this, the key named, a part of the problem)
+    let edits = [
         (
-            TWO_ACCOUNTS.replace("name = \"staging\"", "name = \"prod\""),
+            "name = \"staging\"",
+            "name = \"prod\"",
             "accounts[1].name",
             "duplicate account name \"prod\" (also accounts[0].name)",
         ),
         (
-            TWO_ACCOUNTS.replace("name = \"staging\"", "name = \"Staging Env\""),
+            "name = \"staging\"",
+            "name = \"Staging Env\"",
             "accounts[1].name",
             "a-z, 0-9, _ and -",
         ),
         (
-            TWO_ACCOUNTS.replace("api_token_env = \"STAGING_TOKEN\"", ""),
+            "api_token_env = \"STAGING_TOKEN\"",
+            "",
             "accounts[1].api_token",
             "missing",
         ),
         (
-            TWO_ACCOUNTS.replace("requests_per_5m = 900", "requests_per_5m = 0"),
+            "requests_per_5m = 900",
+            "requests_per_5m = 0",
             "accounts[0].requests_per_5m",
             "at least 1",
         ),
         (
-            TWO_ACCOUNTS.replace("account_id = \"023E", "account_id = \"X23E"),
+            "account_id = \"023E",
+            "account_id = \"X23E",
             "accounts[0].account_id",
             "32 hex digits",
         ),
         (
-            TWO_ACCOUNTS.replace("enabled = true", "enabled = false"),
+            "enabled = true",
+            "enabled = false",
             "accounts[1].zones",
             "[[accounts.zones]]",
         ),
         (
-            with("\n[[accounts.zones]]\nid = \"AAA\"\n"),
-            "accounts[1].zones[0].id",
-            "also in accounts[0]",
-        ),
-        (
-            with("\n[[zones]]\nid = \"bbb\"\n"),
-            "zones",
-            "[[accounts.zones]]",
-        ),
-        (
-            TWO_ACCOUNTS.replace("[cloudflare]", "[cloudflare]\napi_token = \"tok-top\""),
+            "[cloudflare]",
+            "[cloudflare]\napi_token = \"tok-top\"",
             "cloudflare.api_token",
             "each account has its own credentials",
         ),
+    ];
+    // (appended tables, the key named, a part of the problem)
+    let additions = [
         (
-            with("\n[zone_discovery]\nenabled = true\n"),
+            "[[accounts.zones]]\nid = \"AAA\"",
+            "accounts[1].zones[0].id",
+            "also in accounts[0]",
+        ),
+        ("[[zones]]\nid = \"bbb\"", "zones", "[[accounts.zones]]"),
+        (
+            "[zone_discovery]\nenabled = true",
             "zone_discovery.enabled",
             "[accounts.zone_discovery]",
         ),
     ];
+    let cases =
+        edits
+            .into_iter()
+            .map(|(from, to, key, fragment)| (TWO_ACCOUNTS.replace(from, to), key, fragment))
+            .chain(additions.into_iter().map(|(tables, key, fragment)| {
+                (format!("{TWO_ACCOUNTS}\n{tables}\n"), key, fragment)
+            }));
     for (config, key, fragment) in cases {
         let message = fixture.rejects_env(&config, &ACCOUNT_ENV, key, fragment);
         for (_, token) in ACCOUNT_ENV {

@@ -628,22 +628,11 @@ mod tests {
             ..AuthSpec::default()
         };
         let zone = Some(Endpoint::HostnameGet);
-        assert!(
-            authenticate(
-                &auth,
-                &headers(&[("authorization", "Bearer sim-token")]),
-                zone
-            )
-            .is_ok()
-        );
-        assert!(
-            authenticate(
-                &auth,
-                &headers(&[("authorization", "bearer sim-token")]),
-                zone
-            )
-            .is_ok()
-        );
+        // The scheme is case-insensitive.
+        for bearer in ["Bearer sim-token", "bearer sim-token"] {
+            let given = headers(&[("authorization", bearer)]);
+            assert!(authenticate(&auth, &given, zone).is_ok(), "{bearer}");
+        }
         let missing = authenticate(&auth, &HeaderMap::new(), zone).unwrap_err();
         assert_eq!(
             (missing.status, error_code(&missing)),
@@ -720,18 +709,20 @@ mod tests {
         assert_eq!(paginate(items.clone(), None, 2), (items, None));
     }
 
+    /// The zone names a `/zones` answer lists.
+    fn names(reply: &ApiReply) -> Vec<String> {
+        reply.body["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|zone| zone["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     #[test]
     fn the_zone_list_filters_by_name_and_account_and_pages_by_at_most_50() {
         let scenario = crate::simulator::Scenario::scale(7, 0, 0);
         let state = SimState::build(&scenario, Utc::now()).unwrap();
-        let names = |reply: &ApiReply| -> Vec<String> {
-            reply.body["result"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|zone| zone["name"].as_str().unwrap().to_owned())
-                .collect()
-        };
         let by_name = zones_list(&state, 0, Some("name=ZONE-3.example"));
         assert_eq!(names(&by_name), ["zone-3.example"]);
         let account = format!("account.id={}", state.auth.account_id);
@@ -810,14 +801,6 @@ mod tests {
             (StatusCode::BAD_REQUEST, 7003)
         );
 
-        let names = |reply: &ApiReply| -> Vec<String> {
-            reply.body["result"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|zone| zone["name"].as_str().unwrap().to_owned())
-                .collect()
-        };
         let listed = zones_list(&state, 1, None);
         assert_eq!(
             names(&listed),

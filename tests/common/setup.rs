@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use cloudflare_aop_exporter::config::{
-    SecretUrl, Settings, SinkKind, SinkSettings, Sourced, ZoneSettings,
+    CloudflareSettings, SecretUrl, Settings, SinkKind, SinkSettings, Sourced, ZoneSettings,
 };
 use cloudflare_aop_exporter::daemon::{self, DaemonError, Exporter};
 use cloudflare_aop_exporter::secret::Secret;
@@ -46,6 +46,14 @@ pub fn fast_retries(settings: &mut Settings, max_retries: u32) {
     settings.cloudflare.max_retries = max_retries;
     settings.cloudflare.retry_initial_backoff = Duration::from_millis(5);
     settings.cloudflare.retry_max_backoff = Duration::from_millis(20);
+}
+
+/// For a forced 429: one request at a time (none is already on the wire when the 429 comes
+/// back), a `block` for a 429 without a usable `Retry-After`, and no waiting for one.
+pub fn one_at_a_time_with_block(cloudflare: &mut CloudflareSettings, block: Duration) {
+    cloudflare.max_concurrency = 1;
+    cloudflare.rate_limit_block = block;
+    cloudflare.max_retry_after = Duration::from_millis(100);
 }
 
 /// A sink posting to `url`: 2 s per attempt, messages kept an hour.
