@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use futures::future::join_all;
 use rand::RngExt as _;
 use tokio::net::TcpListener;
@@ -26,7 +27,6 @@ use crate::server::{self, AppState, ServeOptions};
 use crate::simulator::{Scenario, Simulator, SimulatorError, ZoneSpec};
 use crate::state::{SharedSnapshot, StatusHistory};
 use crate::web_config::WebConfigError;
-use axum::Router;
 
 /// The daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
