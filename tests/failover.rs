@@ -381,7 +381,9 @@ async fn after_a_sigkill_of_the_leader_the_standby_polls_notifies_nothing_again_
     assert!(!leading(&b_scrape));
     assert_eq!(count(Some(b_scrape.sum("api_requests_total", &[]))), 0);
     // Ready with the leader's data (a rolling update of the pair waits for this).
-    let ready = reqwest::get(format!("http://{b_addr}/readyz")).await.unwrap();
+    let ready = reqwest::get(format!("http://{b_addr}/readyz"))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
     // What it replicated is on disk too: a restart before the takeover would keep it.
     let b_state = dir.path().join("b-state");
