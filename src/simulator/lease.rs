@@ -267,17 +267,33 @@ async fn read(
     }
 }
 
+/// The Lease a POST or PUT carries, once the caller is let in (else the answer to give).
+fn authorized_lease(
+    state: &Leases,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, Box<Response>> {
+    if let Some(response) = refuse(state, headers) {
+        return Err(Box::new(response));
+    }
+    serde_json::from_slice::<Value>(body).map_err(|_| {
+        Box::new(status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "invalid JSON",
+        ))
+    })
+}
+
 async fn create(
     State(state): State<Arc<Leases>>,
     Path(namespace): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(response) = refuse(&state, &headers) {
-        return response;
-    }
-    let Ok(mut lease) = serde_json::from_slice::<Value>(&body) else {
-        return status(StatusCode::BAD_REQUEST, "BadRequest", "invalid JSON");
+    let mut lease = match authorized_lease(&state, &headers, &body) {
+        Ok(lease) => lease,
+        Err(response) => return *response,
     };
     let Some(name) = lease["metadata"]["name"].as_str().map(str::to_owned) else {
         return status(
@@ -310,11 +326,9 @@ async fn replace(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(response) = refuse(&state, &headers) {
-        return response;
-    }
-    let Ok(mut lease) = serde_json::from_slice::<Value>(&body) else {
-        return status(StatusCode::BAD_REQUEST, "BadRequest", "invalid JSON");
+    let mut lease = match authorized_lease(&state, &headers, &body) {
+        Ok(lease) => lease,
+        Err(response) => return *response,
     };
     let mut objects = state.objects();
     let key = (namespace, name.clone());
