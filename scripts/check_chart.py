@@ -376,6 +376,7 @@ REFUSED = [
     ({"leaderElection": {"enabled": True, "leaseDuration": "15"}}, "/leaderElection/leaseDuration"),
     ({"leaderElection": {"enabled": True}, "persistence": {"existingClaim": "c"}}, "cannot be shared"),
     ({"config": {"leader_election": {"enabled": True}}}, "set by the chart"),
+    ({"replicas": 2, "leaderElection": {"enabled": True}, "webConfig": {"enabled": True, "config": {"basic_auth_users": {"u": "x"}}}}, "cannot be combined with replicas: 2"),
     ({"persistence": {"enabled": "yes"}}, "/persistence/enabled"),
     ({"serviceMonitor": {"scheme": "ftp"}}, "/serviceMonitor/scheme"),
     ({"service": {"port": 70000}}, "/service/port"),
