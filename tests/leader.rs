@@ -351,6 +351,10 @@ async fn simulate_lease_api_serves_the_fake_for_scripts() {
     assert_eq!(unauthenticated.status(), 401);
     let authed = |request: reqwest::RequestBuilder| request.bearer_auth(KUBE_TOKEN).send();
     assert_eq!(authed(http.get(&lease_url)).await.unwrap().status(), 404);
+    // A write: the caller is checked before the body is parsed.
+    let broken = || http.post(&leases).body("{");
+    assert_eq!(broken().send().await.unwrap().status(), 401);
+    assert_eq!(authed(broken()).await.unwrap().status(), 400);
     let lease = serde_json::json!({
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
@@ -362,21 +366,10 @@ async fn simulate_lease_api_serves_the_fake_for_scripts() {
     let created: serde_json::Value = created.json().await.unwrap();
     let mut renewed = created.clone();
     renewed["spec"]["holderIdentity"] = serde_json::json!("script-2");
-    assert_eq!(
-        authed(http.put(&lease_url).json(&renewed))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    let put = |lease: &serde_json::Value| authed(http.put(&lease_url).json(lease));
+    assert_eq!(put(&renewed).await.unwrap().status(), 200);
     // The same (now stale) resourceVersion again: a conflict, as the API server answers.
-    assert_eq!(
-        authed(http.put(&lease_url).json(&created))
-            .await
-            .unwrap()
-            .status(),
-        409
-    );
+    assert_eq!(put(&created).await.unwrap().status(), 409);
     let stored: serde_json::Value = authed(http.get(&lease_url))
         .await
         .unwrap()

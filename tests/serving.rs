@@ -115,6 +115,13 @@ async fn stalled_scraper(addr: SocketAddr) -> tokio::net::TcpStream {
     stream
 }
 
+/// A connection to `addr` that has sent `bytes` (raw, whatever the protocol says).
+async fn send_raw(addr: SocketAddr, bytes: &[u8]) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream
+}
+
 /// What `stream` receives until the server closes it (or the read fails); fails with `what`
 /// after [`GUARD`].
 async fn read_until_closed(stream: &mut tokio::net::TcpStream, what: &str) -> Vec<u8> {
@@ -172,10 +179,7 @@ async fn slow_headers_and_idle_connections_are_closed() {
     };
     let (addr, _stop) = serve(1, limits).await;
     let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
-    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: exp")
-        .await
-        .unwrap();
+    let mut slow = send_raw(addr, b"GET /metrics HTTP/1.1\r\nHost: exp").await;
     for stream in [&mut idle, &mut slow] {
         let received = read_until_closed(stream, "the connection was held open").await;
         // Nothing or an error status, never a response to the unfinished request.
@@ -186,10 +190,7 @@ async fn slow_headers_and_idle_connections_are_closed() {
         );
     }
     // A keep-alive connection that goes idle after a response is closed too.
-    let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
-    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: exporter\r\n\r\n")
-        .await
-        .unwrap();
+    let mut kept = send_raw(addr, b"GET /healthz HTTP/1.1\r\nHost: exporter\r\n\r\n").await;
     let received =
         read_until_closed(&mut kept, "the idle keep-alive connection was held open").await;
     assert!(received.starts_with(b"HTTP/1.1 200 OK"));
@@ -198,12 +199,12 @@ async fn slow_headers_and_idle_connections_are_closed() {
 #[tokio::test]
 async fn h2c_is_not_served() {
     let (addr, _stop) = serve(1, ConnectionLimits::default()).await;
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     // The HTTP/2 connection preface with prior knowledge, then an empty SETTINGS frame.
-    stream
-        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        .await
-        .unwrap();
+    let mut stream = send_raw(
+        addr,
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+    )
+    .await;
     let received = read_until_closed(&mut stream, "the connection was held open").await;
     // An HTTP/2 server would answer with its SETTINGS frame (type 4 at byte 3).
     assert!(

@@ -320,13 +320,10 @@ async fn other_endpoints_answer_like_cloudflare() {
         dns["result_info"],
         json!({"page": 2, "per_page": 2, "count": 2, "total_count": 6, "total_pages": 3})
     );
-    let names: Vec<&str> = dns["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["gone.example.com", "rollout.example.com"]);
+    assert_eq!(
+        names(&dns["result"]),
+        ["gone.example.com", "rollout.example.com"]
+    );
     let (_, apex) = get_json(
         &sim,
         &format!("/zones/{ZONE}/dns_records?proxied=true&page=1"),
@@ -1079,7 +1076,7 @@ async fn first_answer(http: &reqwest::Client, url: &str, token: &str) -> reqwest
 #[tokio::test]
 async fn simulate_scale_reports_the_limit_it_is_given() {
     let http = reqwest::Client::new();
-    for (extra, quota) in [(None, "1200"), (Some("5000"), "5000")] {
+    for (extra, quota) in [(None, 1200), (Some("5000"), 5000)] {
         let mut args = vec!["--scale-zones", "2"];
         if let Some(limit) = extra {
             args.extend(["--scale-requests-per-5m", limit]);
@@ -1088,8 +1085,7 @@ async fn simulate_scale_reports_the_limit_it_is_given() {
         let verify = format!("http://{addr}/client/v4/user/tokens/verify");
         let response = first_answer(&http, &verify, "sim-token").await;
         assert_eq!(response.status(), StatusCode::OK);
-        let policy = response.headers()["ratelimit-policy"].to_str().unwrap();
-        assert_eq!(policy, format!("\"default\";q={quota};w=300"));
+        assert_eq!(header(&response, "ratelimit-policy"), policy(quota, 300));
     }
 }
 
@@ -1118,13 +1114,18 @@ async fn json_as(sim: &Simulator, token: &str, path: &str) -> (StatusCode, Value
     (status, response.json().await.unwrap())
 }
 
-fn zone_names(body: &Value) -> Vec<String> {
-    body["result"]
+/// The `name` of each object in a JSON array.
+fn names(objects: &Value) -> Vec<String> {
+    objects
         .as_array()
         .unwrap()
         .iter()
-        .map(|zone| zone["name"].as_str().unwrap().to_owned())
+        .map(|object| object["name"].as_str().unwrap().to_owned())
         .collect()
+}
+
+fn zone_names(body: &Value) -> Vec<String> {
+    names(&body["result"])
 }
 
 fn settings_path(zone_id: &str) -> String {
@@ -1143,6 +1144,11 @@ fn first_zone_of(sim: &Simulator, account: &str) -> String {
 
 fn header(response: &reqwest::Response, name: &str) -> String {
     response.headers()[name].to_str().unwrap().to_owned()
+}
+
+/// The `ratelimit-policy` of a window of `quota` requests per `window_seconds`.
+fn policy(quota: u32, window_seconds: u32) -> String {
+    format!("\"default\";q={quota};w={window_seconds}")
 }
 
 #[tokio::test]
@@ -1229,10 +1235,7 @@ async fn each_token_has_its_own_rate_window() {
         let response = get_as(&sim, "sim-token", &settings_path(&zone_a)).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(header(&response, "x-ratelimit-remaining"), remaining);
-        assert_eq!(
-            header(&response, "ratelimit-policy"),
-            "\"default\";q=3;w=60"
-        );
+        assert_eq!(header(&response, "ratelimit-policy"), policy(3, 60));
     }
     let limited = get_as(&sim, "sim-token", &settings_path(&zone_a)).await;
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -1243,10 +1246,7 @@ async fn each_token_has_its_own_rate_window() {
         let response = get_as(&sim, &token_b, &settings_path(&zone_b)).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(header(&response, "x-ratelimit-remaining"), remaining);
-        assert_eq!(
-            header(&response, "ratelimit-policy"),
-            "\"default\";q=5;w=300"
-        );
+        assert_eq!(header(&response, "ratelimit-policy"), policy(5, 300));
         assert!(
             header(&response, "ratelimit").starts_with(&format!("\"default\";r={remaining};t=")),
             "{}",
@@ -1370,13 +1370,7 @@ async fn control_api_names_the_account() {
     let token_b = sim.token_of("account-1").unwrap();
 
     let accounts = control.json(Method::GET, "/accounts", None).await;
-    let names: Vec<&str> = accounts["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|account| account["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["default", "account-1"]);
+    assert_eq!(names(&accounts["accounts"]), ["default", "account-1"]);
     assert_eq!(accounts["accounts"][1]["zones"][0], json!(zone_b));
     assert_eq!(accounts["accounts"][1]["window"]["quota"], json!(1200));
 
@@ -1506,10 +1500,7 @@ async fn accounts_built_in_code_serve_their_zones() {
         &settings_path("b0000000000000000000000000000001"),
     )
     .await;
-    assert_eq!(
-        header(&response, "ratelimit-policy"),
-        "\"default\";q=10;w=300"
-    );
+    assert_eq!(header(&response, "ratelimit-policy"), policy(10, 300));
     sim.shutdown().await;
 }
 
@@ -1538,10 +1529,7 @@ async fn the_two_accounts_example_keeps_its_tokens_apart() {
     let (_, listed) = json_as(&sim, &sim.token(), "/zones").await;
     assert_eq!(zone_names(&listed), ["example.com"]);
     let response = get_as(&sim, &agency, "/zones").await;
-    assert_eq!(
-        header(&response, "ratelimit-policy"),
-        "\"default\";q=300;w=300"
-    );
+    assert_eq!(header(&response, "ratelimit-policy"), policy(300, 300));
     sim.shutdown().await;
 }
 
@@ -1561,10 +1549,7 @@ async fn simulate_scale_serves_several_accounts() {
     let zones = format!("http://{addr}/client/v4/zones");
     let response = first_answer(&http, &zones, "sim-token-1").await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.headers()["ratelimit-policy"].to_str().unwrap(),
-        "\"default\";q=50;w=300"
-    );
+    assert_eq!(header(&response, "ratelimit-policy"), policy(50, 300));
     assert_eq!(response.headers()["x-ratelimit-remaining"], "49");
     let body: Value = response.json().await.unwrap();
     assert_eq!(

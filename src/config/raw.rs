@@ -20,6 +20,7 @@ use super::{
 use crate::secret::{REDACTED, Secret};
 use config::{Config, Environment, FileFormat};
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 /// The whole file. Every section is optional; missing keys take their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -54,43 +55,31 @@ pub struct RawSettings {
 /// `[cloudflare]`. Credentials: exactly one of `api_token`, `api_token_file`, `api_token_env`,
 /// or `api_email` + `api_key` (each also as `_file` / `_env`); with none of them,
 /// `CLOUDFLARE_API_TOKEN` is used.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawCloudflare {
     /// API root, `http` or `https` (default `https://api.cloudflare.com/client/v4`).
     pub api_base_url: String,
     /// API token, inline (prefer `api_token_file`).
-    #[serde(
-        deserialize_with = "optional_secret::deserialize",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "optional_secret::deserialize")]
     pub api_token: Option<Secret>,
     /// File holding the API token (trailing newline removed).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_token_file: Option<PathBuf>,
     /// Environment variable holding the API token.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_token_env: Option<String>,
     /// Legacy auth: the account e-mail (`X-Auth-Email`), inline.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_email: Option<String>,
     /// Legacy auth: file holding the account e-mail.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_email_file: Option<PathBuf>,
     /// Legacy auth: environment variable holding the account e-mail.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_email_env: Option<String>,
     /// Legacy auth: the global API key (`X-Auth-Key`), inline.
-    #[serde(
-        deserialize_with = "optional_secret::deserialize",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "optional_secret::deserialize")]
     pub api_key: Option<Secret>,
     /// Legacy auth: file holding the global API key.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key_file: Option<PathBuf>,
     /// Legacy auth: environment variable holding the global API key.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
     /// Per HTTP attempt, including reading the body (default `10s`).
     #[serde(with = "duration")]
@@ -131,7 +120,6 @@ pub struct RawCloudflare {
     /// The account that owns an account-owned API token (32 hex digits): such a token
     /// answers 401 at `/user/tokens/verify` and is verified at
     /// `/accounts/{account_id}/tokens/verify` instead (default: unset).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
 }
 
@@ -168,32 +156,25 @@ impl Default for RawCloudflare {
 /// One `[[accounts]]` table: a credential (an API token) with its own request budget and
 /// zones. The other `[cloudflare]` keys (timeouts, retries, concurrency) apply to every
 /// account.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawAccount {
     /// The `account` label of this credential's metrics: 1 to 64 of `a-z 0-9 _ -`, unique.
     pub name: String,
     /// API token, inline (prefer `api_token_file`).
-    #[serde(
-        deserialize_with = "optional_secret::deserialize",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "optional_secret::deserialize")]
     pub api_token: Option<Secret>,
     /// File holding the API token (trailing newline removed).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_token_file: Option<PathBuf>,
     /// Environment variable holding the API token.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_token_env: Option<String>,
     /// The account owning an account-owned token (as `cloudflare.account_id`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
     /// This credential's budget per 5 minutes (default: `cloudflare.requests_per_5m`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub requests_per_5m: Option<u32>,
     /// Percent of this credential's quota left to its other users (default:
     /// `cloudflare.rate_limit_reserve_percent`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_reserve_percent: Option<u8>,
     /// `[[accounts.zones]]`: this credential's zones, as `[[zones]]`.
     pub zones: Vec<RawZone>,
@@ -202,15 +183,14 @@ pub struct RawAccount {
 }
 
 /// One `[[zones]]` table.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawZone {
     /// Zone id: hex digits and dashes, 1 to 64 characters. Leave it out to give the zone by
     /// `name`: the id is then looked up at start-up (needs Zone Read).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// The `zone` metric label (defaults to the id); with no `id`, the zone's name.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Hostnames whose per-hostname AOP association is polled (no association list exists
     /// in the API, so they must be named here or discovered).
@@ -234,6 +214,7 @@ impl Default for RawZone {
 }
 
 /// `[alerts]`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawAlerts {
@@ -247,7 +228,7 @@ pub struct RawAlerts {
     pub send_resolved: bool,
     /// Fire `expiring` when a certificate serving a monitored hostname expires within this
     /// (off unless set, e.g. `14d`).
-    #[serde(with = "optional_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(with = "optional_duration")]
     pub expiry_warning: Option<Duration>,
     /// `[[alerts.sinks]]`: where notifications go.
     pub sinks: Vec<RawSink>,
@@ -266,38 +247,28 @@ impl Default for RawAlerts {
 }
 
 /// One `[[alerts.sinks]]` table. The URL is a secret: exactly one of `url`, `url_file`, `url_env`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawSink {
     /// `slack`, `webhook` or `alertmanager` (required).
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "type")]
     pub kind: Option<SinkKind>,
     /// Unique name, `[A-Za-z0-9_-]`: the `sink` metric label (defaults to the type).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Receiver URL, inline.
-    #[serde(
-        deserialize_with = "optional_secret::deserialize",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "optional_secret::deserialize")]
     pub url: Option<Secret>,
     /// File holding the receiver URL.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub url_file: Option<PathBuf>,
     /// Environment variable holding the receiver URL.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub url_env: Option<String>,
     /// Webhook only: HMAC-SHA256 key for `X-Signature-256`, inline.
-    #[serde(
-        deserialize_with = "optional_secret::deserialize",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "optional_secret::deserialize")]
     pub hmac_secret: Option<Secret>,
     /// Webhook only: file holding the HMAC key.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub hmac_secret_file: Option<PathBuf>,
     /// Webhook only: environment variable holding the HMAC key.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub hmac_secret_env: Option<String>,
     /// Per delivery attempt (default `10s`).
     #[serde(with = "duration")]

@@ -51,6 +51,19 @@ impl Fixture {
         self.rejects_env(contents, &[], key, fragment)
     }
 
+    /// `error`, asserting the key.
+    #[track_caller]
+    fn rejects_key(&self, contents: &str, key: &str) {
+        self.rejects(contents, key, "");
+    }
+
+    /// `rejects`, with `ending` the end of the message.
+    #[track_caller]
+    fn rejects_ending(&self, contents: &str, key: &str, ending: &str) {
+        let message = self.rejects(contents, key, ending);
+        assert!(message.ends_with(ending), "{message}");
+    }
+
     /// `rejects` with these environment variables.
     #[track_caller]
     fn rejects_env(
@@ -430,31 +443,32 @@ fn unknown_keys_are_named_at_every_level() {
         "expected one of",
     );
 
-    let (key, _) = fixture.error(&format!("{MINIMAL}hostname = [\"a.example.com\"]\n"));
-    assert_eq!(key, "zones[0].hostname");
+    fixture.rejects_key(
+        &format!("{MINIMAL}hostname = [\"a.example.com\"]\n"),
+        "zones[0].hostname",
+    );
 
-    let (key, _) = fixture.error(&format!(
-        "{MINIMAL}\n[[alerts.sinks]]\ntype = \"slack\"\nurl = \"https://x.example\"\nretries = 3\n"
-    ));
-    assert_eq!(key, "alerts.sinks[0].retries");
+    fixture.rejects_key(
+        &format!("{MINIMAL}\n[[alerts.sinks]]\ntype = \"slack\"\nurl = \"https://x.example\"\nretries = 3\n"),
+        "alerts.sinks[0].retries",
+    );
 
-    let (key, _) = fixture.error(&format!("{MINIMAL}\n[log]\ncolour = true\n"));
-    assert_eq!(key, "log.colour");
+    fixture.rejects_key(&format!("{MINIMAL}\n[log]\ncolour = true\n"), "log.colour");
 }
 
 #[test]
 fn bad_durations_are_rejected_with_the_key() {
     let fixture = Fixture::new();
-    let (key, message) =
-        fixture.error(&format!("{MINIMAL}\n[schedule]\njitter = \"10 parsecs\"\n"));
-    assert_eq!(key, "schedule.jitter");
-    assert!(
-        message.contains("invalid duration \"10 parsecs\""),
-        "{message}"
+    fixture.rejects(
+        &format!("{MINIMAL}\n[schedule]\njitter = \"10 parsecs\"\n"),
+        "schedule.jitter",
+        "invalid duration \"10 parsecs\"",
     );
 
-    let (key, _) = fixture.error(&format!("{MINIMAL}\n[alerts]\nrepeat_interval = 5\n"));
-    assert_eq!(key, "alerts.repeat_interval");
+    fixture.rejects_key(
+        &format!("{MINIMAL}\n[alerts]\nrepeat_interval = 5\n"),
+        "alerts.repeat_interval",
+    );
 
     fixture.rejects(
         &format!("{MINIMAL}\n[alerts]\nrepeat_interval = \"0s\"\n"),
@@ -473,8 +487,10 @@ fn bad_cron_is_rejected_with_the_parser_message() {
     );
 
     // Five fields: tokio-cron-scheduler requires seconds.
-    let (key, _) = fixture.error(&format!("{MINIMAL}\n[schedule]\ncron = \"*/5 * * * *\"\n"));
-    assert_eq!(key, "schedule.cron");
+    fixture.rejects_key(
+        &format!("{MINIMAL}\n[schedule]\ncron = \"*/5 * * * *\"\n"),
+        "schedule.cron",
+    );
 
     let (_, message) = fixture.error(&format!("{MINIMAL}\n[schedule]\ncron = \"0 0 0 31 2 *\"\n"));
     assert!(message.contains("never fires"), "{message}");
@@ -492,12 +508,7 @@ fn zone_ids_are_checked() {
     let fixture = Fixture::new();
     let zone = |id: &str| format!("[cloudflare]\napi_token = \"t\"\n[[zones]]\nid = \"{id}\"\n");
 
-    let (key, message) = fixture.error(&zone(""));
-    assert_eq!(key, "zones[0].id");
-    assert!(
-        message.ends_with("zones[0].id: must not be empty"),
-        "{message}"
-    );
+    fixture.rejects_ending(&zone(""), "zones[0].id", "zones[0].id: must not be empty");
 
     // A zone by name only is looked up at start-up.
     let by_name = fixture
@@ -505,10 +516,11 @@ fn zone_ids_are_checked() {
         .unwrap();
     assert!(by_name.zones[0].by_name());
     assert_eq!(by_name.zones[0].name, "x.example");
-    let (key, message) =
-        fixture.error("[cloudflare]\napi_token = \"t\"\n[[zones]]\nhostnames = []\n");
-    assert_eq!(key, "zones[0].id");
-    assert!(message.contains("or its name"), "{message}");
+    fixture.rejects(
+        "[cloudflare]\napi_token = \"t\"\n[[zones]]\nhostnames = []\n",
+        "zones[0].id",
+        "or its name",
+    );
 
     let (_, message) = fixture.error(&zone("example.com"));
     assert!(message.contains("only hex digits"), "{message}");
@@ -543,30 +555,33 @@ fn zone_discovery_is_validated_and_replaces_the_need_for_zones() {
     assert!(settings.zone_discovery.zone_level);
     assert!(!settings.zone_discovery.discover_hostnames);
 
-    let (key, _) = fixture.error(
+    fixture.rejects_key(
         "[cloudflare]\napi_token = \"t\"\n[zone_discovery]\nenabled = true\ninterval = \"0s\"\n",
+        "zone_discovery.interval",
     );
-    assert_eq!(key, "zone_discovery.interval");
-    let (key, _) = fixture.error(
+    fixture.rejects_key(
         "[cloudflare]\napi_token = \"t\"\n[zone_discovery]\nenabled = true\nexclude = [\"a b\"]\n",
+        "zone_discovery.exclude[0]",
     );
-    assert_eq!(key, "zone_discovery.exclude[0]");
     fixture.rejects(
         "[cloudflare]\napi_token = \"t\"\n[[zones]]\nname = \"a.example\"\n[[zones]]\nname = \"A.example\"\n",
         "zones[1].name",
         "duplicate zone name",
     );
     // Disabled, it does not stand in for zones.
-    let (key, _) =
-        fixture.error("[cloudflare]\napi_token = \"t\"\n[zone_discovery]\nenabled = false\n");
-    assert_eq!(key, "zones");
+    fixture.rejects_key(
+        "[cloudflare]\napi_token = \"t\"\n[zone_discovery]\nenabled = false\n",
+        "zones",
+    );
 }
 
 #[test]
 fn at_least_one_zone_is_required() {
-    let (key, message) = Fixture::new().error("[cloudflare]\napi_token = \"t\"\n");
-    assert_eq!(key, "zones");
-    assert!(message.contains("no zones configured"), "{message}");
+    Fixture::new().rejects(
+        "[cloudflare]\napi_token = \"t\"\n",
+        "zones",
+        "no zones configured",
+    );
 }
 
 #[test]
@@ -622,13 +637,10 @@ fn credentials_have_one_source() {
     let zone = "[[zones]]\nid = \"abc\"\n";
 
     // None at all: the documented message.
-    let (key, message) = fixture.error(zone);
-    assert_eq!(key, "cloudflare.api_token");
-    assert!(
-        message.ends_with(
-            "cloudflare.api_token: no API credentials: set api_token, api_token_file, api_token_env or CLOUDFLARE_API_TOKEN"
-        ),
-        "{message}"
+    fixture.rejects_ending(
+        zone,
+        "cloudflare.api_token",
+        "cloudflare.api_token: no API credentials: set api_token, api_token_file, api_token_env or CLOUDFLARE_API_TOKEN",
     );
 
     // CLOUDFLARE_API_TOKEN is the fallback (from the injected environment).
@@ -655,18 +667,20 @@ fn credentials_have_one_source() {
     assert!(!message.contains(TOKEN), "{message}");
 
     // Token and legacy together.
-    let (key, _) = fixture.error(&format!(
-        "[cloudflare]\napi_token = \"t\"\napi_email = \"a@example.com\"\napi_key = \"k\"\n{zone}"
-    ));
-    assert_eq!(key, "cloudflare.api_token");
+    fixture.rejects_key(
+        &format!("[cloudflare]\napi_token = \"t\"\napi_email = \"a@example.com\"\napi_key = \"k\"\n{zone}"),
+        "cloudflare.api_token",
+    );
 
     // Legacy needs both halves.
-    let (key, _) = fixture.error(&format!(
-        "[cloudflare]\napi_email = \"a@example.com\"\n{zone}"
-    ));
-    assert_eq!(key, "cloudflare.api_key");
-    let (key, _) = fixture.error(&format!("[cloudflare]\napi_key = \"k\"\n{zone}"));
-    assert_eq!(key, "cloudflare.api_email");
+    fixture.rejects_key(
+        &format!("[cloudflare]\napi_email = \"a@example.com\"\n{zone}"),
+        "cloudflare.api_key",
+    );
+    fixture.rejects_key(
+        &format!("[cloudflare]\napi_key = \"k\"\n{zone}"),
+        "cloudflare.api_email",
+    );
 
     let settings = fixture
         .load_env(
@@ -686,42 +700,32 @@ fn credentials_have_one_source() {
 #[test]
 fn secret_files_are_read_and_their_errors_name_key_and_path() {
     let fixture = Fixture::new();
-    let token_file = fixture.write("token", "tok-from-file\r\n");
-    let settings = fixture
-        .load(&format!(
+    let with_token_file = |path: &Path| {
+        format!(
             "[cloudflare]\napi_token_file = \"{}\"\n[[zones]]\nid = \"abc\"\n",
-            token_file.display()
-        ))
-        .unwrap();
+            path.display()
+        )
+    };
+    let token_file = fixture.write("token", "tok-from-file\r\n");
+    let settings = fixture.load(&with_token_file(&token_file)).unwrap();
     assert_eq!(token_of(&settings).value.expose(), "tok-from-file");
 
     let missing = fixture.dir.path().join("nope");
-    let (key, message) = fixture.error(&format!(
-        "[cloudflare]\napi_token_file = \"{}\"\n[[zones]]\nid = \"abc\"\n",
-        missing.display()
-    ));
-    assert_eq!(key, "cloudflare.api_token_file");
-    assert!(
-        message.contains(&format!("cannot read {}", missing.display())),
-        "{message}"
+    fixture.rejects(
+        &with_token_file(&missing),
+        "cloudflare.api_token_file",
+        &format!("cannot read {}", missing.display()),
     );
 
     // A directory is unreadable as a file; the error still names key and path.
-    let (key, message) = fixture.error(&format!(
-        "[cloudflare]\napi_token_file = \"{}\"\n[[zones]]\nid = \"abc\"\n",
-        fixture.dir.path().display()
-    ));
-    assert_eq!(key, "cloudflare.api_token_file");
-    assert!(
-        message.contains(&fixture.dir.path().display().to_string()),
-        "{message}"
+    fixture.rejects(
+        &with_token_file(fixture.dir.path()),
+        "cloudflare.api_token_file",
+        &fixture.dir.path().display().to_string(),
     );
 
     let empty = fixture.write("empty", "\n");
-    let (_, message) = fixture.error(&format!(
-        "[cloudflare]\napi_token_file = \"{}\"\n[[zones]]\nid = \"abc\"\n",
-        empty.display()
-    ));
+    let (_, message) = fixture.error(&with_token_file(&empty));
     assert!(message.ends_with("is empty"), "{message}");
 }
 
@@ -729,11 +733,10 @@ fn secret_files_are_read_and_their_errors_name_key_and_path() {
 fn secret_env_variables_must_exist() {
     let fixture = Fixture::new();
     let config = "[cloudflare]\napi_token_env = \"MY_TOKEN\"\n[[zones]]\nid = \"abc\"\n";
-    let (key, message) = fixture.error(config);
-    assert_eq!(key, "cloudflare.api_token_env");
-    assert!(
-        message.ends_with("environment variable MY_TOKEN is not set"),
-        "{message}"
+    fixture.rejects_ending(
+        config,
+        "cloudflare.api_token_env",
+        "environment variable MY_TOKEN is not set",
     );
     let (_, message) = fixture.error_env(config, &[("MY_TOKEN", "")]);
     assert!(
@@ -753,8 +756,7 @@ fn sinks_are_checked() {
         "unknown sink type \"slak\": expected slack, webhook or alertmanager",
     );
 
-    let (key, _) = fixture.error(&sink("url = \"https://x.example\""));
-    assert_eq!(key, "alerts.sinks[0].type");
+    fixture.rejects_key(&sink("url = \"https://x.example\""), "alerts.sinks[0].type");
 
     fixture.rejects(
         &sink("type = \"slack\""),
@@ -776,10 +778,10 @@ fn sinks_are_checked() {
     assert_eq!(key, "alerts.sinks[0].url_env");
     assert!(!message.contains("SECRETPATH"), "{message}");
 
-    let (key, _) = fixture.error(&sink(
-        "type = \"slack\"\nurl = \"https://x.example\"\nhmac_secret = \"k\"",
-    ));
-    assert_eq!(key, "alerts.sinks[0].hmac_secret");
+    fixture.rejects_key(
+        &sink("type = \"slack\"\nurl = \"https://x.example\"\nhmac_secret = \"k\""),
+        "alerts.sinks[0].hmac_secret",
+    );
 
     fixture.rejects(
         &format!(
@@ -790,10 +792,10 @@ fn sinks_are_checked() {
         "duplicate sink name \"slack\"",
     );
 
-    let (key, _) = fixture.error(&sink(
-        "type = \"slack\"\nname = \"on call\"\nurl = \"https://x.example\"",
-    ));
-    assert_eq!(key, "alerts.sinks[0].name");
+    fixture.rejects_key(
+        &sink("type = \"slack\"\nname = \"on call\"\nurl = \"https://x.example\""),
+        "alerts.sinks[0].name",
+    );
 }
 
 #[test]
@@ -804,18 +806,20 @@ fn server_and_numbers_are_checked() {
         "server.listen",
         "expected IP:port",
     );
-    let (key, _) = fixture.error(&format!("{MINIMAL}\n[server]\nlisten = \"0.0.0.0\"\n"));
-    assert_eq!(key, "server.listen");
+    fixture.rejects_key(
+        &format!("{MINIMAL}\n[server]\nlisten = \"0.0.0.0\"\n"),
+        "server.listen",
+    );
 
     let settings = fixture
         .load(&format!("{MINIMAL}\n[server]\nlisten = \"[::1]:9000\"\n"))
         .unwrap();
     assert_eq!(settings.server.listen.to_string(), "[::1]:9000");
 
-    let (key, _) = fixture.error(&format!(
-        "{MINIMAL}\n[server]\nweb_config_file = \"/nonexistent/web.yml\"\n"
-    ));
-    assert_eq!(key, "server.web_config_file");
+    fixture.rejects_key(
+        &format!("{MINIMAL}\n[server]\nweb_config_file = \"/nonexistent/web.yml\"\n"),
+        "server.web_config_file",
+    );
 
     for (toml, key) in [
         (
@@ -1059,10 +1063,10 @@ fn a_jitter_not_shorter_than_the_period_is_rejected() {
         "schedule.jitter",
         "not shorter than the schedule's period (5m)",
     );
-    let (key, _) = fixture.error(&format!(
-        "{MINIMAL}\n[schedule]\ncron = \"*/15 * * * * *\"\njitter = \"15s\"\n"
-    ));
-    assert_eq!(key, "schedule.jitter");
+    fixture.rejects_key(
+        &format!("{MINIMAL}\n[schedule]\ncron = \"*/15 * * * * *\"\njitter = \"15s\"\n"),
+        "schedule.jitter",
+    );
     let settings = fixture
         .load(&format!(
             "{MINIMAL}\n[schedule]\ncron = \"*/15 * * * * *\"\njitter = \"14s\"\n"
@@ -1111,9 +1115,10 @@ fn account_id_must_be_32_hex_digits() {
         settings.client_options().account_id.as_deref(),
         Some("01a7362d577a6c3019a474fd6f485823")
     );
-    let (key, _) =
-        fixture.error(&MINIMAL.replace("[[zones]]", "account_id = \"my-account\"\n\n[[zones]]"));
-    assert_eq!(key, "cloudflare.account_id");
+    fixture.rejects_key(
+        &MINIMAL.replace("[[zones]]", "account_id = \"my-account\"\n\n[[zones]]"),
+        "cloudflare.account_id",
+    );
 }
 
 #[test]

@@ -51,6 +51,23 @@ fn settings(lease_duration: Duration) -> LeaderElectionSettings {
     }
 }
 
+/// A campaign as `identity` against `api` with `token`, advertising `advertise`.
+fn campaign(
+    settings: &LeaderElectionSettings,
+    api: &LeaseApi,
+    token: &str,
+    identity: &str,
+    advertise: Option<&str>,
+) -> (Election, watch::Receiver<Role>) {
+    Election::start_with(
+        settings,
+        api_config(api, token),
+        identity.to_owned(),
+        advertise.map(str::to_owned),
+    )
+    .unwrap()
+}
+
 async fn wait_for_role(role: &mut watch::Receiver<Role>, what: impl Fn(&Role) -> bool) -> Role {
     tokio::time::timeout(DEADLINE, role.wait_for(|role| what(role)))
         .await
@@ -276,21 +293,9 @@ async fn a_wrong_token_is_refused() {
 async fn the_campaign_leads_and_hands_over_on_release() {
     let api = LeaseApi::start(Some(TOKEN.to_owned())).await.unwrap();
     let settings = settings(Duration::from_secs(5));
-    let (a, mut role_a) = Election::start_with(
-        &settings,
-        api_config(&api, TOKEN),
-        "a".to_owned(),
-        Some("127.0.0.1:1".to_owned()),
-    )
-    .unwrap();
+    let (a, mut role_a) = campaign(&settings, &api, TOKEN, "a", Some("127.0.0.1:1"));
     wait_for_role(&mut role_a, Role::is_leader).await;
-    let (b, mut role_b) = Election::start_with(
-        &settings,
-        api_config(&api, TOKEN),
-        "b".to_owned(),
-        Some("127.0.0.1:2".to_owned()),
-    )
-    .unwrap();
+    let (b, mut role_b) = campaign(&settings, &api, TOKEN, "b", Some("127.0.0.1:2"));
     let standby = wait_for_role(&mut role_b, |role| role.leader().is_some()).await;
     assert_eq!(
         standby.leader(),
@@ -311,11 +316,9 @@ async fn the_campaign_leads_and_hands_over_on_release() {
 async fn a_leader_that_cannot_renew_steps_down_before_the_standby_takes_over() {
     let api = LeaseApi::start(None).await.unwrap();
     let settings = settings(Duration::from_secs(6));
-    let (a, mut role_a) =
-        Election::start_with(&settings, api_config(&api, "token-a"), "a".to_owned(), None).unwrap();
+    let (a, mut role_a) = campaign(&settings, &api, "token-a", "a", None);
     wait_for_role(&mut role_a, Role::is_leader).await;
-    let (b, mut role_b) =
-        Election::start_with(&settings, api_config(&api, "token-b"), "b".to_owned(), None).unwrap();
+    let (b, mut role_b) = campaign(&settings, &api, "token-b", "b", None);
     wait_for_role(&mut role_b, |role| role.leader().is_some()).await;
     // a is cut off from the API; b is not.
     api.block_token("token-a", true);

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -267,34 +268,32 @@ async fn read(
     }
 }
 
-/// The Lease a POST or PUT carries, once the caller is let in (else the answer to give).
-fn authorized_lease(
-    state: &Leases,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Value, Box<Response>> {
-    if let Some(response) = refuse(state, headers) {
-        return Err(Box::new(response));
+/// The Lease a POST or PUT carries, once the caller is let in; the rejection is the answer to
+/// give (the body is read first, as a `Bytes` argument would be, then the caller checked).
+struct AuthorizedLease(Value);
+
+impl FromRequest<Arc<Leases>> for AuthorizedLease {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &Arc<Leases>) -> Result<Self, Response> {
+        let headers = request.headers().clone();
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if let Some(response) = refuse(state, &headers) {
+            return Err(response);
+        }
+        serde_json::from_slice(&body)
+            .map(AuthorizedLease)
+            .map_err(|_| status(StatusCode::BAD_REQUEST, "BadRequest", "invalid JSON"))
     }
-    serde_json::from_slice::<Value>(body).map_err(|_| {
-        Box::new(status(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "invalid JSON",
-        ))
-    })
 }
 
 async fn create(
     State(state): State<Arc<Leases>>,
     Path(namespace): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    AuthorizedLease(mut lease): AuthorizedLease,
 ) -> Response {
-    let mut lease = match authorized_lease(&state, &headers, &body) {
-        Ok(lease) => lease,
-        Err(response) => return *response,
-    };
     let Some(name) = lease["metadata"]["name"].as_str().map(str::to_owned) else {
         return status(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -323,13 +322,8 @@ async fn create(
 async fn replace(
     State(state): State<Arc<Leases>>,
     Path((namespace, name)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    AuthorizedLease(mut lease): AuthorizedLease,
 ) -> Response {
-    let mut lease = match authorized_lease(&state, &headers, &body) {
-        Ok(lease) => lease,
-        Err(response) => return *response,
-    };
     let mut objects = state.objects();
     let key = (namespace, name.clone());
     if let Some(conflict) = injected_conflict(&state, &mut objects, &key) {
