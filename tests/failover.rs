@@ -13,7 +13,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,9 +24,9 @@ use cloudflare_aop_exporter::server::{self, ExpiryThresholds};
 use cloudflare_aop_exporter::simulator::Simulator;
 use cloudflare_aop_exporter::simulator::lease::LeaseApi;
 use cloudflare_aop_exporter::state::{HISTORY_FILE_NAME, Scope, Status, StatusHistory};
-use common::kube::write_kubeconfig;
+use common::kube::{spawn_replica, try_scrape, write_kubeconfig, write_replica_config};
 use common::metrics_text::Scrape;
-use common::process::{ChildGuard, binary, free_addr};
+use common::process::free_addr;
 use common::receiver::{Receiver, Reply};
 use common::setup::{PAY_CERT as CERT, PAY_ZONE as ZONE, pay_scenario, sink};
 
@@ -213,6 +212,7 @@ const LEASE: &str = "aop-failover";
 /// Bounds a failure only; the conditions hold within seconds (a 5 s lease, 1 s ticks).
 const DEADLINE: Duration = Duration::from_secs(90);
 
+/// A replica's config: the pay zone, and the webhook sink at the receiver.
 fn process_config(
     dir: &Path,
     name: &str,
@@ -220,75 +220,11 @@ fn process_config(
     receiver: &Receiver,
     listen: SocketAddr,
 ) -> PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[cloudflare]
-api_base_url = "{base}"
-api_token = "{TOKEN}"
-verify_token = false
-
-[schedule]
-cron = "* * * * * *"
-jitter = "0s"
-
-[[zones]]
-id = "{ZONE}"
-name = "pay.example"
-zone_level = false
-
-[server]
-listen = "{listen}"
-
-[state]
-dir = "{state}"
-
-[alerts]
-repeat_interval = "24h"
-
-[[alerts.sinks]]
-type = "webhook"
-name = "oncall"
-url = "{hook}"
-
-[leader_election]
-enabled = true
-lease_name = "{LEASE}"
-lease_duration = "5s"
-"#,
-            base = sim.base_url(),
-            state = dir.join(format!("{name}-state")).display(),
-            hook = receiver.url(HOOK),
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// One exporter process named `name` (its `POD_NAME`), its log in `dir/<name>.log`.
-fn spawn(dir: &Path, name: &str, config: &Path, kubeconfig: &Path) -> ChildGuard {
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let child = std::process::Command::new(binary())
-        .args(["run", "--config"])
-        .arg(config)
-        .env_clear()
-        .env("KUBECONFIG", kubeconfig)
-        .env("POD_NAME", name)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    ChildGuard::new(child)
-}
-
-/// `/metrics` of `addr`, or `None` while it does not answer.
-async fn try_scrape(addr: SocketAddr) -> Option<Scrape> {
-    let response = reqwest::get(format!("http://{addr}/metrics")).await.ok()?;
-    Some(Scrape::parse(&response.text().await.ok()?))
+    let sinks = format!(
+        "\n[alerts]\nrepeat_interval = \"24h\"\n\n[[alerts.sinks]]\ntype = \"webhook\"\nname = \"oncall\"\nurl = \"{}\"\n",
+        receiver.url(HOOK)
+    );
+    write_replica_config(dir, name, sim, (TOKEN, LEASE), listen, &sinks)
 }
 
 /// Scrapes `addr` until `condition` holds on it; fails after [`DEADLINE`] with both logs.
@@ -358,12 +294,12 @@ async fn after_a_sigkill_of_the_leader_the_standby_polls_notifies_nothing_again_
     let b_config = process_config(dir.path(), "b", &sim, &receiver, b_addr);
 
     // a leads (it starts first), then b stands by.
-    let mut a = spawn(dir.path(), "a", &a_config, &kubeconfig);
+    let mut a = spawn_replica(dir.path(), "a", &a_config, &kubeconfig);
     wait_for_scrape("a leading and polling", a_addr, dir.path(), |scrape| {
         leading(scrape) && successful_polls(scrape) >= 1
     })
     .await;
-    let _b = spawn(dir.path(), "b", &b_config, &kubeconfig);
+    let _b = spawn_replica(dir.path(), "b", &b_config, &kubeconfig);
 
     // The certificate times out: a notifies, once.
     assert!(sim.set_certificate_status(ZONE, CERT, Status::DeploymentTimedOut));

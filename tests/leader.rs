@@ -13,10 +13,9 @@ use std::time::Duration;
 
 use cloudflare_aop_exporter::simulator::Simulator;
 use cloudflare_aop_exporter::simulator::lease::LeaseApi;
-use common::kube::write_kubeconfig;
-use common::metrics_text::Scrape;
+use common::kube::{spawn_replica, try_scrape, write_kubeconfig, write_replica_config};
 use common::process::{ChildGuard, binary, free_addr};
-use common::setup::{PAY_ZONE, pay_scenario};
+use common::setup::pay_scenario;
 
 const TOKEN: &str = "leader-test-cloudflare-token";
 const KUBE_TOKEN: &str = "leader-test-kube-token";
@@ -25,67 +24,9 @@ const LEASE: &str = "aop-pair";
 /// Bounds a failure only; the conditions hold within seconds (a 5 s lease, 1 s ticks).
 const DEADLINE: Duration = Duration::from_secs(90);
 
+/// A replica's config: the pay zone, no sinks.
 fn write_config(dir: &Path, name: &str, sim: &Simulator, listen: SocketAddr) -> PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[cloudflare]
-api_base_url = "{base}"
-api_token = "{TOKEN}"
-verify_token = false
-
-[schedule]
-cron = "* * * * * *"
-jitter = "0s"
-
-[[zones]]
-id = "{PAY_ZONE}"
-name = "pay.example"
-zone_level = false
-
-[server]
-listen = "{listen}"
-
-[state]
-dir = "{state}"
-
-[leader_election]
-enabled = true
-lease_name = "{LEASE}"
-lease_duration = "5s"
-"#,
-            base = sim.base_url(),
-            state = dir.join(format!("{name}-state")).display(),
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// One exporter process named `name` (its `POD_NAME`), its log in `dir/<name>.log`.
-fn spawn(dir: &Path, name: &str, config: &Path, kubeconfig: &Path) -> ChildGuard {
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let child = std::process::Command::new(binary())
-        .args(["run", "--config"])
-        .arg(config)
-        .env_clear()
-        .env("KUBECONFIG", kubeconfig)
-        .env("POD_NAME", name)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    ChildGuard::new(child)
-}
-
-/// `/metrics` of `addr`, or `None` while it does not answer (starting, killed).
-async fn try_scrape(addr: SocketAddr) -> Option<Scrape> {
-    let response = reqwest::get(format!("http://{addr}/metrics")).await.ok()?;
-    Some(Scrape::parse(&response.text().await.ok()?))
+    write_replica_config(dir, name, sim, (TOKEN, LEASE), listen, "")
 }
 
 /// What one instance says of itself.
@@ -156,8 +97,8 @@ async fn exactly_one_of_two_polls_and_the_standby_takes_over_after_a_sigkill() {
         write_config(dir.path(), "a", &sim, addrs[0]),
         write_config(dir.path(), "b", &sim, addrs[1]),
     ];
-    let mut a = spawn(dir.path(), "a", &configs[0], &kubeconfig);
-    let mut b = spawn(dir.path(), "b", &configs[1], &kubeconfig);
+    let mut a = spawn_replica(dir.path(), "a", &configs[0], &kubeconfig);
+    let mut b = spawn_replica(dir.path(), "b", &configs[1], &kubeconfig);
 
     // One leads and has polled a few times; the other stands by.
     let (seen_a, seen_b) = wait_for("one leader that has polled", addrs, dir.path(), |a, b| {
@@ -263,7 +204,7 @@ async fn a_leader_cut_off_from_the_api_stops_polling_and_the_other_takes_over() 
         let kubeconfig =
             write_kubeconfig(&own, &api.base_url(), &format!("token-{name}"), NAMESPACE);
         let config = write_config(dir.path(), name, &sim, addrs[index]);
-        children.push(spawn(dir.path(), name, &config, &kubeconfig));
+        children.push(spawn_replica(dir.path(), name, &config, &kubeconfig));
     }
     let (seen_a, _) = wait_for("one leader that has polled", addrs, dir.path(), |a, b| {
         let (Some(a), Some(b)) = (a, b) else {

@@ -13,10 +13,10 @@ that changed across the takeover (resets).
 
 Usage: failover.py OUT BINARY [--lease-duration SECONDS] [--tick SECONDS] [--window SECONDS]
 """
-import argparse, ctypes, http.server, json, os, re, signal, subprocess, sys, threading, time
-import urllib.error, urllib.request
+import argparse, ctypes, json, os, re, signal, subprocess, sys, time
 
 from free_ports import free_ports
+from processes import call, serve_receiver, stop_process
 from scale_config import SCALE_TOKEN, served_zones, zones_toml
 
 parser = argparse.ArgumentParser()
@@ -50,26 +50,7 @@ def start(name, argv, env=None):
     return children[name]
 
 def stop(name, sig=signal.SIGTERM):
-    proc = children.pop(name, None)
-    if proc and proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-def call(method, url, body=None, timeout=5):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"content-type": "application/json"} if data else {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except (urllib.error.URLError, OSError) as e:
-        return None, str(e).encode()
+    stop_process(children.pop(name, None), sig, 20)
 
 def wait_for(what, condition, limit=120, every=0.05):
     deadline = time.time() + limit
@@ -102,21 +83,15 @@ def value(text, name, labels=""):
 
 # --- the receiver: counts deliveries per alert fingerprint -----------------------------------
 hook = {"requests": 0, "firing": {}}
-class Hook(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
-        hook["requests"] += 1
-        for alert in body.get("alerts", []):
-            if alert.get("status") == "firing":
-                key = alert.get("fingerprint")
-                hook["firing"][key] = hook["firing"].get(key, 0) + 1
-        self.send_response(204)
-        self.send_header("content-length", "0")
-        self.end_headers()
-    def log_message(self, *_):
-        pass
-receiver = http.server.ThreadingHTTPServer(("127.0.0.1", hook_port), Hook)
-threading.Thread(target=receiver.serve_forever, daemon=True).start()
+def on_delivery(raw):
+    body = json.loads(raw or b"{}")
+    hook["requests"] += 1
+    for alert in body.get("alerts", []):
+        if alert.get("status") == "firing":
+            key = alert.get("fingerprint")
+            hook["firing"][key] = hook["firing"].get(key, 0) + 1
+    return 204
+receiver = serve_receiver(hook_port, on_delivery)
 
 # --- configs ----------------------------------------------------------------------------------
 def config(port, name, election, zones):

@@ -3,11 +3,12 @@
 
 Usage: soak.py OUT MINUTES REVISION (OUT holds the binary to run, copied there by scripts/soak).
 """
-import ctypes, http.server, json, os, re, signal, statistics, subprocess, sys, threading
-import time, urllib.error, urllib.request
+import ctypes, json, os, re, signal, statistics, subprocess, sys, threading
+import time
 from datetime import datetime, timezone
 
 from free_ports import free_ports
+from processes import call, serve_receiver, stop_process
 from scale_config import SCALE_TOKEN, served_zones, zones_toml
 
 out, minutes, revision = sys.argv[1], float(sys.argv[2]), sys.argv[3]
@@ -92,26 +93,7 @@ def start(name, args):
     return children[name]
 
 def stop(name):
-    proc = children.pop(name, None)
-    if proc and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-def call(method, url, body=None, timeout=5):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"content-type": "application/json"} if data else {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except (urllib.error.URLError, OSError) as e:
-        return None, str(e).encode()
+    stop_process(children.pop(name, None), signal.SIGTERM, 15)
 
 def wait_200(url, limit):
     deadline = time.time() + limit
@@ -131,21 +113,13 @@ def start_sim():
 
 # --- webhook receiver: 500 while `failing`, else 204 ----------------------------------------
 hook = {"failing": False, "accepted": 0, "refused": 0}
-class Hook(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        if hook["failing"]:
-            hook["refused"] += 1
-            self.send_response(500)
-        else:
-            hook["accepted"] += 1
-            self.send_response(204)
-        self.send_header("content-length", "0")
-        self.end_headers()
-    def log_message(self, *_):
-        pass
-receiver = http.server.ThreadingHTTPServer(("127.0.0.1", hook_port), Hook)
-threading.Thread(target=receiver.serve_forever, daemon=True).start()
+def on_delivery(_raw):
+    if hook["failing"]:
+        hook["refused"] += 1
+        return 500
+    hook["accepted"] += 1
+    return 204
+receiver = serve_receiver(hook_port, on_delivery)
 
 # --- the fault schedule: fault window, healthy window, next fault ... ------------------------
 FIRST_ZONE = "the first zone"  # a rule's zone_id: replaced by the served first zone's id

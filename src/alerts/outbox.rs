@@ -289,15 +289,17 @@ impl Outbox {
 
     /// The file's bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        // The file is the replica plus the sinks' fingerprints.
+        let AlertReplica {
+            firing,
+            queues,
+            next_id,
+        } = self.replica();
         let file = OutboxFile {
             version: OUTBOX_FILE_VERSION,
-            next_id: self.next_id,
-            firing: self.firing.firing.values().cloned().collect(),
-            queues: self
-                .queues
-                .iter()
-                .map(|(sink, queue)| (sink.clone(), queue.iter().cloned().collect()))
-                .collect(),
+            next_id,
+            firing,
+            queues,
             sinks: self.sinks.clone(),
         };
         serde_json::to_vec_pretty(&file)
@@ -536,10 +538,8 @@ mod tests {
         assert_eq!(outbox.len("am"), 2);
     }
 
-    #[test]
-    fn the_file_round_trips_and_holds_no_sink_urls() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(OUTBOX_FILE_NAME);
+    /// Alert "a" firing, its notification queued for the sink "slack".
+    fn firing_with_a_slack_notification() -> Outbox {
         let mut outbox = Outbox::default();
         let firing = alert("a");
         outbox
@@ -547,6 +547,14 @@ mod tests {
             .firing
             .insert(firing.fingerprint.clone(), firing);
         outbox.push("slack", pending(TransitionKind::Firing, "a", 1));
+        outbox
+    }
+
+    #[test]
+    fn the_file_round_trips_and_holds_no_sink_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(OUTBOX_FILE_NAME);
+        let outbox = firing_with_a_slack_notification();
         outbox.save(&path).unwrap();
         let loaded = Outbox::load(&path).unwrap();
         assert_eq!(loaded, outbox);
@@ -589,13 +597,7 @@ mod tests {
 
     #[test]
     fn adopting_a_replica_takes_firing_and_queues_of_known_sinks_and_keeps_ids_unique() {
-        let mut leader = Outbox::default();
-        let firing = alert("a");
-        leader
-            .firing
-            .firing
-            .insert(firing.fingerprint.clone(), firing);
-        leader.push("slack", pending(TransitionKind::Firing, "a", 1));
+        let mut leader = firing_with_a_slack_notification();
         leader.push("gone", pending(TransitionKind::Firing, "a", 1));
         let replica = leader.replica();
         assert_eq!(replica.next_id, 2);
