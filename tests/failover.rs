@@ -77,26 +77,45 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(400)).await;
 }
 
-/// The leader has polled a timed-out certificate and notified the receiver once.
-async fn leader_with_a_notified_alert(
-    sim: &Simulator,
-    receiver: &Receiver,
-) -> (tempfile::TempDir, Arc<Exporter>) {
-    let (dir, leader) = exporter(sim, receiver);
+/// A simulator, a receiver, and a leader that has polled a timed-out certificate and
+/// notified the receiver once.
+struct NotifiedLeader {
+    sim: Simulator,
+    receiver: Receiver,
+    dir: tempfile::TempDir,
+    leader: Arc<Exporter>,
+    /// The certificate's `status_since` at the leader.
+    since: Option<DateTime<Utc>>,
+}
+
+async fn leader_with_a_notified_alert() -> NotifiedLeader {
+    let sim = common::setup::simulator(&pay_scenario(TOKEN)).await;
+    let receiver = Receiver::start(vec![], Reply::Ok).await;
+    let (dir, leader) = exporter(&sim, &receiver);
     assert!(sim.set_certificate_status(ZONE, CERT, Status::DeploymentTimedOut));
     leader.cycle().await;
     assert_eq!(receiver.wait_for(HOOK, 1).await.len(), 1);
     assert_eq!(leader.alerter.as_ref().unwrap().firing().firing.len(), 1);
-    assert!(certificate_since(&leader).is_some());
-    (dir, leader)
+    let since = certificate_since(&leader);
+    assert!(since.is_some());
+    NotifiedLeader {
+        sim,
+        receiver,
+        dir,
+        leader,
+        since,
+    }
 }
 
 #[tokio::test]
 async fn a_standby_that_adopted_the_leaders_state_takes_over_without_announcing_or_resetting() {
-    let sim = common::setup::simulator(&pay_scenario(TOKEN)).await;
-    let receiver = Receiver::start(vec![], Reply::Ok).await;
-    let (_leader_dir, leader) = leader_with_a_notified_alert(&sim, &receiver).await;
-    let leader_since = certificate_since(&leader);
+    let NotifiedLeader {
+        sim,
+        receiver,
+        dir: _leader_dir,
+        leader,
+        since: leader_since,
+    } = leader_with_a_notified_alert().await;
     let address = serve_with_replication(&leader).await;
 
     let (standby_dir, standby) = exporter(&sim, &receiver);
@@ -147,15 +166,12 @@ async fn a_standby_that_adopted_the_leaders_state_takes_over_without_announcing_
 #[tokio::test]
 async fn a_standby_that_adopted_nothing_announces_again_and_restarts_status_since() {
     // The counterpart of the test above: what adopting prevents.
-    let sim = common::setup::simulator(&pay_scenario(TOKEN)).await;
-    let receiver = Receiver::start(vec![], Reply::Ok).await;
-    let (_leader_dir, leader) = leader_with_a_notified_alert(&sim, &receiver).await;
-    let leader_since = certificate_since(&leader);
-    let (_standby_dir, standby) = exporter(&sim, &receiver);
+    let leader = leader_with_a_notified_alert().await;
+    let (_standby_dir, standby) = exporter(&leader.sim, &leader.receiver);
     tokio::time::sleep(Duration::from_millis(20)).await;
     standby.cycle().await;
-    assert_eq!(receiver.wait_for(HOOK, 2).await.len(), 2);
-    assert_ne!(certificate_since(&standby), leader_since);
+    assert_eq!(leader.receiver.wait_for(HOOK, 2).await.len(), 2);
+    assert_ne!(certificate_since(&standby), leader.since);
 }
 
 #[tokio::test]

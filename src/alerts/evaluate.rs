@@ -328,6 +328,11 @@ mod tests {
         (TransitionKind::Firing, reason, object.to_owned())
     }
 
+    /// One alert of `reason` firing for each of `objects`, in that order.
+    fn fire_all(reason: Reason, objects: &[&str]) -> Vec<(TransitionKind, Reason, String)> {
+        objects.iter().map(|object| fires(reason, object)).collect()
+    }
+
     fn repeats(reason: Reason, object: &str) -> (TransitionKind, Reason, String) {
         (TransitionKind::Repeat, reason, object.to_owned())
     }
@@ -390,11 +395,14 @@ mod tests {
         let evaluation = evaluate(&AlertState::default(), &snap, at(1), &settings());
         assert_eq!(
             kinds(&evaluation),
-            vec![
-                fires(Reason::DeletionTimedOut, "certificate c1"),
-                fires(Reason::DeletionTimedOut, "hostname a.example.com"),
-                fires(Reason::DeletionTimedOut, "hostname b.example.com"),
-            ]
+            fire_all(
+                Reason::DeletionTimedOut,
+                &[
+                    "certificate c1",
+                    "hostname a.example.com",
+                    "hostname b.example.com"
+                ]
+            )
         );
         // The certificate alert names the monitored hostnames it serves.
         assert_eq!(
@@ -437,11 +445,10 @@ mod tests {
         let late = evaluate(&AlertState::default(), &snap, at(31), &settings());
         assert_eq!(
             kinds(&late),
-            vec![
-                fires(Reason::StuckPending, "certificate c1"),
-                fires(Reason::StuckPending, "certificate c2"),
-                fires(Reason::StuckPending, "certificate c3"),
-            ]
+            fire_all(
+                Reason::StuckPending,
+                &["certificate c1", "certificate c2", "certificate c3"]
+            )
         );
     }
 
