@@ -22,8 +22,14 @@ use tokio::sync::oneshot;
 /// A guard against a hung test, not a performance bound.
 const GUARD: Duration = Duration::from_secs(60);
 
-/// The exporter's router over a synthetic snapshot of `zones` zones, served on loopback.
-async fn serve(zones: usize, limits: ConnectionLimits) -> (SocketAddr, oneshot::Sender<()>) {
+/// The exporter's router over a synthetic snapshot of `zones` zones, served on loopback with
+/// the default connection limits as `limit` changes them.
+async fn serve(
+    zones: usize,
+    limit: impl FnOnce(&mut ConnectionLimits),
+) -> (SocketAddr, oneshot::Sender<()>) {
+    let mut limits = ConnectionLimits::default();
+    limit(&mut limits);
     let snapshot = synthetic_snapshot(zones, 10, 3);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -64,7 +70,7 @@ fn inflate(compressed: &[u8]) -> String {
 
 #[tokio::test]
 async fn a_gzip_scrape_inflates_to_exactly_the_plain_body() {
-    let (addr, _stop) = serve(20, ConnectionLimits::default()).await;
+    let (addr, _stop) = serve(20, |_| {}).await;
     let plain = get(addr, "/metrics", None).await;
     assert_eq!(plain.status(), 200);
     assert_eq!(
@@ -134,12 +140,8 @@ async fn read_until_closed(stream: &mut tokio::net::TcpStream, what: &str) -> Ve
 
 #[tokio::test]
 async fn clients_that_never_read_are_cut_off_and_hold_up_no_scrape() {
-    let limits = ConnectionLimits {
-        write_timeout: Duration::from_secs(1),
-        ..ConnectionLimits::default()
-    };
     // ~10 MB of text: more than loopback's socket buffers hold.
-    let (addr, _stop) = serve(250, limits).await;
+    let (addr, _stop) = serve(250, |limits| limits.write_timeout = Duration::from_secs(1)).await;
     let expected = get(addr, "/metrics", None).await.text().await.unwrap();
     assert!(expected.len() > 8_000_000, "{} bytes", expected.len());
 
@@ -173,11 +175,10 @@ async fn clients_that_never_read_are_cut_off_and_hold_up_no_scrape() {
 
 #[tokio::test]
 async fn slow_headers_and_idle_connections_are_closed() {
-    let limits = ConnectionLimits {
-        header_read_timeout: Duration::from_millis(500),
-        ..ConnectionLimits::default()
-    };
-    let (addr, _stop) = serve(1, limits).await;
+    let (addr, _stop) = serve(1, |limits| {
+        limits.header_read_timeout = Duration::from_millis(500);
+    })
+    .await;
     let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut slow = send_raw(addr, b"GET /metrics HTTP/1.1\r\nHost: exp").await;
     for stream in [&mut idle, &mut slow] {
@@ -198,7 +199,7 @@ async fn slow_headers_and_idle_connections_are_closed() {
 
 #[tokio::test]
 async fn h2c_is_not_served() {
-    let (addr, _stop) = serve(1, ConnectionLimits::default()).await;
+    let (addr, _stop) = serve(1, |_| {}).await;
     // The HTTP/2 connection preface with prior knowledge, then an empty SETTINGS frame.
     let mut stream = send_raw(
         addr,
