@@ -322,6 +322,8 @@ struct Configs {
     inline: PathBuf,
     /// The token, inline, against a closed port (`check` exit 3).
     unreachable: PathBuf,
+    /// The token, inline, in an `[[accounts]]` table.
+    accounts: PathBuf,
     /// Every state directory the commands use.
     state_dirs: Vec<PathBuf>,
 }
@@ -416,20 +418,29 @@ dir = "{}"
             dir.join("state-unreachable").display()
         ),
     );
+    let accounts = write("accounts.toml", accounts_toml(dir, api, fast, &zone));
     Configs {
         daemon,
         daemon_listen,
         legacy,
         inline,
         unreachable,
-        state_dirs: vec![
-            daemon_state.clone(),
-            dir.join("state-legacy"),
-            dir.join("state-inline"),
-            dir.join("state-unreachable"),
-        ],
+        accounts,
+        state_dirs: ["daemon", "legacy", "inline", "unreachable", "accounts"]
+            .map(|name| dir.join(format!("state-{name}")))
+            .to_vec(),
         daemon_state,
     }
+}
+
+/// The token inline in an `[[accounts]]` table with the audit zone (`zone` as `[[zones]]`).
+fn accounts_toml(dir: &Path, api: &str, fast: &str, zone: &str) -> String {
+    format!(
+        "[cloudflare]\napi_base_url = \"{api}\"\n{fast}\n[state]\ndir = \"{}\"\n\n\
+         [[accounts]]\nname = \"audit\"\napi_token = \"{TOKEN}\"\n\n{}",
+        dir.join("state-accounts").display(),
+        zone.replace("[[zones]]", "[[accounts.zones]]")
+    )
 }
 
 fn arg(path: &Path) -> &str {
@@ -460,6 +471,7 @@ async fn validate_configs(
         ("validate-config daemon", &configs.daemon),
         ("validate-config legacy", &configs.legacy),
         ("validate-config inline", &configs.inline),
+        ("validate-config accounts", &configs.accounts),
     ] {
         let code = run(
             label,
@@ -542,6 +554,14 @@ async fn one_shot_commands(
             "json",
             "text",
             Some(Fault::ServerError { status: 502 }),
+            3,
+        ),
+        case(
+            "check accounts json auth-failure",
+            &configs.accounts,
+            "json",
+            "json",
+            Some(Fault::AuthFailure),
             3,
         ),
         case(
