@@ -139,9 +139,34 @@ impl Exporter {
 
     /// Start-up: resolves every credential's zones given by name (and lists them when
     /// discovery is on); the first failure is returned, naming the zone.
+    /// A zone watched by two credentials is refused, naming both.
     pub async fn resolve_zones(&self) -> Result<(), ZoneError> {
+        for (index, poller) in self.pollers.iter().enumerate() {
+            poller.resolve_zones().await.map_err(|error| {
+                // The implicit account's keys are at the top level.
+                if poller.account() == crate::config::DEFAULT_ACCOUNT {
+                    error
+                } else {
+                    ZoneError::InAccount {
+                        index,
+                        error: Box::new(error),
+                    }
+                }
+            })?;
+        }
+        let mut owners: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
         for poller in &self.pollers {
-            poller.resolve_zones().await?;
+            for zone in poller.zones().iter() {
+                let first = owners.insert(zone.id.clone(), poller.account());
+                if let Some(first) = first.filter(|first| *first != poller.account()) {
+                    return Err(ZoneError::Shared {
+                        zone: zone.name.clone(),
+                        zone_id: zone.id.clone(),
+                        first: first.to_owned(),
+                        second: poller.account().to_owned(),
+                    });
+                }
+            }
         }
         Ok(())
     }

@@ -220,3 +220,43 @@ async fn a_zone_of_another_account_is_forbidden_not_a_rejected_credential() {
     );
     assert_eq!(sim.stats().rate_limited, 0);
 }
+
+/// The first account's first zone, given by name only.
+fn by_name(scenario: &Scenario) -> cloudflare_aop_exporter::config::ZoneSettings {
+    let mut zone = daemon::zone_settings(&scenario.zones()[..1]).remove(0);
+    zone.id.clear();
+    zone
+}
+
+#[tokio::test]
+async fn a_name_another_credential_cannot_see_is_refused_under_its_account_key() {
+    let (scenario, _sim, mut settings) = two_accounts(1_800, 1_800).await;
+    settings.accounts[1].zones.push(by_name(&scenario));
+    let exporter = Exporter::new(&settings, false).unwrap();
+    let error = exporter.resolve_zones().await.unwrap_err();
+    assert!(error.is_config_error(), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("accounts[1].zones[3] (name zone-0.example): no zone of that name"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_zone_two_credentials_both_watch_is_refused_naming_both() {
+    let (scenario, _sim, mut settings) = two_accounts(1_800, 1_800).await;
+    // The same credential twice (a copy-paste): the zone by name resolves in both.
+    settings.accounts[1].cloudflare.credentials =
+        settings.accounts[0].cloudflare.credentials.clone();
+    settings.accounts[1].zones = vec![by_name(&scenario)];
+    let exporter = Exporter::new(&settings, false).unwrap();
+    let error = exporter.resolve_zones().await.unwrap_err();
+    assert!(error.is_config_error(), "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains("zone zone-0.example (")
+            && text.contains("is watched by accounts first and second"),
+        "{text}"
+    );
+}

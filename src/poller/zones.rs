@@ -34,12 +34,32 @@ pub enum ZoneError {
     /// The zone listing of `[zone_discovery]` failed.
     #[error("zone_discovery: cannot list the zones: {0}")]
     Discovery(#[source] ApiError),
+    /// One of the above, of the `[[accounts]]` entry `index` (its keys are under
+    /// `accounts[index].`). The cause is in the message, not chained, so it prints once.
+    #[error("accounts[{index}].{error}")]
+    InAccount { index: usize, error: Box<ZoneError> },
+    /// Two credentials watch the same zone (given by name in both, or discovered by both):
+    /// its series have no `account` label, so one must own it.
+    #[error(
+        "zone {zone} ({zone_id}) is watched by accounts {first} and {second}: a zone belongs to \
+         one account (remove it from one, or exclude it from that account's discovery)"
+    )]
+    Shared {
+        zone: String,
+        zone_id: String,
+        first: String,
+        second: String,
+    },
 }
 
 impl ZoneError {
     /// Whether the configuration is at fault (as opposed to the API being unreachable).
     pub fn is_config_error(&self) -> bool {
-        matches!(self, ZoneError::NotVisible { .. })
+        match self {
+            ZoneError::NotVisible { .. } | ZoneError::Shared { .. } => true,
+            ZoneError::InAccount { error, .. } => error.is_config_error(),
+            ZoneError::Lookup { .. } | ZoneError::Discovery(_) => false,
+        }
     }
 }
 
